@@ -1,0 +1,93 @@
+//! The `IPAMBlock` custom resource: one slice of a pool, claimed by one node, with its
+//! per-address allocation records.
+//!
+//! Blocks are the source of truth for who holds which address. The controller creates them and
+//! writes allocations; the CNI plugin only records which container claimed an allocation. Every
+//! write is compare-and-swap on `metadata.resourceVersion`, and `sequenceNumber` lets a release
+//! tell an address that was re-assigned meanwhile from the one it meant to free.
+
+// The derive takes one `printcolumn(...)` per column, which clippy reads as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Desired state of an IPAM block. Written by rangepool only; do not edit by hand.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "rangepool.dev",
+    version = "v1",
+    kind = "IPAMBlock",
+    plural = "ipamblocks",
+    shortname = "ipb",
+    category = "rangepool",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "A block of a pool's addresses with its node affinity and allocation records. Managed by rangepool.",
+    printcolumn(name = "CIDR", type_ = "string", json_path = ".spec.cidr"),
+    printcolumn(name = "Pool", type_ = "string", json_path = ".spec.pool"),
+    printcolumn(name = "Node", type_ = "string", json_path = ".spec.affinity"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IPAMBlockSpec {
+    /// The block's range, e.g. `10.244.0.64/26`. Immutable.
+    #[schemars(length(min = 1, max = 43))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("cidr of a block is immutable"))]
+    pub cidr: String,
+
+    /// Name of the IPPool the block belongs to. Immutable.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("pool of a block is immutable"))]
+    pub pool: String,
+
+    /// Name of the node whose pods get addresses from this block first. Absent once the node is
+    /// gone; the block then only keeps its remaining allocations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub affinity: Option<String>,
+
+    /// Bumped on every change to the allocations.
+    #[serde(default)]
+    #[schemars(range(min = 0), extend("format" = "int64"))]
+    pub sequence_number: i64,
+
+    /// One record per allocated address, sorted by ordinal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4096))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["ordinal"]))]
+    pub allocations: Vec<BlockAllocation>,
+}
+
+/// The record of one allocated address.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockAllocation {
+    /// Offset of the address from the start of the block (0 is the block's first address).
+    #[schemars(range(min = 0, max = 4095), extend("format" = "int32"))]
+    pub ordinal: i32,
+
+    /// Who holds the address: the pod's UID.
+    #[schemars(length(min = 1, max = 128))]
+    pub handle: String,
+
+    /// The pod's namespace, for people reading the block.
+    #[serde(default)]
+    #[schemars(length(max = 63))]
+    pub namespace: String,
+
+    /// The pod's name, for people reading the block.
+    #[serde(default)]
+    #[schemars(length(max = 253))]
+    pub pod: String,
+
+    /// The container (sandbox) ID that claimed the address through the CNI plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub container: Option<String>,
+
+    /// The block's `sequenceNumber` at the moment this address was allocated.
+    #[serde(default)]
+    #[schemars(range(min = 0), extend("format" = "int64"))]
+    pub sequence: i64,
+}

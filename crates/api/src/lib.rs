@@ -1,0 +1,16 @@
+//! rangepool's Kubernetes resource types and the names other tools rely on.
+//!
+//! Owns the `IPPool` and `IPAMBlock` custom resources (group `rangepool.dev`, version `v1`), the
+//! annotation keys, finalizer and field-manager names, and the conversions between these
+//! resources and the pure core in the `ipam` crate. It depends on kube only for the derive
+//! macros and resource traits: nothing here talks to an API server.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod block;
+pub mod crd;
+pub mod keys;
+pub mod pool;
+
+pub use block::{BlockAllocation, IPAMBlock, IPAMBlockSpec};
+pub use pool::{IPPool, IPPoolSpec, IPPoolStatus, PoolCondition};

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs on a fresh machine. Idempotent: re-running changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+# Real kubectl and helm binaries for the test API server, chart and CRD checks.
+if [ -x tests/tools/install-k8s-tools.sh ] || [ -f tests/tools/install-k8s-tools.sh ]; then
+  bash tests/tools/install-k8s-tools.sh
+fi
