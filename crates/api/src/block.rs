@@ -9,6 +9,8 @@
 // The derive takes one `printcolumn(...)` per column, which clippy reads as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+use std::collections::BTreeMap;
+
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +29,11 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "CIDR", type_ = "string", json_path = ".spec.cidr"),
     printcolumn(name = "Pool", type_ = "string", json_path = ".spec.pool"),
     printcolumn(name = "Node", type_ = "string", json_path = ".spec.affinity"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IPAMBlockSpec {
@@ -52,21 +58,19 @@ pub struct IPAMBlockSpec {
     #[schemars(range(min = 0), extend("format" = "int64"))]
     pub sequence_number: i64,
 
-    /// One record per allocated address, sorted by ordinal.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 4096))]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["ordinal"]))]
-    pub allocations: Vec<BlockAllocation>,
+    /// One record per allocated address, keyed by the address's ordinal in the block as a
+    /// decimal string (`"0"` is the block's first address). A map rather than a list so that the
+    /// CNI plugin can address one record with a JSON patch whose `test` operations make the
+    /// write fail unless the record still belongs to its pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 4096))]
+    pub allocations: BTreeMap<String, BlockAllocation>,
 }
 
 /// The record of one allocated address.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockAllocation {
-    /// Offset of the address from the start of the block (0 is the block's first address).
-    #[schemars(range(min = 0, max = 4095), extend("format" = "int32"))]
-    pub ordinal: i32,
-
     /// Who holds the address: the pod's UID.
     #[schemars(length(min = 1, max = 128))]
     pub handle: String,

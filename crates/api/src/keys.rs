@@ -15,6 +15,10 @@ pub const ASSIGNED_IPV6: &str = "rangepool.dev/ipv6";
 /// Pod annotation written by the controller: which pool each address came from, as a JSON object
 /// keyed by family, e.g. `{"ipv4":"payments"}`.
 pub const ASSIGNED_POOLS: &str = "rangepool.dev/pools";
+/// Pod annotation written by the controller: the IPAMBlock that records each address, as a JSON
+/// object keyed by family, e.g. `{"ipv4":"10-244-8-0-26"}`. Lets the CNI plugin check the
+/// assignment with one conditional write instead of a search; a forged value fails that check.
+pub const ASSIGNED_BLOCKS: &str = "rangepool.dev/blocks";
 /// Pod annotation written by the controller when the pod cannot get an address: the same message
 /// as the Warning Event. The CNI plugin fails at once with it.
 pub const ASSIGNMENT_ERROR: &str = "rangepool.dev/error";

@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod assignment;
 pub mod block;
 pub mod crd;
 pub mod keys;
 pub mod pool;
 
+pub use assignment::{Assignment, AssignmentError, FamilyAssignment};
 pub use block::{BlockAllocation, IPAMBlock, IPAMBlockSpec};
 pub use pool::{IPPool, IPPoolSpec, IPPoolStatus, PoolCondition};

@@ -41,7 +41,11 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Used", type_ = "integer", json_path = ".status.allocated"),
     printcolumn(name = "Free", type_ = "integer", json_path = ".status.free"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new(
     "!has(self.blockSize) || (self.cidr.contains(':') ? (self.blockSize >= 116 && self.blockSize <= 128) : (self.blockSize >= 20 && self.blockSize <= 32))"

@@ -35,7 +35,13 @@ fn walk(path: &str, node: &Value, visit: &mut dyn FnMut(&str, &Value)) {
         walk(&format!("{path}{{}}"), extra, visit);
     }
     for key in ["oneOf", "anyOf", "allOf"] {
-        for (i, child) in node.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, child) in node
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             walk(&format!("{path}<{key}{i}>"), child, visit);
         }
     }
@@ -68,14 +74,18 @@ fn committed_crds_match_the_types() {
 fn every_schema_node_is_structural() {
     for (file, crd) in all() {
         walk("", &schema(&crd), &mut |path, node| {
-            let preserves = node.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+            let preserves = node.get("x-kubernetes-preserve-unknown-fields")
+                == Some(&Value::Bool(true))
                 || node.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
             assert!(
                 node.get("type").is_some() || preserves,
                 "{file}: schema node {path:?} has no type: real API servers refuse it"
             );
             if let Some(format) = node.get("format").and_then(Value::as_str) {
-                assert!(!format.starts_with("uint"), "{file}: {path:?} has format {format}");
+                assert!(
+                    !format.starts_with("uint"),
+                    "{file}: {path:?} has format {format}"
+                );
             }
         });
     }
@@ -83,22 +93,38 @@ fn every_schema_node_is_structural() {
 
 #[test]
 fn rules_stay_within_kubernetes_1_28_and_the_cost_budget() {
-    const NEWER_THAN_1_28: [&str; 7] =
-        ["isCIDR", "cidr(", ".masked(", "isIP(", "ip(", "format.", "optionalOldSelf"];
+    const NEWER_THAN_1_28: [&str; 7] = [
+        "isCIDR",
+        "cidr(",
+        ".masked(",
+        "isIP(",
+        "ip(",
+        "format.",
+        "optionalOldSelf",
+    ];
     for (file, crd) in all() {
         walk("", &schema(&crd), &mut |path, node| {
             for rule in rules(node) {
                 for f in NEWER_THAN_1_28 {
-                    assert!(!rule.contains(f), "{file}: rule at {path:?} uses {f}: {rule}");
+                    assert!(
+                        !rule.contains(f),
+                        "{file}: rule at {path:?} uses {f}: {rule}"
+                    );
                 }
             }
             if node.get("type").and_then(Value::as_str) == Some("array") {
-                assert!(node.get("maxItems").is_some(), "{file}: list {path:?} has no maxItems");
+                assert!(
+                    node.get("maxItems").is_some(),
+                    "{file}: list {path:?} has no maxItems"
+                );
             }
             if node.get("type").and_then(Value::as_str) == Some("string")
                 && node.get("enum").is_none()
             {
-                assert!(node.get("maxLength").is_some(), "{file}: string {path:?} has no maxLength");
+                assert!(
+                    node.get("maxLength").is_some(),
+                    "{file}: string {path:?} has no maxLength"
+                );
             }
         });
     }
@@ -110,9 +136,18 @@ fn names_scope_and_subresources() {
     let (_, pool) = &crds[0];
     assert_eq!(pool.metadata.name.as_deref(), Some("ippools.rangepool.dev"));
     assert_eq!(pool.spec.scope, "Cluster");
-    assert_eq!(pool.spec.names.short_names.as_deref(), Some(&["ipp".to_owned()][..]));
+    assert_eq!(
+        pool.spec.names.short_names.as_deref(),
+        Some(&["ipp".to_owned()][..])
+    );
     let version = &pool.spec.versions[0];
-    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
     let columns: Vec<&str> = version
         .additional_printer_columns
         .iter()
@@ -120,20 +155,33 @@ fn names_scope_and_subresources() {
         .map(|c| c.name.as_str())
         .collect();
     for want in ["CIDR", "Block", "Allocatable", "Used", "Free"] {
-        assert!(columns.contains(&want), "IPPool lacks printer column {want}: {columns:?}");
+        assert!(
+            columns.contains(&want),
+            "IPPool lacks printer column {want}: {columns:?}"
+        );
     }
 
     let (_, block) = &crds[1];
-    assert_eq!(block.metadata.name.as_deref(), Some("ipamblocks.rangepool.dev"));
+    assert_eq!(
+        block.metadata.name.as_deref(),
+        Some("ipamblocks.rangepool.dev")
+    );
     assert_eq!(block.spec.scope, "Cluster");
-    assert_eq!(block.spec.names.short_names.as_deref(), Some(&["ipb".to_owned()][..]));
+    assert_eq!(
+        block.spec.names.short_names.as_deref(),
+        Some(&["ipb".to_owned()][..])
+    );
 }
 
 #[test]
 fn cidr_and_block_size_are_immutable_by_rule() {
     let crds = all();
     let spec = schema(&crds[0].1)["properties"]["spec"].clone();
-    assert!(rules(&spec["properties"]["cidr"]).iter().any(|r| r == "self == oldSelf"));
+    assert!(
+        rules(&spec["properties"]["cidr"])
+            .iter()
+            .any(|r| r == "self == oldSelf")
+    );
     assert!(rules(&spec).iter().any(|r| r.contains("oldSelf.blockSize")));
 }
 
@@ -141,12 +189,26 @@ fn cidr_and_block_size_are_immutable_by_rule() {
 fn optional_fields_are_not_required_and_never_null() {
     let crds = all();
     let spec = schema(&crds[0].1)["properties"]["spec"].clone();
-    let required: Vec<&str> =
-        spec["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    assert_eq!(required, vec!["cidr"], "only cidr is required in an IPPool spec");
+    let required: Vec<&str> = spec["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        required,
+        vec!["cidr"],
+        "only cidr is required in an IPPool spec"
+    );
 
     // An IPPool with only a CIDR serializes without nulls (real servers refuse explicit null).
-    let pool = IPPool::new("p", crate::IPPoolSpec { cidr: "10.0.0.0/24".into(), ..Default::default() });
+    let pool = IPPool::new(
+        "p",
+        crate::IPPoolSpec {
+            cidr: "10.0.0.0/24".into(),
+            ..Default::default()
+        },
+    );
     let json = serde_json::to_string(&pool).unwrap();
     assert!(!json.contains("null"), "{json}");
 }
