@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::keys::{
     ASSIGNED_BLOCKS, ASSIGNED_IPV4, ASSIGNED_IPV6, ASSIGNED_POOLS, ASSIGNMENT_ERROR,
@@ -76,8 +76,7 @@ impl AssignmentError {
     }
 }
 
-#[derive(Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Serialize, Default)]
 struct PerFamily {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ipv4: Option<String>,
@@ -140,10 +139,20 @@ fn per_family(
 ) -> Result<PerFamily, AssignmentError> {
     match annotations.get(key) {
         None => Ok(PerFamily::default()),
-        Some(value) => serde_json::from_str(value).map_err(|_| AssignmentError::BadMap {
-            key,
-            value: value.clone(),
-        }),
+        Some(value) => {
+            let bad = || AssignmentError::BadMap {
+                key,
+                value: value.clone(),
+            };
+            // Through a map rather than the struct: serde would also accept a JSON list.
+            let mut map: BTreeMap<String, String> =
+                serde_json::from_str(value).map_err(|_| bad())?;
+            let out = PerFamily {
+                ipv4: map.remove("ipv4"),
+                ipv6: map.remove("ipv6"),
+            };
+            if map.is_empty() { Ok(out) } else { Err(bad()) }
+        }
     }
 }
 
