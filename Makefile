@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all demo test setup fmt-check clippy unit doc-test plan-example bench crds fmt
+.PHONY: all demo test setup fmt-check clippy unit doc-test plan-example bench bench-cni crds fmt
 
 all: test
 
@@ -39,6 +39,10 @@ plan-example:
 ## Allocation throughput of the pure core.
 bench:
 	$(CARGO) bench -p ipam --bench alloc
+
+## ADD latency of the CNI plugin next to Debian's host-local plugin.
+bench-cni: setup
+	$(CARGO) bench -p rangepool-cni --bench add_latency
 
 ## Regenerates crds/ from the Rust types.
 crds:

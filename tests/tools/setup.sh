@@ -12,3 +12,8 @@ fi
 if [ -x tests/tools/install-k8s-tools.sh ] || [ -f tests/tools/install-k8s-tools.sh ]; then
   bash tests/tools/install-k8s-tools.sh
 fi
+
+# Debian's reference CNI plugins (bridge, host-local, ...) for the plugin's end-to-end tests.
+if [ -f tests/tools/install-cni-plugins.sh ]; then
+  bash tests/tools/install-cni-plugins.sh
+fi
