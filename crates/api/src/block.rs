@@ -61,8 +61,9 @@ pub struct IPAMBlockSpec {
     /// One record per allocated address, keyed by the address's ordinal in the block as a
     /// decimal string (`"0"` is the block's first address). A map rather than a list so that the
     /// CNI plugin can address one record with a JSON patch whose `test` operations make the
-    /// write fail unless the record still belongs to its pod.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// write fail unless the record still belongs to its pod. Always present, even when empty,
+    /// so that a JSON patch can add a record to it.
+    #[serde(default)]
     #[schemars(extend("maxProperties" = 4096))]
     pub allocations: BTreeMap<String, BlockAllocation>,
 }
