@@ -9,6 +9,7 @@
 
 pub mod assignment;
 pub mod block;
+pub mod cluster;
 pub mod crd;
 pub mod keys;
 pub mod pool;

@@ -213,3 +213,35 @@ impl IPPool {
             .find(|c| c.type_ == ALLOCATABLE)
     }
 }
+
+impl IPPool {
+    /// The pool as the pure core reads it: the spec as the admin wrote it, plus the metadata
+    /// that decides "older wins" and whether the pool is being deleted.
+    pub fn to_input(&self) -> ipam::pool::PoolInput {
+        let spec = &self.spec;
+        ipam::pool::PoolInput {
+            name: self.metadata.name.clone().unwrap_or_default(),
+            cidr: spec.cidr.clone(),
+            block_size: spec.block_size.map(i64::from),
+            node_selector: spec.node_selector.clone(),
+            namespace_selector: spec.namespace_selector.clone(),
+            disabled: spec.disabled,
+            assignment_mode: spec.assignment_mode.clone(),
+            allowed_uses: spec
+                .allowed_uses
+                .as_ref()
+                .map(|uses| uses.iter().map(|u| u.0.clone()).collect()),
+            ipip_mode: spec.ipip_mode.clone(),
+            vxlan_mode: spec.vxlan_mode.clone(),
+            nat_outgoing: spec.nat_outgoing.unwrap_or(false),
+            disable_bgp_export: spec.disable_bgp_export.unwrap_or(false),
+            terminating: self.metadata.deletion_timestamp.is_some(),
+            created: self
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
