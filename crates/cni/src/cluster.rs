@@ -1,0 +1,397 @@
+//! The plugin's view of the API server: connecting with the node's kubeconfig, telling
+//! transient failures from final ones, and reading (or waiting for) a pod's assignment.
+//!
+//! Only pod metadata is ever read: the assignment lives in annotations, and the smaller answer
+//! keeps ADD fast on nodes with large pod specs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use api::Assignment;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PartialObjectMeta, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tokio::time::Instant;
+
+use crate::error::CniError;
+use crate::log::Logger;
+use crate::request::PodRef;
+
+/// How long a TCP connect to the API server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client for the node's API server.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The kube client.
+    pub client: Client,
+}
+
+/// What a failed API request means for the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiFailure {
+    /// 404: the object is not there.
+    NotFound,
+    /// 422: a JSON patch `test` failed (or the result was invalid).
+    Unprocessable(String),
+    /// Worth retrying: no answer, overload, conflicts, server errors.
+    Transient(String),
+    /// Retrying will not help: forbidden, bad request, undecodable answer.
+    Refused(String),
+}
+
+impl ApiFailure {
+    /// Classifies a kube error.
+    pub fn of(err: &kube::Error) -> ApiFailure {
+        match err {
+            kube::Error::Api(status) => {
+                let reason = if status.message.is_empty() {
+                    format!("{} {}", status.code, status.reason)
+                } else {
+                    format!("{} ({} {})", status.message, status.code, status.reason)
+                };
+                match status.code {
+                    404 => ApiFailure::NotFound,
+                    422 => ApiFailure::Unprocessable(reason),
+                    408 | 409 | 429 | 500 | 502 | 503 | 504 => ApiFailure::Transient(reason),
+                    _ => ApiFailure::Refused(reason),
+                }
+            }
+            kube::Error::HyperError(_) | kube::Error::Service(_) => {
+                ApiFailure::Transient(format!("the API server did not answer: {err}"))
+            }
+            other => ApiFailure::Refused(other.to_string()),
+        }
+    }
+
+    /// The error a call reports for this failure while doing `action` for `pod`.
+    pub fn into_error(self, pod: &str, action: &str) -> CniError {
+        match self {
+            ApiFailure::Transient(reason) => CniError::TryAgain {
+                pod: pod.to_owned(),
+                reason: format!("could not {action}: {reason}"),
+            },
+            ApiFailure::NotFound => CniError::Api {
+                pod: pod.to_owned(),
+                action: action.to_owned(),
+                reason: "not found".into(),
+            },
+            ApiFailure::Unprocessable(reason) | ApiFailure::Refused(reason) => CniError::Api {
+                pod: pod.to_owned(),
+                action: action.to_owned(),
+                reason,
+            },
+        }
+    }
+}
+
+impl Cluster {
+    /// Builds a client from the kubeconfig file. Sends no request.
+    pub async fn connect(path: &Path) -> Result<Cluster, CniError> {
+        let fail = |reason: String| CniError::Kubeconfig {
+            path: path.display().to_string(),
+            reason,
+        };
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|e| fail(e.to_string()))?;
+        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        // Every call has its own overall deadline; kube's retry-with-backoff would spend it
+        // silently on one request.
+        config.default_retry = false;
+        let client = Client::try_from(config).map_err(|e| fail(e.to_string()))?;
+        Ok(Cluster { client })
+    }
+
+    /// The pods of the call's namespace.
+    pub fn pods(&self, namespace: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+}
+
+/// What one look at the pod says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodState {
+    /// The controller has assigned at least one address.
+    Assigned {
+        /// metadata.uid
+        uid: String,
+        /// The assignment.
+        assignment: Assignment,
+    },
+    /// Nothing written yet.
+    Pending {
+        /// metadata.resourceVersion, to watch from.
+        resource_version: String,
+    },
+}
+
+/// Judges one version of the pod: refuses another pod of the same name, fails at once on the
+/// controller's error, and reports whether an address is there yet.
+pub fn judge(meta: &PartialObjectMeta<Pod>, pod: &PodRef) -> Result<PodState, CniError> {
+    let found = meta.metadata.uid.clone().unwrap_or_default();
+    if let Some(expected) = &pod.uid
+        && *expected != found
+    {
+        return Err(CniError::UidMismatch {
+            pod: pod.to_string(),
+            expected: expected.clone(),
+            found,
+        });
+    }
+    let empty = Default::default();
+    let annotations = meta.metadata.annotations.as_ref().unwrap_or(&empty);
+    let assignment =
+        Assignment::from_annotations(annotations).map_err(|e| CniError::MalformedAssignment {
+            pod: pod.to_string(),
+            reason: e.to_string(),
+        })?;
+    if let Some(message) = &assignment.error {
+        return Err(CniError::AssignmentFailed {
+            pod: pod.to_string(),
+            message: message.clone(),
+        });
+    }
+    if assignment.addresses().next().is_some() {
+        return Ok(PodState::Assigned {
+            uid: found,
+            assignment,
+        });
+    }
+    Ok(PodState::Pending {
+        resource_version: meta.metadata.resource_version.clone().unwrap_or_default(),
+    })
+}
+
+/// Reads the pod's metadata; `None` when the pod does not exist.
+pub async fn read_pod(
+    api: &Api<Pod>,
+    pod: &PodRef,
+) -> Result<Option<PartialObjectMeta<Pod>>, CniError> {
+    api.get_metadata_opt(&pod.name)
+        .await
+        .map_err(|e| ApiFailure::of(&e).into_error(&pod.to_string(), "read the pod"))
+}
+
+/// Reads the pod and, while the controller has not assigned an address, watches that one pod
+/// until it does or `wait` has passed.
+pub async fn wait_for_assignment(
+    cluster: &Cluster,
+    pod: &PodRef,
+    wait: Duration,
+    log: &Logger,
+) -> Result<(String, Assignment), CniError> {
+    let api = cluster.pods(&pod.namespace);
+    let deadline = Instant::now() + wait;
+    let not_found = || CniError::PodNotFound {
+        pod: pod.to_string(),
+    };
+    let meta = read_pod(&api, pod).await?.ok_or_else(not_found)?;
+    let mut resource_version = match judge(&meta, pod)? {
+        PodState::Assigned { uid, assignment } => return Ok((uid, assignment)),
+        PodState::Pending { resource_version } => resource_version,
+    };
+    log.info(format_args!(
+        "no address assigned yet; waiting up to {}s for the controller",
+        wait.as_secs_f64()
+    ));
+    let field_selector = format!("metadata.name={}", pod.name);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(CniError::TryAgain {
+                pod: pod.to_string(),
+                reason: format!(
+                    "the controller has not assigned an address to the pod within {}s (is rangepool-controller running?)",
+                    wait.as_secs_f64()
+                ),
+            });
+        }
+        // The server ends the watch by itself shortly after the deadline; the local timeout
+        // below is what actually bounds the wait.
+        let secs = u32::try_from(left.as_secs().saturating_add(1)).unwrap_or(u32::MAX);
+        let params = WatchParams::default().fields(&field_selector).timeout(secs);
+        let watched = tokio::time::timeout(left, async {
+            let mut stream = api
+                .watch_metadata(&params, &resource_version)
+                .await
+                .map_err(|e| ApiFailure::of(&e).into_error(&pod.to_string(), "watch the pod"))?
+                .boxed();
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(WatchEvent::Added(meta)) | Ok(WatchEvent::Modified(meta)) => {
+                        match judge(&meta, pod)? {
+                            PodState::Assigned { uid, assignment } => {
+                                return Ok(Watched::Assigned(uid, assignment));
+                            }
+                            PodState::Pending {
+                                resource_version: rv,
+                            } => resource_version = rv,
+                        }
+                    }
+                    Ok(WatchEvent::Deleted(_)) => return Err(not_found()),
+                    Ok(WatchEvent::Bookmark(b)) => {
+                        resource_version = b.metadata.resource_version;
+                    }
+                    // 410 Gone and friends: the version to watch from is lost.
+                    Ok(WatchEvent::Error(status)) => {
+                        log.debug(format_args!("watch ended: {}", status.message));
+                        return Ok(Watched::Reread);
+                    }
+                    Err(e) => {
+                        log.debug(format_args!("watch stream broke: {e}"));
+                        return Ok(Watched::Reread);
+                    }
+                }
+            }
+            Ok(Watched::Ended)
+        })
+        .await;
+        match watched {
+            // The deadline check at the top of the loop reports it.
+            Err(_elapsed) => {}
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Watched::Assigned(uid, assignment))) => return Ok((uid, assignment)),
+            Ok(Ok(Watched::Ended)) => {}
+            Ok(Ok(Watched::Reread)) => {
+                let meta = read_pod(&api, pod).await?.ok_or_else(not_found)?;
+                match judge(&meta, pod)? {
+                    PodState::Assigned { uid, assignment } => return Ok((uid, assignment)),
+                    PodState::Pending {
+                        resource_version: rv,
+                    } => resource_version = rv,
+                }
+            }
+        }
+    }
+}
+
+/// How one watch request ended.
+enum Watched {
+    Assigned(String, Assignment),
+    /// Start over from a fresh read of the pod.
+    Reread,
+    /// The server closed the watch: watch again from the last version seen.
+    Ended,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use api::keys;
+
+    use super::*;
+
+    fn meta(uid: &str, annotations: &[(&str, &str)]) -> PartialObjectMeta<Pod> {
+        let mut m = PartialObjectMeta::<Pod>::default();
+        m.metadata.uid = Some(uid.into());
+        m.metadata.resource_version = Some("7".into());
+        m.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        m
+    }
+
+    fn pod(uid: Option<&str>) -> PodRef {
+        PodRef {
+            namespace: "ns".into(),
+            name: "web".into(),
+            uid: uid.map(str::to_owned),
+        }
+    }
+
+    const ASSIGNED: [(&str, &str); 3] = [
+        (keys::ASSIGNED_IPV4, "10.0.0.5"),
+        (keys::ASSIGNED_POOLS, r#"{"ipv4":"p"}"#),
+        (keys::ASSIGNED_BLOCKS, r#"{"ipv4":"10-0-0-0-26"}"#),
+    ];
+
+    #[test]
+    fn pending_until_an_address_is_written() {
+        let got = judge(&meta("u1", &[]), &pod(Some("u1"))).unwrap();
+        assert_eq!(
+            got,
+            PodState::Pending {
+                resource_version: "7".into()
+            }
+        );
+        let PodState::Assigned { uid, assignment } =
+            judge(&meta("u1", &ASSIGNED), &pod(Some("u1"))).unwrap()
+        else {
+            panic!("expected an assignment");
+        };
+        assert_eq!(uid, "u1");
+        assert_eq!(assignment.ipv4.unwrap().block, "10-0-0-0-26");
+    }
+
+    #[test]
+    fn another_uid_is_refused_and_a_missing_uid_is_trusted() {
+        let err = judge(&meta("u2", &ASSIGNED), &pod(Some("u1"))).unwrap_err();
+        assert_eq!(err.code(), 103);
+        assert!(err.to_string().contains("ns/web"), "{err}");
+        assert!(judge(&meta("u2", &ASSIGNED), &pod(None)).is_ok());
+    }
+
+    #[test]
+    fn the_controllers_error_fails_at_once() {
+        let err = judge(
+            &meta(
+                "u1",
+                &[(keys::ASSIGNMENT_ERROR, "pool \"gold\" is exhausted")],
+            ),
+            &pod(Some("u1")),
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), 100);
+        assert!(
+            err.to_string().contains("pool \"gold\" is exhausted"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_annotations_name_the_key() {
+        let err = judge(
+            &meta("u1", &[(keys::ASSIGNED_IPV4, "not-an-ip")]),
+            &pod(None),
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), 104);
+        assert!(err.to_string().contains(keys::ASSIGNED_IPV4), "{err}");
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let status = |code: u16| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                message: "m".into(),
+                ..Default::default()
+            }))
+        };
+        assert_eq!(ApiFailure::of(&status(404)), ApiFailure::NotFound);
+        assert!(matches!(
+            ApiFailure::of(&status(422)),
+            ApiFailure::Unprocessable(_)
+        ));
+        assert!(matches!(
+            ApiFailure::of(&status(503)),
+            ApiFailure::Transient(_)
+        ));
+        assert!(matches!(
+            ApiFailure::of(&status(403)),
+            ApiFailure::Refused(_)
+        ));
+        let again = ApiFailure::of(&status(500)).into_error("ns/web", "read the pod");
+        assert_eq!(again.code(), 11);
+    }
+}

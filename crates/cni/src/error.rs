@@ -1,0 +1,255 @@
+//! Every way a plugin call can fail, with its CNI error code.
+//!
+//! Codes below 100 are the spec's well-known ones; 100 and up are rangepool's own and are listed
+//! in the crate README. Messages name the pod (namespace/name), the pool when known, and the
+//! reason, because the container runtime shows them to a person as they are.
+
+use std::net::IpAddr;
+
+/// A failed plugin call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CniError {
+    /// The configuration declares a CNI version this plugin does not speak, or one too old for
+    /// the command.
+    #[error("{reason}; rangepool-ipam supports CNI versions {supported}")]
+    IncompatibleVersion {
+        /// What is wrong, e.g. `cniVersion "0.2.0" is not supported`.
+        reason: String,
+        /// The supported versions, comma separated.
+        supported: String,
+    },
+    /// A `CNI_*` environment variable is missing or malformed.
+    #[error("environment variable {var}: {reason}")]
+    InvalidEnv {
+        /// The variable's name.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading the input failed.
+    #[error("cannot read {what}: {reason}")]
+    Io {
+        /// What was being read.
+        what: &'static str,
+        /// The I/O error.
+        reason: String,
+    },
+    /// Standard input is not a JSON object.
+    #[error("the network configuration on standard input is not a JSON object: {reason}")]
+    Decode {
+        /// The decoder's complaint (it never quotes the input).
+        reason: String,
+    },
+    /// A configuration key is missing or holds a value of the wrong type or range.
+    #[error("network configuration key {key}: {reason}")]
+    InvalidConfig {
+        /// The key's path, e.g. `ipam.timeout`.
+        key: String,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+    /// A condition that should clear up by itself: the controller has not assigned an address
+    /// yet, or the API server did not answer in time.
+    #[error("pod {pod}: {reason}; try again later")]
+    TryAgain {
+        /// namespace/name
+        pod: String,
+        /// What has not happened yet.
+        reason: String,
+    },
+    /// STATUS: the plugin cannot serve ADD now.
+    #[error("rangepool-ipam is not available: {reason}")]
+    NotAvailable {
+        /// Why.
+        reason: String,
+    },
+    /// The controller gave up on the pod and said why in the `rangepool.dev/error` annotation.
+    #[error("pod {pod}: the controller could not assign an address: {message}")]
+    AssignmentFailed {
+        /// namespace/name
+        pod: String,
+        /// The controller's message (it names the pool when one is involved).
+        message: String,
+    },
+    /// The address on the pod is not recorded for the pod in the IPAMBlock it names: a forged
+    /// or stale annotation.
+    #[error(
+        "pod {pod}: address {address} (pool {pool}) is not recorded for this pod in IPAMBlock {block}: {reason}; refusing to use it"
+    )]
+    NotRecorded {
+        /// namespace/name
+        pod: String,
+        /// The pool named by the annotation.
+        pool: String,
+        /// The address named by the annotation.
+        address: IpAddr,
+        /// The IPAMBlock named by the annotation.
+        block: String,
+        /// What the block says instead.
+        reason: String,
+    },
+    /// The pod does not exist (any more).
+    #[error("pod {pod}: not found in the API server")]
+    PodNotFound {
+        /// namespace/name
+        pod: String,
+    },
+    /// The pod of that name is another pod than the one the runtime sets up.
+    #[error(
+        "pod {pod}: the API server has UID {found} but the runtime asked for UID {expected} (K8S_POD_UID); the pod was re-created, refusing"
+    )]
+    UidMismatch {
+        /// namespace/name
+        pod: String,
+        /// K8S_POD_UID
+        expected: String,
+        /// metadata.uid
+        found: String,
+    },
+    /// The controller's annotations cannot be read.
+    #[error("pod {pod}: {reason}")]
+    MalformedAssignment {
+        /// namespace/name
+        pod: String,
+        /// The parse error (names the annotation).
+        reason: String,
+    },
+    /// CHECK: the claim no longer holds.
+    #[error("pod {pod}: container {container} no longer holds its address: {reason}")]
+    ClaimLost {
+        /// namespace/name
+        pod: String,
+        /// CNI_CONTAINERID
+        container: String,
+        /// What is wrong, naming the address and pool.
+        reason: String,
+    },
+    /// The API server refused a request for a reason that retrying will not fix.
+    #[error("pod {pod}: the API server refused to {action}: {reason}")]
+    Api {
+        /// namespace/name
+        pod: String,
+        /// What the plugin tried, e.g. `read the pod`.
+        action: String,
+        /// The server's answer.
+        reason: String,
+    },
+    /// GC could not finish; what it could do was done.
+    #[error("GC on node {node}: {reason}")]
+    Gc {
+        /// The node whose pods were swept.
+        node: String,
+        /// The first failure.
+        reason: String,
+    },
+    /// The kubeconfig named in the configuration cannot be used.
+    #[error("cannot use kubeconfig {path}: {reason}")]
+    Kubeconfig {
+        /// The path from `ipam.kubeconfig`.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl CniError {
+    /// The CNI error code, also the process exit code.
+    pub fn code(&self) -> u32 {
+        match self {
+            CniError::IncompatibleVersion { .. } => 1,
+            CniError::InvalidEnv { .. } => 4,
+            CniError::Io { .. } => 5,
+            CniError::Decode { .. } => 6,
+            CniError::InvalidConfig { .. } => 7,
+            CniError::TryAgain { .. } => 11,
+            CniError::NotAvailable { .. } => 50,
+            CniError::AssignmentFailed { .. } => 100,
+            CniError::NotRecorded { .. } => 101,
+            CniError::PodNotFound { .. } => 102,
+            CniError::UidMismatch { .. } => 103,
+            CniError::MalformedAssignment { .. } => 104,
+            CniError::ClaimLost { .. } => 105,
+            CniError::Api { .. } => 106,
+            CniError::Kubeconfig { .. } => 107,
+            CniError::Gc { .. } => 108,
+        }
+    }
+
+    /// Whether the message already starts with the pod's name.
+    fn names_pod(&self) -> bool {
+        matches!(
+            self,
+            CniError::TryAgain { .. }
+                | CniError::AssignmentFailed { .. }
+                | CniError::NotRecorded { .. }
+                | CniError::PodNotFound { .. }
+                | CniError::UidMismatch { .. }
+                | CniError::MalformedAssignment { .. }
+                | CniError::ClaimLost { .. }
+                | CniError::Api { .. }
+        )
+    }
+
+    /// The message shown to a person: the error, prefixed with the pod when the error itself
+    /// does not name it and the pod is known.
+    pub fn message(&self, pod: Option<&str>) -> String {
+        match pod {
+            Some(pod) if !self.names_pod() => format!("pod {pod}: {self}"),
+            _ => self.to_string(),
+        }
+    }
+}
+
+/// Shorthand for an invalid configuration key.
+pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> CniError {
+    CniError::InvalidConfig {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_specs_and_ours() {
+        let env = CniError::InvalidEnv {
+            var: "CNI_ARGS",
+            reason: "x".into(),
+        };
+        assert_eq!(env.code(), 4);
+        assert_eq!(invalid("ipam.timeout", "bad").code(), 7);
+        let again = CniError::TryAgain {
+            pod: "a/b".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(again.code(), 11);
+        let failed = CniError::AssignmentFailed {
+            pod: "a/b".into(),
+            message: "m".into(),
+        };
+        assert!(failed.code() >= 100);
+    }
+
+    #[test]
+    fn message_names_the_pod_once() {
+        let config = invalid("ipam.timeout", "must be a number");
+        assert_eq!(
+            config.message(Some("ns/web")),
+            "pod ns/web: network configuration key ipam.timeout: must be a number"
+        );
+        assert_eq!(
+            config.message(None),
+            "network configuration key ipam.timeout: must be a number"
+        );
+        let again = CniError::TryAgain {
+            pod: "ns/web".into(),
+            reason: "no address yet".into(),
+        };
+        assert_eq!(
+            again.message(Some("ns/web")),
+            "pod ns/web: no address yet; try again later"
+        );
+    }
+}

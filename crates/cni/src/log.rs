@@ -1,0 +1,207 @@
+//! A small line logger to stderr and, optionally, a file.
+//!
+//! The plugin is a short-lived process started for every call, so a logging framework's set-up
+//! cost is not worth paying: lines are formatted once and written unbuffered. Standard input is
+//! never logged; callers pass only values the plugin derived from it.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How much to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Failures only.
+    Error,
+    /// Failures and surprises that were handled.
+    Warn,
+    /// One line per call and per API write.
+    Info,
+    /// Every API request.
+    Debug,
+}
+
+impl Level {
+    /// Parses `error`, `warn`, `info` or `debug`.
+    pub fn parse(value: &str) -> Option<Level> {
+        match value {
+            "error" => Some(Level::Error),
+            "warn" => Some(Level::Warn),
+            "info" => Some(Level::Info),
+            "debug" => Some(Level::Debug),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+        }
+    }
+}
+
+/// Writes log lines; cheap to pass by reference everywhere.
+#[derive(Debug)]
+pub struct Logger {
+    level: Level,
+    file: Option<File>,
+    /// `COMMAND container pod`, prefixed to every line so that interleaved calls can be told apart.
+    context: String,
+}
+
+impl Logger {
+    /// Logs to stderr only, at `level`.
+    pub fn stderr(level: Level) -> Self {
+        Logger {
+            level,
+            file: None,
+            context: String::new(),
+        }
+    }
+
+    /// Also appends to `path`. When the file cannot be opened that is logged to stderr and the
+    /// call goes on: losing a log file must not fail pod networking.
+    pub fn with_file(mut self, path: Option<&Path>) -> Self {
+        if let Some(path) = path {
+            match OpenOptions::new().create(true).append(true).open(path) {
+                Ok(file) => self.file = Some(file),
+                Err(e) => self.warn(format_args!(
+                    "cannot open log file {}: {e}; logging to stderr only",
+                    path.display()
+                )),
+            }
+        }
+        self
+    }
+
+    /// Changes the level.
+    pub fn set_level(&mut self, level: Level) {
+        self.level = level;
+    }
+
+    /// Sets the words prefixed to every line.
+    pub fn set_context(&mut self, context: String) {
+        self.context = context;
+    }
+
+    /// Whether lines of `level` are written.
+    pub fn enabled(&self, level: Level) -> bool {
+        level <= self.level
+    }
+
+    /// Writes one line at `level`.
+    pub fn log(&self, level: Level, message: fmt::Arguments<'_>) {
+        if !self.enabled(level) {
+            return;
+        }
+        let line = format!(
+            "{} rangepool-ipam {} {}: {message}\n",
+            timestamp(SystemTime::now()),
+            level.label(),
+            self.context
+        );
+        // Nothing sensible can be done when stderr or the log file is gone.
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        if let Some(mut file) = self.file.as_ref() {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+
+    /// Error line.
+    pub fn error(&self, message: fmt::Arguments<'_>) {
+        self.log(Level::Error, message);
+    }
+
+    /// Warning line.
+    pub fn warn(&self, message: fmt::Arguments<'_>) {
+        self.log(Level::Warn, message);
+    }
+
+    /// Info line.
+    pub fn info(&self, message: fmt::Arguments<'_>) {
+        self.log(Level::Info, message);
+    }
+
+    /// Debug line.
+    pub fn debug(&self, message: fmt::Arguments<'_>) {
+        self.log(Level::Debug, message);
+    }
+}
+
+/// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn timestamp(now: SystemTime) -> String {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_iso8601() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(timestamp(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        // A leap day.
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(timestamp(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn levels_filter_and_parse() {
+        let log = Logger::stderr(Level::Warn);
+        assert!(log.enabled(Level::Error));
+        assert!(!log.enabled(Level::Info));
+        assert_eq!(Level::parse("debug"), Some(Level::Debug));
+        assert_eq!(Level::parse("DEBUG"), None);
+    }
+
+    #[test]
+    fn file_receives_the_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipam.log");
+        let mut log = Logger::stderr(Level::Info).with_file(Some(&path));
+        log.set_context("ADD abc ns/web".into());
+        log.info(format_args!("claimed 10.0.0.1"));
+        log.debug(format_args!("not written"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("INFO ADD abc ns/web: claimed 10.0.0.1"),
+            "{text}"
+        );
+        assert!(!text.contains("not written"));
+    }
+}

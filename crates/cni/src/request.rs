@@ -1,0 +1,283 @@
+//! One plugin call, read from the `CNI_*` environment and the configuration on standard input
+//! into a single [`Command`].
+
+use std::fmt;
+
+use crate::config::{self, NetConf};
+use crate::error::CniError;
+use crate::version::CniVersion;
+
+/// The pod a call is for, from `CNI_ARGS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef {
+    /// `K8S_POD_NAMESPACE`
+    pub namespace: String,
+    /// `K8S_POD_NAME`
+    pub name: String,
+    /// `K8S_POD_UID`, when the runtime sends it.
+    pub uid: Option<String>,
+}
+
+impl fmt::Display for PodRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// ADD, DEL and CHECK act on one container's attachment to the network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// `CNI_CONTAINERID`: the sandbox that claims the address.
+    pub container_id: String,
+    /// `CNI_IFNAME`, for logs.
+    pub ifname: String,
+    /// The pod, from `CNI_ARGS`.
+    pub pod: PodRef,
+    /// The network configuration.
+    pub conf: NetConf,
+}
+
+/// A parsed plugin call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Claim the pod's address for the container and return it.
+    Add(Attachment),
+    /// Drop the container's claim (never the address).
+    Del(Attachment),
+    /// Verify the container's claim still holds.
+    Check(Attachment),
+    /// Report the supported CNI versions.
+    Version,
+    /// Report whether ADD can be served.
+    Status(NetConf),
+    /// Drop claims of containers the runtime no longer knows.
+    Gc(NetConf),
+}
+
+impl Command {
+    /// The `CNI_COMMAND` word.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Add(_) => "ADD",
+            Command::Del(_) => "DEL",
+            Command::Check(_) => "CHECK",
+            Command::Version => "VERSION",
+            Command::Status(_) => "STATUS",
+            Command::Gc(_) => "GC",
+        }
+    }
+
+    /// The network configuration, for every command but VERSION.
+    pub fn conf(&self) -> Option<&NetConf> {
+        match self {
+            Command::Add(a) | Command::Del(a) | Command::Check(a) => Some(&a.conf),
+            Command::Status(c) | Command::Gc(c) => Some(c),
+            Command::Version => None,
+        }
+    }
+
+    /// The pod, for ADD, DEL and CHECK.
+    pub fn pod(&self) -> Option<&PodRef> {
+        match self {
+            Command::Add(a) | Command::Del(a) | Command::Check(a) => Some(&a.pod),
+            _ => None,
+        }
+    }
+}
+
+/// A call that could not be parsed, with what is known for the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseFailure {
+    /// What is wrong.
+    pub error: CniError,
+    /// The pod, when `CNI_ARGS` was read before the failure.
+    pub pod: Option<String>,
+    /// The version to reply in: the configuration's when it could be read.
+    pub version: CniVersion,
+}
+
+/// The longest container ID an IPAMBlock allocation can record.
+const MAX_CONTAINER_ID: usize = 128;
+
+/// Reads one call. `env` looks up an environment variable; `stdin` reads standard input and is
+/// called only for commands that take a configuration.
+pub fn parse(
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: impl FnOnce() -> std::io::Result<Vec<u8>>,
+) -> Result<Command, Box<ParseFailure>> {
+    let fail = |error, pod: Option<&str>, version| {
+        Box::new(ParseFailure {
+            error,
+            pod: pod.map(str::to_owned),
+            version,
+        })
+    };
+    let verb = env("CNI_COMMAND").unwrap_or_default();
+    let verb = match verb.as_str() {
+        "VERSION" => return Ok(Command::Version),
+        "ADD" | "DEL" | "CHECK" | "STATUS" | "GC" => verb,
+        "" => {
+            return Err(fail(
+                env_error("CNI_COMMAND", "missing"),
+                None,
+                CniVersion::LATEST,
+            ));
+        }
+        other => {
+            return Err(fail(
+                env_error(
+                    "CNI_COMMAND",
+                    format!("{other:?} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC"),
+                ),
+                None,
+                CniVersion::LATEST,
+            ));
+        }
+    };
+    let container = if matches!(verb.as_str(), "ADD" | "DEL" | "CHECK") {
+        let ids = container_env(env).map_err(|e| fail(e, None, CniVersion::LATEST))?;
+        Some(ids)
+    } else {
+        None
+    };
+    let pod_name = container.as_ref().map(|(_, _, pod)| pod.to_string());
+    let pod = pod_name.as_deref();
+
+    let bytes = stdin().map_err(|e| {
+        fail(
+            CniError::Io {
+                what: "the network configuration from standard input",
+                reason: e.to_string(),
+            },
+            pod,
+            CniVersion::LATEST,
+        )
+    })?;
+    let root = config::parse_json(&bytes).map_err(|e| fail(e, pod, CniVersion::LATEST))?;
+    let version = config::parse_version(&root).map_err(|e| fail(e, pod, CniVersion::LATEST))?;
+    let conf = config::parse(&root).map_err(|e| fail(e, pod, version))?;
+
+    let too_old = |needed: &str| {
+        fail(
+            CniError::IncompatibleVersion {
+                reason: format!(
+                    "{verb} needs cniVersion {needed} or later, the configuration declares {version}"
+                ),
+                supported: CniVersion::supported_list().join(", "),
+            },
+            pod,
+            version,
+        )
+    };
+    match (verb.as_str(), container) {
+        ("ADD", Some((container_id, ifname, pod))) => Ok(Command::Add(Attachment {
+            container_id,
+            ifname,
+            pod,
+            conf,
+        })),
+        ("DEL", Some((container_id, ifname, pod))) => Ok(Command::Del(Attachment {
+            container_id,
+            ifname,
+            pod,
+            conf,
+        })),
+        ("CHECK", Some(_)) if !version.has_check() => Err(too_old("0.4.0")),
+        ("CHECK", Some((container_id, ifname, pod))) => Ok(Command::Check(Attachment {
+            container_id,
+            ifname,
+            pod,
+            conf,
+        })),
+        ("STATUS" | "GC", _) if !version.has_status_and_gc() => Err(too_old("1.1.0")),
+        ("STATUS", _) => Ok(Command::Status(conf)),
+        _ if conf.valid_attachments.is_none() => {
+            Err(fail(config_missing_attachments(), None, version))
+        }
+        _ => Ok(Command::Gc(conf)),
+    }
+}
+
+fn config_missing_attachments() -> CniError {
+    crate::error::invalid(
+        "cni.dev/valid-attachments",
+        "missing; GC needs the runtime's list of valid attachments and does nothing without it",
+    )
+}
+
+fn env_error(var: &'static str, reason: impl Into<String>) -> CniError {
+    CniError::InvalidEnv {
+        var,
+        reason: reason.into(),
+    }
+}
+
+/// `CNI_CONTAINERID`, `CNI_IFNAME` and the pod from `CNI_ARGS`.
+fn container_env(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, String, PodRef), CniError> {
+    let id = env("CNI_CONTAINERID").unwrap_or_default();
+    check_container_id(&id)?;
+    let ifname = env("CNI_IFNAME").unwrap_or_default();
+    if ifname.is_empty() {
+        return Err(env_error("CNI_IFNAME", "missing"));
+    }
+    let pod = parse_cni_args(&env("CNI_ARGS").unwrap_or_default())?;
+    Ok((id, ifname, pod))
+}
+
+fn check_container_id(id: &str) -> Result<(), CniError> {
+    let mut chars = id.chars();
+    let Some(first) = chars.next() else {
+        return Err(env_error("CNI_CONTAINERID", "missing"));
+    };
+    let valid_rest = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !first.is_ascii_alphanumeric() || !valid_rest {
+        return Err(env_error(
+            "CNI_CONTAINERID",
+            "must start with a letter or digit followed by letters, digits, '_', '.' or '-'",
+        ));
+    }
+    if id.len() > MAX_CONTAINER_ID {
+        return Err(env_error(
+            "CNI_CONTAINERID",
+            format!("longer than {MAX_CONTAINER_ID} characters, more than an IPAMBlock records"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads `K8S_POD_NAMESPACE`, `K8S_POD_NAME` and `K8S_POD_UID` from `KEY=VALUE;...`; other keys
+/// (`IgnoreUnknown`, `K8S_POD_INFRA_CONTAINER_ID`, ...) are ignored.
+pub fn parse_cni_args(raw: &str) -> Result<PodRef, CniError> {
+    let (mut namespace, mut name, mut uid) = (None, None, None);
+    for pair in raw.split(';').filter(|p| !p.is_empty()) {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(env_error(
+                "CNI_ARGS",
+                format!("entry {pair:?} is not KEY=VALUE"),
+            ));
+        };
+        match key {
+            "K8S_POD_NAMESPACE" => namespace = Some(value),
+            "K8S_POD_NAME" => name = Some(value),
+            "K8S_POD_UID" => uid = Some(value),
+            _ => {}
+        }
+    }
+    let required = |value: Option<&str>, key: &str| match value {
+        Some(v) if !v.is_empty() => Ok(v.to_owned()),
+        _ => Err(env_error(
+            "CNI_ARGS",
+            format!("{key} is missing; rangepool-ipam serves Kubernetes pods only"),
+        )),
+    };
+    Ok(PodRef {
+        namespace: required(namespace, "K8S_POD_NAMESPACE")?,
+        name: required(name, "K8S_POD_NAME")?,
+        uid: uid.filter(|u| !u.is_empty()).map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,325 @@
+//! One plugin call from input to reply: parse, run the command under a hard deadline on a
+//! current-thread runtime, and turn the outcome into the one JSON reply and exit code.
+
+use std::io;
+use std::time::Duration;
+
+use api::{FamilyAssignment, IPPool};
+use ipnet::IpNet;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+
+use crate::claim::{self, Claimant, Released, Slot};
+use crate::cluster::{self, ApiFailure, Cluster, PodState};
+use crate::config::{NetConf, PrefixStyle};
+use crate::error::CniError;
+use crate::gc;
+use crate::log::{Level, Logger};
+use crate::request::{self, Attachment, Command};
+use crate::result::{self, Granted};
+use crate::version::CniVersion;
+
+/// Time for the API requests of one call, on top of ADD's wait for the assignment.
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(10);
+/// GC may write once per stale claim on the node.
+pub const GC_BUDGET: Duration = Duration::from_secs(60);
+
+/// What the process prints and how it exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The one JSON document for stdout, if any.
+    pub stdout: Option<String>,
+    /// The exit code: 0 or the CNI error code.
+    pub exit_code: u8,
+}
+
+/// Runs one call. `env` reads an environment variable; `stdin` reads standard input.
+pub fn main_with(
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: impl FnOnce() -> io::Result<Vec<u8>>,
+) -> Reply {
+    let mut log = Logger::stderr(Level::Info);
+    let command = match request::parse(env, stdin) {
+        Ok(command) => command,
+        Err(f) => {
+            log.set_context(env("CNI_COMMAND").unwrap_or_default());
+            return failure(&log, f.version, &f.error, f.pod.as_deref());
+        }
+    };
+    if let Some(conf) = command.conf() {
+        log.set_level(conf.ipam.log_level);
+        log = log.with_file(conf.ipam.log_file.as_deref());
+    }
+    log.set_context(context(&command, env));
+    let version = command.conf().map_or(CniVersion::LATEST, |c| c.version);
+    let pod = command.pod().map(ToString::to_string);
+
+    if matches!(command, Command::Version) {
+        return success(Some(result::version_info()));
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let err = CniError::Io {
+                what: "a runtime for the API client",
+                reason: e.to_string(),
+            };
+            return failure(&log, version, &err, pod.as_deref());
+        }
+    };
+    match runtime.block_on(execute(&command, &log)) {
+        Ok(out) => success(out),
+        Err(err) => failure(&log, version, &err, pod.as_deref()),
+    }
+}
+
+fn context(command: &Command, env: &dyn Fn(&str) -> Option<String>) -> String {
+    match command {
+        Command::Add(a) | Command::Del(a) | Command::Check(a) => format!(
+            "{} container={} ifname={} pod={}",
+            command.verb(),
+            a.container_id,
+            a.ifname,
+            a.pod
+        ),
+        Command::Status(c) | Command::Gc(c) => format!("{} network={}", command.verb(), c.name),
+        Command::Version => env("CNI_COMMAND").unwrap_or_default(),
+    }
+}
+
+fn success(out: Option<Value>) -> Reply {
+    Reply {
+        stdout: out.map(|v| v.to_string()),
+        exit_code: 0,
+    }
+}
+
+fn failure(log: &Logger, version: CniVersion, err: &CniError, pod: Option<&str>) -> Reply {
+    let msg = err.message(pod);
+    log.error(format_args!("{msg} (code {})", err.code()));
+    let code = err.code();
+    Reply {
+        stdout: Some(result::error_reply(version, code, &msg, None).to_string()),
+        exit_code: u8::try_from(code).unwrap_or(u8::MAX),
+    }
+}
+
+/// Runs the command under its hard deadline.
+async fn execute(command: &Command, log: &Logger) -> Result<Option<Value>, CniError> {
+    let budget = match command {
+        Command::Add(a) => a.conf.ipam.timeout + REQUEST_BUDGET,
+        Command::Gc(_) => GC_BUDGET,
+        _ => REQUEST_BUDGET,
+    };
+    let work = async {
+        match command {
+            Command::Add(a) => add(a, log).await.map(Some),
+            Command::Del(a) => del(a, log).await.map(|()| None),
+            Command::Check(a) => check(a, log).await.map(|()| None),
+            Command::Status(conf) => status(conf).await.map(|()| None),
+            Command::Gc(conf) => collect(conf, log).await.map(|()| None),
+            Command::Version => Ok(Some(result::version_info())),
+        }
+    };
+    match tokio::time::timeout(budget, work).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let reason = format!(
+                "the API server did not answer within {}s",
+                budget.as_secs_f64()
+            );
+            Err(match command {
+                Command::Add(a) | Command::Del(a) | Command::Check(a) => CniError::TryAgain {
+                    pod: a.pod.to_string(),
+                    reason,
+                },
+                Command::Gc(conf) => CniError::Gc {
+                    node: conf.ipam.node_name.clone().unwrap_or_default(),
+                    reason,
+                },
+                _ => CniError::NotAvailable { reason },
+            })
+        }
+    }
+}
+
+async fn add(a: &Attachment, log: &Logger) -> Result<Value, CniError> {
+    let ipam = &a.conf.ipam;
+    let cluster = Cluster::connect(&ipam.kubeconfig).await?;
+    let (uid, assignment) =
+        cluster::wait_for_assignment(&cluster, &a.pod, ipam.timeout, log).await?;
+    let who = Claimant {
+        pod: &a.pod,
+        uid: &uid,
+        container: &a.container_id,
+    };
+    let mut granted = Vec::with_capacity(2);
+    for assigned in assignment.addresses() {
+        let block = claim::claim(&cluster, &who, assigned).await?;
+        let pool_cidr = match ipam.prefix {
+            PrefixStyle::Pool => Some(pool_cidr(&cluster, &a.pod.to_string(), assigned).await?),
+            _ => None,
+        };
+        log.info(format_args!(
+            "claimed {} (pool {}, IPAMBlock {})",
+            assigned.address, assigned.pool, assigned.block
+        ));
+        granted.push(Granted {
+            address: assigned.address,
+            pool: assigned.pool.clone(),
+            block,
+            pool_cidr,
+        });
+    }
+    result::build(a.conf.version, ipam, &granted)
+}
+
+/// The range of the pool an address came from, for `"prefix": "pool"`.
+async fn pool_cidr(
+    cluster: &Cluster,
+    pod: &str,
+    assigned: &FamilyAssignment,
+) -> Result<IpNet, CniError> {
+    let action = format!("read IPPool {}", assigned.pool);
+    let pool = Api::<IPPool>::all(cluster.client.clone())
+        .get_opt(&assigned.pool)
+        .await
+        .map_err(|e| ApiFailure::of(&e).into_error(pod, &action))?
+        .ok_or_else(|| CniError::Api {
+            pod: pod.to_owned(),
+            action: action.clone(),
+            reason: "the pool does not exist".into(),
+        })?;
+    pool.spec
+        .cidr
+        .parse::<IpNet>()
+        .ok()
+        .filter(|net| net.contains(&assigned.address))
+        .ok_or_else(|| CniError::Api {
+            pod: pod.to_owned(),
+            action,
+            reason: format!(
+                "its cidr {:?} is not a range holding {}",
+                pool.spec.cidr, assigned.address
+            ),
+        })
+}
+
+async fn del(a: &Attachment, log: &Logger) -> Result<(), CniError> {
+    let cluster = Cluster::connect(&a.conf.ipam.kubeconfig).await?;
+    let Some(meta) = cluster::read_pod(&cluster.pods(&a.pod.namespace), &a.pod).await? else {
+        log.info(format_args!("pod is gone; nothing to release"));
+        return Ok(());
+    };
+    let uid = meta.metadata.uid.clone().unwrap_or_default();
+    if a.pod.uid.as_ref().is_some_and(|want| *want != uid) {
+        log.info(format_args!(
+            "the pod was re-created (UID {uid}); the old pod's claims go with it"
+        ));
+        return Ok(());
+    }
+    let empty = Default::default();
+    let annotations = meta.metadata.annotations.as_ref().unwrap_or(&empty);
+    let assignment = match api::Assignment::from_annotations(annotations) {
+        Ok(assignment) => assignment,
+        Err(e) => {
+            log.warn(format_args!(
+                "cannot read the assignment ({e}); nothing to release"
+            ));
+            return Ok(());
+        }
+    };
+    let who = Claimant {
+        pod: &a.pod,
+        uid: &uid,
+        container: &a.container_id,
+    };
+    for assigned in assignment.addresses() {
+        let Ok(slot) = Slot::locate(assigned) else {
+            continue;
+        };
+        match claim::release(&cluster, &who, &assigned.block, &slot).await? {
+            Released::Cleared => log.info(format_args!(
+                "released the claim on {} (pool {}); the address stays the pod's",
+                assigned.address, assigned.pool
+            )),
+            Released::Absent => log.info(format_args!(
+                "no claim of this container on {}; nothing to release",
+                assigned.address
+            )),
+        }
+    }
+    Ok(())
+}
+
+async fn check(a: &Attachment, log: &Logger) -> Result<(), CniError> {
+    let cluster = Cluster::connect(&a.conf.ipam.kubeconfig).await?;
+    let meta = cluster::read_pod(&cluster.pods(&a.pod.namespace), &a.pod)
+        .await?
+        .ok_or_else(|| CniError::PodNotFound {
+            pod: a.pod.to_string(),
+        })?;
+    let (uid, assignment) = match cluster::judge(&meta, &a.pod)? {
+        PodState::Assigned { uid, assignment } => (uid, assignment),
+        PodState::Pending { .. } => {
+            return Err(CniError::ClaimLost {
+                pod: a.pod.to_string(),
+                container: a.container_id.clone(),
+                reason: "the pod has no address assigned".into(),
+            });
+        }
+    };
+    let who = Claimant {
+        pod: &a.pod,
+        uid: &uid,
+        container: &a.container_id,
+    };
+    for assigned in assignment.addresses() {
+        if let Some(prev) = &a.conf.prev_ips
+            && !prev.contains(&assigned.address)
+        {
+            return Err(who.lost(assigned, "prevResult does not list it".into()));
+        }
+        claim::verify(&cluster, &who, assigned).await?;
+        log.debug(format_args!("claim on {} holds", assigned.address));
+    }
+    Ok(())
+}
+
+async fn status(conf: &NetConf) -> Result<(), CniError> {
+    let unavailable = |reason: String| CniError::NotAvailable { reason };
+    let cluster = Cluster::connect(&conf.ipam.kubeconfig)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    // Reading blocks proves the API server answers, the credentials work and the CRDs exist.
+    Api::<api::IPAMBlock>::all(cluster.client)
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            unavailable(format!(
+                "cannot list IPAMBlocks: {}",
+                match ApiFailure::of(&e) {
+                    ApiFailure::NotFound => "the rangepool CRDs are not installed".into(),
+                    ApiFailure::Unprocessable(r)
+                    | ApiFailure::Transient(r)
+                    | ApiFailure::Refused(r) => r,
+                }
+            ))
+        })
+}
+
+async fn collect(conf: &NetConf, log: &Logger) -> Result<(), CniError> {
+    let node = gc::node_name(conf.ipam.node_name.as_deref())?;
+    let valid = conf.valid_attachments.as_deref().unwrap_or_default();
+    let cluster = Cluster::connect(&conf.ipam.kubeconfig).await?;
+    let swept = gc::sweep(&cluster, &node, valid, log).await?;
+    log.info(format_args!(
+        "node {node}: {} claims looked at, {} stale claims cleared",
+        swept.seen, swept.cleared
+    ));
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! Fixtures shared by the plugin's protocol and end-to-end tests: the test API server with
+//! rangepool's CRDs, builders for pods and network configurations, the test playing the
+//! controller, and a runner for the built `rangepool-ipam` binary.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use api::{Assignment, BlockAllocation, FamilyAssignment, IPAMBlock, IPAMBlockSpec, IPPool};
+use ipam::cidr::{block_name, ordinal_of};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use rangepool_testserver::TestServer;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+/// The plugin binary under test.
+pub const PLUGIN: &str = env!("CARGO_BIN_EXE_rangepool-ipam");
+
+/// A test API server with rangepool's CRDs installed.
+pub struct Cluster {
+    pub server: TestServer,
+    pub client: Client,
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        let server = TestServer::start().await.expect("test server starts");
+        let client = server.client().unwrap();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for (_, crd) in api::crd::all() {
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+        }
+        Cluster { server, client }
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        self.server.kubeconfig_path()
+    }
+
+    /// The test in the controller's role.
+    pub fn controller(&self) -> FakeController {
+        FakeController {
+            client: self.client.clone(),
+        }
+    }
+
+    pub async fn block(&self, cidr: &str) -> IPAMBlock {
+        let net: IpNet = cidr.parse().unwrap();
+        Api::<IPAMBlock>::all(self.client.clone())
+            .get(&block_name(&net))
+            .await
+            .unwrap()
+    }
+
+    /// The container claim on `address`'s allocation in the block `cidr`.
+    pub async fn claim(&self, cidr: &str, address: &str) -> Option<String> {
+        let net: IpNet = cidr.parse().unwrap();
+        let ordinal = ordinal_of(&net, address.parse().unwrap()).unwrap();
+        let block = self.block(cidr).await;
+        let allocation = block
+            .spec
+            .allocations
+            .get(&ordinal.to_string())
+            .expect("allocation exists");
+        allocation.container.clone()
+    }
+}
+
+/// A pod to create: `pod("web").in_ns("shop").on_node("node-1").annotated(k, v)`.
+pub struct PodBuilder {
+    name: String,
+    namespace: String,
+    node: Option<String>,
+    annotations: BTreeMap<String, String>,
+}
+
+pub fn pod(name: &str) -> PodBuilder {
+    PodBuilder {
+        name: name.into(),
+        namespace: "shop".into(),
+        node: Some("node-1".into()),
+        annotations: BTreeMap::new(),
+    }
+}
+
+impl PodBuilder {
+    pub fn in_ns(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    pub fn on_node(mut self, node: &str) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    pub fn annotated(mut self, key: &str, value: &str) -> Self {
+        self.annotations.insert(key.into(), value.into());
+        self
+    }
+
+    /// Creates the pod (and its namespace); the server gives it a UID.
+    pub async fn create(self, cluster: &Cluster) -> Pod {
+        let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": self.namespace}})).unwrap();
+        // Already there from an earlier pod of the same test: fine.
+        let _ = namespaces.create(&PostParams::default(), &ns).await;
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": self.name, "namespace": self.namespace, "annotations": self.annotations},
+            "spec": {
+                "nodeName": self.node,
+                "containers": [{"name": "app", "image": "registry.example/app:1"}]
+            }
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(cluster.client.clone(), &self.namespace)
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap()
+    }
+}
+
+/// What the controller does for a pod, done by the test. The end-to-end test calls only
+/// [`FakeController::assign`] and [`FakeController::pool`]; when the real controller exists
+/// these are the calls to replace.
+pub struct FakeController {
+    client: Client,
+}
+
+impl FakeController {
+    /// Creates an IPPool (only its range matters to the plugin).
+    pub async fn pool(&self, name: &str, cidr: &str) {
+        let pool: IPPool = serde_json::from_value(json!({
+            "apiVersion": "rangepool.dev/v1", "kind": "IPPool",
+            "metadata": {"name": name},
+            "spec": {"cidr": cidr}
+        }))
+        .unwrap();
+        Api::<IPPool>::all(self.client.clone())
+            .create(&PostParams::default(), &pool)
+            .await
+            .unwrap();
+    }
+
+    /// Records `address` for the pod in the block `block_cidr` (created when missing) and
+    /// returns what the annotation will say.
+    pub async fn allocate(
+        &self,
+        pod: &Pod,
+        pool: &str,
+        block_cidr: &str,
+        address: &str,
+    ) -> FamilyAssignment {
+        let net: IpNet = block_cidr.parse().unwrap();
+        let address: IpAddr = address.parse().unwrap();
+        let name = block_name(&net);
+        let blocks: Api<IPAMBlock> = Api::all(self.client.clone());
+        if blocks.get_opt(&name).await.unwrap().is_none() {
+            let block = IPAMBlock::new(
+                &name,
+                IPAMBlockSpec {
+                    cidr: net.to_string(),
+                    pool: pool.into(),
+                    affinity: Some("node-1".into()),
+                    sequence_number: 0,
+                    allocations: BTreeMap::new(),
+                },
+            );
+            blocks.create(&PostParams::default(), &block).await.unwrap();
+        }
+        let ordinal = ordinal_of(&net, address).expect("address inside the block");
+        let allocation = BlockAllocation {
+            handle: pod.uid().unwrap(),
+            namespace: pod.namespace().unwrap(),
+            pod: pod.name_any(),
+            container: None,
+            sequence: 1,
+        };
+        let patch = json!({"spec": {"allocations": {ordinal.to_string(): allocation}}});
+        blocks
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        FamilyAssignment {
+            address,
+            pool: pool.into(),
+            block: name,
+        }
+    }
+
+    /// Writes the assignment annotations on the pod.
+    pub async fn annotate(&self, pod: &Pod, assignment: &Assignment) {
+        let annotations: BTreeMap<&str, Option<String>> = assignment.to_annotations();
+        let patch = json!({"metadata": {"annotations": annotations}});
+        Api::<Pod>::namespaced(self.client.clone(), &pod.namespace().unwrap())
+            .patch(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Block first, then the pod annotation, as the controller orders its writes.
+    pub async fn assign(&self, pod: &Pod, pool: &str, block_cidr: &str, address: &str) {
+        let assigned = self.allocate(pod, pool, block_cidr, address).await;
+        let mut assignment = Assignment::default();
+        if assigned.address.is_ipv4() {
+            assignment.ipv4 = Some(assigned);
+        } else {
+            assignment.ipv6 = Some(assigned);
+        }
+        self.annotate(pod, &assignment).await;
+    }
+
+    /// The controller gives up on the pod.
+    pub async fn fail(&self, pod: &Pod, message: &str) {
+        let assignment = Assignment {
+            error: Some(message.into()),
+            ..Assignment::default()
+        };
+        self.annotate(pod, &assignment).await;
+    }
+}
+
+/// A network configuration: a bridge network whose `ipam` section is ours.
+pub fn netconf(version: &str, kubeconfig: &Path) -> Value {
+    json!({
+        "cniVersion": version,
+        "name": "pods",
+        "type": "bridge",
+        "bridge": "cni0",
+        "ipam": {
+            "type": "rangepool-ipam",
+            "kubeconfig": kubeconfig,
+            "timeout": 5,
+            "prefix": "block"
+        }
+    })
+}
+
+/// `conf` with `ipam.<key>` set to `value` (`null` removes it).
+pub fn with_ipam(mut conf: Value, key: &str, value: Value) -> Value {
+    let ipam = conf["ipam"].as_object_mut().unwrap();
+    if value.is_null() {
+        ipam.remove(key);
+    } else {
+        ipam.insert(key.into(), value);
+    }
+    conf
+}
+
+/// One run of the plugin binary.
+#[derive(Clone)]
+pub struct Call {
+    env: BTreeMap<String, String>,
+    stdin: Option<Vec<u8>>,
+}
+
+/// What the binary did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// The reply; panics unless stdout is exactly one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// The error message of an error reply.
+    pub fn msg(&self) -> String {
+        self.json()["msg"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Asserts success and returns the reply (if any).
+    pub fn ok(&self) -> Option<Value> {
+        assert_eq!(
+            self.code, 0,
+            "plugin failed: {} / {}",
+            self.stdout, self.stderr
+        );
+        (!self.stdout.is_empty()).then(|| self.json())
+    }
+
+    /// Asserts failure with `code`, that the reply carries the same code, and returns the message.
+    pub fn failed(&self, code: i32) -> String {
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout {} / {}",
+            self.stdout, self.stderr
+        );
+        assert_eq!(self.json()["code"], code, "reply code");
+        self.msg()
+    }
+
+    /// The addresses of an ADD result.
+    pub fn addresses(&self) -> Vec<String> {
+        self.json()["ips"]
+            .as_array()
+            .expect("ips")
+            .iter()
+            .map(|ip| ip["address"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+impl Call {
+    /// A call for `pod` (ADD, DEL or CHECK) by container `container`.
+    pub fn new(command: &str, pod: &Pod, container: &str, conf: &Value) -> Call {
+        let args = format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={container};K8S_POD_UID={}",
+            pod.namespace().unwrap(),
+            pod.name_any(),
+            pod.uid().unwrap()
+        );
+        Call::bare(command, conf)
+            .env("CNI_CONTAINERID", container)
+            .env("CNI_NETNS", "/var/run/netns/test")
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_ARGS", &args)
+    }
+
+    /// A call with only `CNI_COMMAND`, `CNI_PATH` and the configuration (STATUS, GC, ...).
+    pub fn bare(command: &str, conf: &Value) -> Call {
+        let mut env = BTreeMap::new();
+        env.insert("CNI_COMMAND".into(), command.into());
+        env.insert("CNI_PATH".into(), "/opt/cni/bin".into());
+        Call {
+            env,
+            stdin: Some(conf.to_string().into_bytes()),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn without(mut self, key: &str) -> Self {
+        self.env.remove(key);
+        self
+    }
+
+    pub fn stdin(mut self, bytes: &[u8]) -> Self {
+        self.stdin = Some(bytes.to_vec());
+        self
+    }
+
+    /// Runs the binary with only these variables (nothing inherited) and waits for it.
+    pub async fn run(&self) -> Outcome {
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(PLUGIN)
+            .env_clear()
+            .envs(&self.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("plugin starts");
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(bytes) = &self.stdin {
+            stdin.write_all(bytes).await.unwrap();
+        }
+        drop(stdin);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("plugin finishes within a minute")
+            .unwrap();
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// A kubeconfig pointing at a port where nothing listens.
+pub fn dead_kubeconfig(dir: &Path) -> PathBuf {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let path = dir.join("dead.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: dead\n  context:\n    cluster: dead\n    user: dead\ncurrent-context: dead\nusers:\n- name: dead\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    path
+}

@@ -1,0 +1,333 @@
+//! ADD: the assignment is read, checked against the block with one conditional write, and
+//! returned; everything else is refused with a message naming the pod.
+
+use std::time::Duration;
+
+use api::keys;
+use rangepool_cni::CniVersion;
+use rangepool_testserver::FailWrites;
+use serde_json::json;
+
+use crate::common::{Call, Cluster, netconf, pod, with_ipam};
+
+const BLOCK: &str = "10.99.0.128/26";
+
+#[tokio::test]
+async fn add_returns_the_recorded_address_and_claims_it() {
+    let cluster = Cluster::start().await;
+    let web = pod("web").create(&cluster).await;
+    cluster
+        .controller()
+        .assign(&web, "payments", BLOCK, "10.99.0.130")
+        .await;
+    let conf = netconf("1.1.0", cluster.kubeconfig());
+
+    let out = Call::new("ADD", &web, "sandbox-1", &conf).run().await;
+    let reply = out.ok().expect("ADD prints a result");
+    assert_eq!(
+        reply,
+        json!({"cniVersion": "1.1.0", "ips": [{"address": "10.99.0.130/26"}]})
+    );
+    assert_eq!(
+        cluster.claim(BLOCK, "10.99.0.130").await.as_deref(),
+        Some("sandbox-1")
+    );
+    assert!(
+        out.stderr.contains("claimed 10.99.0.130 (pool payments"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn result_format_follows_every_declared_version() {
+    let cluster = Cluster::start().await;
+    for (i, version) in CniVersion::ALL.into_iter().enumerate() {
+        let p = pod(&format!("web-{i}")).create(&cluster).await;
+        let address = format!("10.99.0.{}", 130 + i);
+        cluster
+            .controller()
+            .assign(&p, "payments", BLOCK, &address)
+            .await;
+        let conf = with_ipam(
+            netconf(version.as_str(), cluster.kubeconfig()),
+            "prefix",
+            json!({"ipv4": 24}),
+        );
+        let conf = with_ipam(conf, "gateway", json!({"ipv4": "10.99.0.1"}));
+        let reply = Call::new("ADD", &p, &format!("c{i}"), &conf)
+            .run()
+            .await
+            .ok()
+            .unwrap();
+        let mut ip = json!({"address": format!("{address}/24"), "gateway": "10.99.0.1"});
+        if version.ips_carry_version() {
+            ip["version"] = json!("4");
+        }
+        assert_eq!(
+            reply,
+            json!({"cniVersion": version.as_str(), "ips": [ip]}),
+            "{version}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn repeating_add_is_idempotent_and_a_new_sandbox_takes_over() {
+    let cluster = Cluster::start().await;
+    let web = pod("web").create(&cluster).await;
+    cluster
+        .controller()
+        .assign(&web, "payments", BLOCK, "10.99.0.140")
+        .await;
+    let conf = netconf("1.0.0", cluster.kubeconfig());
+    let first = Call::new("ADD", &web, "sandbox-1", &conf).run().await;
+    let again = Call::new("ADD", &web, "sandbox-1", &conf).run().await;
+    assert_eq!(first.ok(), again.ok());
+    assert_eq!(
+        cluster.claim(BLOCK, "10.99.0.140").await.as_deref(),
+        Some("sandbox-1")
+    );
+    let restarted = Call::new("ADD", &web, "sandbox-2", &conf).run().await;
+    assert_eq!(restarted.addresses(), ["10.99.0.140/26"]);
+    assert_eq!(
+        cluster.claim(BLOCK, "10.99.0.140").await.as_deref(),
+        Some("sandbox-2")
+    );
+    let block = cluster.block(BLOCK).await;
+    assert_eq!(block.spec.allocations.len(), 1, "no allocation was added");
+}
+
+#[tokio::test]
+async fn forged_annotations_are_refused() {
+    let cluster = Cluster::start().await;
+    let ctl = cluster.controller();
+    let victim = pod("victim").create(&cluster).await;
+    ctl.assign(&victim, "payments", BLOCK, "10.99.0.150").await;
+    let conf = netconf("1.1.0", cluster.kubeconfig());
+    let forged = |name: &str, address: &str, block: &str| {
+        pod(name)
+            .annotated(keys::ASSIGNED_IPV4, address)
+            .annotated(keys::ASSIGNED_POOLS, r#"{"ipv4":"payments"}"#)
+            .annotated(keys::ASSIGNED_BLOCKS, &format!(r#"{{"ipv4":"{block}"}}"#))
+    };
+
+    // Another pod's address, in a real block.
+    let thief = forged("thief", "10.99.0.150", "10-99-0-128-26")
+        .create(&cluster)
+        .await;
+    let msg = Call::new("ADD", &thief, "t1", &conf)
+        .run()
+        .await
+        .failed(101);
+    assert!(msg.contains("pod shop/thief"), "{msg}");
+    assert!(msg.contains("10.99.0.150 (pool payments)"), "{msg}");
+    assert!(msg.contains("allocated to another pod"), "{msg}");
+    assert_eq!(
+        cluster.claim(BLOCK, "10.99.0.150").await,
+        None,
+        "victim untouched"
+    );
+
+    // A free address of a real block.
+    let squatter = forged("squatter", "10.99.0.151", "10-99-0-128-26")
+        .create(&cluster)
+        .await;
+    let msg = Call::new("ADD", &squatter, "s1", &conf)
+        .run()
+        .await
+        .failed(101);
+    assert!(msg.contains("no allocation for the address"), "{msg}");
+    assert_eq!(cluster.block(BLOCK).await.spec.allocations.len(), 1);
+
+    // A block that does not exist, and an address outside the named block.
+    let nowhere = forged("nowhere", "10.98.0.5", "10-98-0-0-26")
+        .create(&cluster)
+        .await;
+    let msg = Call::new("ADD", &nowhere, "n1", &conf)
+        .run()
+        .await
+        .failed(101);
+    assert!(msg.contains("IPAMBlock does not exist"), "{msg}");
+    let outside = forged("outside", "10.99.1.5", "10-99-0-128-26")
+        .create(&cluster)
+        .await;
+    let msg = Call::new("ADD", &outside, "o1", &conf)
+        .run()
+        .await
+        .failed(101);
+    assert!(msg.contains("outside the block's range"), "{msg}");
+}
+
+#[tokio::test]
+async fn another_pod_of_the_same_name_is_refused() {
+    let cluster = Cluster::start().await;
+    let web = pod("web").create(&cluster).await;
+    cluster
+        .controller()
+        .assign(&web, "payments", BLOCK, "10.99.0.160")
+        .await;
+    let conf = netconf("1.1.0", cluster.kubeconfig());
+    let args = "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web;K8S_POD_UID=0000-stale";
+    let out = Call::new("ADD", &web, "c1", &conf)
+        .env("CNI_ARGS", args)
+        .run()
+        .await;
+    let msg = out.failed(103);
+    assert!(
+        msg.contains("pod shop/web") && msg.contains("0000-stale"),
+        "{msg}"
+    );
+    assert_eq!(cluster.claim(BLOCK, "10.99.0.160").await, None);
+}
+
+#[tokio::test]
+async fn the_controllers_error_fails_at_once() {
+    let cluster = Cluster::start().await;
+    let web = pod("web").create(&cluster).await;
+    let message = "pool \"gold\" does not exist (pod annotation cni.projectcalico.org/ipv4pools)";
+    cluster.controller().fail(&web, message).await;
+    let conf = with_ipam(netconf("1.1.0", cluster.kubeconfig()), "timeout", json!(30));
+    let out = Call::new("ADD", &web, "c1", &conf).run().await;
+    let msg = out.failed(100);
+    assert!(
+        msg.contains("pod shop/web") && msg.contains(message),
+        "{msg}"
+    );
+    assert!(
+        out.elapsed < Duration::from_secs(15),
+        "did not wait: {:?}",
+        out.elapsed
+    );
+}
+
+#[tokio::test]
+async fn no_assignment_within_the_timeout_is_try_again_later() {
+    let cluster = Cluster::start().await;
+    let web = pod("web").create(&cluster).await;
+    let conf = with_ipam(netconf("1.1.0", cluster.kubeconfig()), "timeout", json!(1));
+    let msg = Call::new("ADD", &web, "c1", &conf).run().await.failed(11);
+    assert!(msg.contains("pod shop/web"), "{msg}");
+    assert!(msg.contains("has not assigned an address"), "{msg}");
+}
+
+#[tokio::test]
+async fn waits_for_the_assignment_written_meanwhile() {
+    let cluster = Cluster::start().await;
+    let web = pod("web").create(&cluster).await;
+    let conf = with_ipam(netconf("0.4.0", cluster.kubeconfig()), "timeout", json!(20));
+    let call = Call::new("ADD", &web, "c1", &conf);
+    let add = tokio::spawn(async move { call.run().await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A watch broken meanwhile is re-established.
+    cluster.server.faults().drop_watches();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster
+        .controller()
+        .assign(&web, "payments", BLOCK, "10.99.0.170")
+        .await;
+    let out = add.await.unwrap();
+    assert_eq!(out.addresses(), ["10.99.0.170/26"], "{}", out.stderr);
+    assert!(out.stderr.contains("waiting up to 20s"), "{}", out.stderr);
+    assert_eq!(
+        cluster.claim(BLOCK, "10.99.0.170").await.as_deref(),
+        Some("c1")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_pod_and_unreadable_annotations_are_errors() {
+    let cluster = Cluster::start().await;
+    let conf = netconf("1.1.0", cluster.kubeconfig());
+    let ghost = pod("ghost").create(&cluster).await;
+    let call = Call::new("ADD", &ghost, "c1", &conf)
+        .env("CNI_ARGS", "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=nobody");
+    let msg = call.run().await.failed(102);
+    assert!(msg.contains("pod shop/nobody: not found"), "{msg}");
+
+    let broken = pod("broken")
+        .annotated(keys::ASSIGNED_IPV4, "10.99.0.300")
+        .create(&cluster)
+        .await;
+    let msg = Call::new("ADD", &broken, "c1", &conf)
+        .run()
+        .await
+        .failed(104);
+    assert!(
+        msg.contains("pod shop/broken") && msg.contains(keys::ASSIGNED_IPV4),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn dual_stack_with_the_pools_prefix() {
+    let cluster = Cluster::start().await;
+    let ctl = cluster.controller();
+    ctl.pool("payments", "10.99.0.128/25").await;
+    ctl.pool("payments-v6", "fd00:99::/112").await;
+    let web = pod("web").create(&cluster).await;
+    let v4 = ctl.allocate(&web, "payments", BLOCK, "10.99.0.131").await;
+    let v6 = ctl
+        .allocate(&web, "payments-v6", "fd00:99::/122", "fd00:99::7")
+        .await;
+    let assignment = api::Assignment {
+        ipv4: Some(v4),
+        ipv6: Some(v6),
+        error: None,
+    };
+    ctl.annotate(&web, &assignment).await;
+    let conf = with_ipam(
+        netconf("1.1.0", cluster.kubeconfig()),
+        "prefix",
+        json!("pool"),
+    );
+    let conf = with_ipam(
+        conf,
+        "routes",
+        json!([{"dst": "0.0.0.0/0", "gw": "10.99.0.129"}, {"dst": "::/0"}]),
+    );
+    let out = Call::new("ADD", &web, "c1", &conf).run().await;
+    assert_eq!(out.addresses(), ["10.99.0.131/25", "fd00:99::7/112"]);
+    assert_eq!(
+        out.json()["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.99.0.129"}, {"dst": "::/0"}])
+    );
+    assert_eq!(
+        cluster
+            .claim("fd00:99::/122", "fd00:99::7")
+            .await
+            .as_deref(),
+        Some("c1")
+    );
+}
+
+#[tokio::test]
+async fn api_trouble_is_try_again_later() {
+    let cluster = Cluster::start().await;
+    let web = pod("web").create(&cluster).await;
+    cluster
+        .controller()
+        .assign(&web, "payments", BLOCK, "10.99.0.180")
+        .await;
+    let conf = netconf("1.1.0", cluster.kubeconfig());
+    cluster
+        .server
+        .faults()
+        .fail_writes(FailWrites::new("rangepool.dev", "ipamblocks", 503, 1));
+    let msg = Call::new("ADD", &web, "c1", &conf).run().await.failed(11);
+    assert!(
+        msg.contains("pod shop/web") && msg.contains("IPAMBlock 10-99-0-128-26"),
+        "{msg}"
+    );
+    // The next try goes through.
+    Call::new("ADD", &web, "c1", &conf).run().await.ok();
+
+    let dir = tempfile::tempdir().unwrap();
+    let dead = crate::common::dead_kubeconfig(dir.path());
+    let conf = netconf("1.1.0", &dead);
+    let msg = Call::new("ADD", &web, "c1", &conf).run().await.failed(11);
+    assert!(
+        msg.contains("pod shop/web") && msg.contains("did not answer"),
+        "{msg}"
+    );
+}

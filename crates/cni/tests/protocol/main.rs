@@ -1,0 +1,11 @@
+//! The built `rangepool-ipam` binary driven as a container runtime drives it (environment and
+//! stdin in, one JSON document and an exit code out) against the in-repo test API server, with
+//! the test playing the controller.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod add;
+mod inputs;
+mod lifecycle;
