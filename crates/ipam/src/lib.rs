@@ -5,3 +5,13 @@
 //! here is testable as plain data in, plain data out.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
+
+pub mod age;
+pub mod allocator;
+pub mod block;
+pub mod cidr;
+mod hash;
+pub mod pool;
+pub mod selector;
+mod text;
+pub mod validate;

@@ -1,0 +1,584 @@
+//! The in-memory allocator the controller keeps: every known block and pool, indexed for
+//! allocation in constant time.
+//!
+//! The controller feeds it what its watches see ([`Allocator::insert_block`],
+//! [`Allocator::remove_block`], [`Allocator::set_pool`]), asks it for addresses
+//! ([`Allocator::allocate`]) and frees them ([`Allocator::release`],
+//! [`Allocator::release_handle`]). Changed blocks are collected until [`Allocator::take_dirty`],
+//! so that many allocations in one block become one write.
+//!
+//! Allocation, per candidate pool in order: a block of the pool affine to the pod's node with a
+//! free slot; else the next unclaimed block of the pool, created for the node; else, unless
+//! strict affinity is on, a free slot in any other block of the pool. Only when every candidate
+//! is full does it fail, naming the pools tried. A handle holds at most one address per family:
+//! asking again returns the same address.
+//!
+//! Invariants (checked by the property tests): an address is held by at most one handle; an
+//! allocation is inside its block and its block inside its pool; a release that names a stale
+//! handle or sequence frees nothing.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::block::{Allocation, Block};
+use crate::cidr::{self, Family};
+use crate::hash::{FastMap, FastSet};
+use crate::pool::Pool;
+
+mod error;
+mod index;
+
+pub use error::{AllocError, InsertError, ReleaseError};
+use index::{BlockId, Entry, Holdings, NodeId, PoolId, PoolState, SlotRef};
+
+/// A request for one address of one family for one pod.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The pod's UID; one address per family per handle.
+    pub handle: &'a str,
+    /// The pod's namespace (recorded in the block).
+    pub namespace: &'a str,
+    /// The pod's name (recorded in the block).
+    pub pod: &'a str,
+    /// The node the pod is bound to.
+    pub node: &'a str,
+    /// The family wanted.
+    pub family: Family,
+    /// Candidate pool names in order, as chosen by [`crate::choice`].
+    pub pools: &'a [String],
+}
+
+/// An address given to (or already held by) a handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    /// The address.
+    pub address: IpAddr,
+    /// The pool it came from.
+    pub pool: Arc<str>,
+    /// The block that records it.
+    pub block: IpNet,
+    /// Its ordinal in the block.
+    pub ordinal: u32,
+    /// The allocation's sequence (needed to release it).
+    pub sequence: u64,
+    /// True when the block was created for this allocation and must be created in the API.
+    pub created_block: bool,
+    /// False when the handle already held this address (idempotent repeat).
+    pub new: bool,
+}
+
+/// An address that was released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// The address.
+    pub address: IpAddr,
+    /// The pool of its block.
+    pub pool: Arc<str>,
+    /// The block.
+    pub block: IpNet,
+    /// Its ordinal in the block.
+    pub ordinal: u32,
+    /// Who held it.
+    pub allocation: Allocation,
+}
+
+/// How a block changed since the last [`Allocator::take_dirty`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// The allocator created the block: create it in the API.
+    Create,
+    /// The block existed and changed: update it in the API.
+    Update,
+}
+
+/// A block to write back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DirtyBlock {
+    /// The block's range (look it up with [`Allocator::block`]).
+    pub cidr: IpNet,
+    /// Create or update.
+    pub change: Change,
+}
+
+/// A pool's address counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Addresses in the pool's range (saturates at `u128::MAX`).
+    pub capacity: u128,
+    /// Addresses allocated in blocks of the pool.
+    pub allocated: u128,
+    /// Blocks of the pool.
+    pub blocks: usize,
+}
+
+impl Usage {
+    /// `capacity - allocated`.
+    pub fn free(&self) -> u128 {
+        self.capacity.saturating_sub(self.allocated)
+    }
+}
+
+/// The in-memory allocator. See the module docs.
+#[derive(Debug, Default)]
+pub struct Allocator {
+    strict_affinity: bool,
+    pools: Vec<PoolState>,
+    pool_ids: FastMap<Arc<str>, PoolId>,
+    nodes: Vec<Arc<str>>,
+    node_ids: FastMap<Arc<str>, NodeId>,
+    namespaces: FastSet<Arc<str>>,
+    blocks: Vec<Option<Entry>>,
+    free_ids: Vec<BlockId>,
+    by_cidr: FastMap<IpNet, BlockId>,
+    /// (family, first address) -> (last address, block): finds overlaps and the block of an
+    /// address in O(log n).
+    ranges: BTreeMap<(Family, u128), (u128, BlockId)>,
+    handles: FastMap<Arc<str>, Holdings>,
+    dirty: Vec<BlockId>,
+}
+
+impl Allocator {
+    /// An empty allocator without strict affinity.
+    pub fn new() -> Allocator {
+        Allocator::default()
+    }
+
+    /// Sets strict affinity: when on, a node never borrows a slot from another node's block.
+    pub fn set_strict_affinity(&mut self, strict: bool) {
+        self.strict_affinity = strict;
+    }
+
+    /// Whether strict affinity is on.
+    pub fn strict_affinity(&self) -> bool {
+        self.strict_affinity
+    }
+
+    /// Adds or replaces a pool. `allocatable` is the pool's verdict from
+    /// [`crate::validate::validate_pools`]; a pool that is not allocatable keeps its blocks and
+    /// counts but gives no new addresses.
+    pub fn set_pool(&mut self, pool: Pool, allocatable: bool) {
+        let id = self.intern_pool(pool.name());
+        let state = &mut self.pools[id as usize];
+        let same_shape = state
+            .pool
+            .as_ref()
+            .is_some_and(|p| p.cidr() == pool.cidr() && p.block_prefix() == pool.block_prefix());
+        state.pool = Some(pool);
+        state.allocatable = allocatable;
+        if !same_shape {
+            self.reindex_pool(id);
+        }
+    }
+
+    /// Forgets a pool. Its blocks stay (they still record addresses) but are never allocated
+    /// from until the pool comes back.
+    pub fn remove_pool(&mut self, name: &str) {
+        if let Some(id) = self.pool_ids.get(name).copied() {
+            let state = &mut self.pools[id as usize];
+            state.pool = None;
+            state.allocatable = false;
+            self.reindex_pool(id);
+        }
+    }
+
+    /// The pool known by that name.
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools[*self.pool_ids.get(name)? as usize].pool.as_ref()
+    }
+
+    /// Adds a block as read from the API, or replaces the known block with the same range
+    /// (discarding any unwritten change to it). Refuses a block that overlaps another block.
+    /// A block that does not fit its pool (outside it, or of another size) is kept so that its
+    /// addresses stay taken and can be released, but is never allocated from.
+    pub fn insert_block(&mut self, block: Block) -> Result<(), InsertError> {
+        let cidr = block.cidr();
+        if let Some(id) = self.by_cidr.get(&cidr).copied() {
+            self.unstore(id);
+        } else if let Some(other) = self.overlapping(&cidr).and_then(|id| self.entry(id)) {
+            return Err(InsertError::BlockOverlap {
+                block: cidr,
+                pool: block.pool().to_owned(),
+                existing: other.block.cidr(),
+                existing_pool: other.block.pool().to_owned(),
+            });
+        }
+        self.store(block);
+        Ok(())
+    }
+
+    /// Removes a block (after it was deleted in the API). Its addresses are forgotten.
+    pub fn remove_block(&mut self, cidr: &IpNet) -> Option<Block> {
+        let id = self.by_cidr.get(cidr).copied()?;
+        let fitted = self.entry(id).is_some_and(|e| e.index.is_some());
+        let owner = self.entry(id).map(|e| e.pool);
+        let block = self.unstore(id)?;
+        // A block that did not fit its pool may have hidden block indices of any pool it
+        // overlaps; let those pools look at their ranges again.
+        for (pid, state) in self.pools.iter_mut().enumerate() {
+            let overlaps = state
+                .pool
+                .as_ref()
+                .is_some_and(|p| cidr::overlaps(&p.cidr(), cidr));
+            let own = owner == PoolId::try_from(pid).ok();
+            if overlaps && !(own && fitted) {
+                state.cursor = 0;
+                state.reusable.clear();
+            }
+        }
+        Some(block)
+    }
+
+    /// The block with that range.
+    pub fn block(&self, cidr: &IpNet) -> Option<&Block> {
+        Some(&self.entry(*self.by_cidr.get(cidr)?)?.block)
+    }
+
+    /// Every known block, in no particular order.
+    pub fn blocks(&self) -> impl Iterator<Item = &Block> + '_ {
+        self.blocks.iter().flatten().map(|e| &e.block)
+    }
+
+    /// Number of known blocks.
+    pub fn block_count(&self) -> usize {
+        self.by_cidr.len()
+    }
+
+    fn mark(&mut self, id: BlockId, change: Change) {
+        if let Some(e) = self.entry_mut(id) {
+            match e.change {
+                None => {
+                    e.change = Some(change);
+                    self.dirty.push(id);
+                }
+                // A block created and then changed again is still only to be created.
+                Some(Change::Create) | Some(Change::Update) => {}
+            }
+        }
+    }
+
+    /// The blocks changed since the last call, each once, in the order they first changed.
+    pub fn take_dirty(&mut self) -> Vec<DirtyBlock> {
+        let ids = std::mem::take(&mut self.dirty);
+        ids.into_iter()
+            .filter_map(|id| {
+                let e = self.entry_mut(id)?;
+                let change = e.change.take()?;
+                Some(DirtyBlock {
+                    cidr: e.block.cidr(),
+                    change,
+                })
+            })
+            .collect()
+    }
+
+    fn assigned(&self, slot: SlotRef, created_block: bool, new: bool) -> Option<Assigned> {
+        let e = self.entry(slot.block)?;
+        Some(Assigned {
+            address: e.block.address(slot.ordinal)?,
+            pool: self.pools[e.pool as usize].name.clone(),
+            block: e.block.cidr(),
+            ordinal: slot.ordinal,
+            sequence: e.block.get(slot.ordinal)?.sequence,
+            created_block,
+            new,
+        })
+    }
+
+    /// What `handle` holds in `family`, if anything (`new` and `created_block` are false).
+    pub fn find(&self, handle: &str, family: Family) -> Option<Assigned> {
+        self.assigned(self.handles.get(handle)?.get(family)?, false, false)
+    }
+
+    /// Every address `handle` holds (normally at most one per family).
+    pub fn holdings(&self, handle: &str) -> Vec<Assigned> {
+        self.handles
+            .get(handle)
+            .map(|h| {
+                h.all()
+                    .filter_map(|s| self.assigned(s, false, false))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Checks a candidate pool; returns its id.
+    fn candidate(&self, req: &Request<'_>, name: &str) -> Result<PoolId, AllocError> {
+        let who = || (req.namespace.to_owned(), req.pod.to_owned());
+        let unknown = || {
+            let (namespace, pod) = who();
+            AllocError::UnknownPool {
+                namespace,
+                pod,
+                pool: name.to_owned(),
+            }
+        };
+        let id = *self.pool_ids.get(name).ok_or_else(unknown)?;
+        let state = &self.pools[id as usize];
+        let pool = state.pool.as_ref().ok_or_else(unknown)?;
+        if pool.family() != req.family {
+            let (namespace, pod) = who();
+            return Err(AllocError::WrongFamily {
+                namespace,
+                pod,
+                pool: name.to_owned(),
+                pool_family: pool.family(),
+                family: req.family,
+            });
+        }
+        if !state.allocatable {
+            let (namespace, pod) = who();
+            return Err(AllocError::PoolNotAllocatable {
+                namespace,
+                pod,
+                pool: name.to_owned(),
+            });
+        }
+        Ok(id)
+    }
+
+    /// Gives `req.handle` an address of `req.family` from the first candidate pool with room
+    /// (see the module docs), or returns the address it already holds.
+    pub fn allocate(&mut self, req: &Request<'_>) -> Result<Assigned, AllocError> {
+        let missing = |field| AllocError::MissingField {
+            namespace: req.namespace.to_owned(),
+            pod: req.pod.to_owned(),
+            field,
+        };
+        if req.handle.is_empty() {
+            return Err(missing("handle"));
+        }
+        if let Some(slot) = self.handles.get(req.handle).and_then(|h| h.get(req.family))
+            && let Some(held) = self.assigned(slot, false, false)
+        {
+            return Ok(held);
+        }
+        if req.node.is_empty() {
+            return Err(missing("node"));
+        }
+        if req.pools.is_empty() {
+            return Err(AllocError::NoCandidatePools {
+                namespace: req.namespace.to_owned(),
+                pod: req.pod.to_owned(),
+                family: req.family,
+            });
+        }
+        // Every named pool must be usable, even if an earlier one has room: a typo in the
+        // second pool should show now, not on the day the first one fills up.
+        for name in req.pools {
+            self.candidate(req, name)?;
+        }
+        let node = self.intern_node(req.node);
+        for name in req.pools {
+            let pool = self.candidate(req, name)?;
+            let (id, created) = if let Some(id) = self.affine_with_room(pool, node) {
+                (id, false)
+            } else if let Some(id) = self.claim_block(pool, node) {
+                (id, true)
+            } else if self.strict_affinity {
+                continue;
+            } else if let Some(id) = self.any_with_room(pool) {
+                (id, false)
+            } else {
+                continue;
+            };
+            if let Some(assigned) = self.take_slot(id, req, created) {
+                return Ok(assigned);
+            }
+        }
+        Err(AllocError::Exhausted {
+            namespace: req.namespace.to_owned(),
+            pod: req.pod.to_owned(),
+            family: req.family,
+            node: req.node.to_owned(),
+            pools: req.pools.to_vec(),
+            strict: self.strict_affinity,
+        })
+    }
+
+    /// Allocates a slot of block `id` to the request's handle and updates the indexes.
+    fn take_slot(&mut self, id: BlockId, req: &Request<'_>, created: bool) -> Option<Assigned> {
+        let handle: Arc<str> = Arc::from(req.handle);
+        let namespace = self.intern_namespace(req.namespace);
+        let pod: Arc<str> = Arc::from(req.pod);
+        let entry = self.blocks.get_mut(id as usize)?.as_mut()?;
+        let slot = entry
+            .block
+            .allocate_unchecked(handle.clone(), namespace, pod)
+            .ok()?;
+        let pool = &mut self.pools[entry.pool as usize];
+        pool.allocated += 1;
+        let address = entry.block.address(slot.ordinal)?;
+        let assigned = Assigned {
+            address,
+            pool: pool.name.clone(),
+            block: entry.block.cidr(),
+            ordinal: slot.ordinal,
+            sequence: slot.sequence,
+            created_block: created,
+            new: true,
+        };
+        self.handles.entry(handle).or_default().add(
+            req.family,
+            SlotRef {
+                block: id,
+                ordinal: slot.ordinal,
+            },
+        );
+        self.mark(id, Change::Update);
+        Some(assigned)
+    }
+
+    /// Frees one slot of block `id` and updates the indexes.
+    fn free_slot(&mut self, id: BlockId, ordinal: u32, allocation: Allocation) -> Option<Released> {
+        let entry = self.entry(id)?;
+        let family = entry.block.family();
+        let released = Released {
+            address: entry.block.address(ordinal)?,
+            pool: self.pools[entry.pool as usize].name.clone(),
+            block: entry.block.cidr(),
+            ordinal,
+            allocation,
+        };
+        let pool = entry.pool as usize;
+        self.pools[pool].allocated = self.pools[pool].allocated.saturating_sub(1);
+        let blocks = &self.blocks;
+        let handle = &released.allocation.handle;
+        if let Some(h) = self.handles.get_mut(&**handle) {
+            h.remove(family, SlotRef { block: id, ordinal }, |s| {
+                blocks
+                    .get(s.block as usize)
+                    .and_then(Option::as_ref)
+                    .map_or(family, |e| e.block.family())
+            });
+            if h.is_empty() {
+                self.handles.remove(&**handle);
+            }
+        }
+        self.note_room(id);
+        self.mark(id, Change::Update);
+        Some(released)
+    }
+
+    /// Releases `address` if it is still held by `handle` with allocation `sequence`.
+    pub fn release(
+        &mut self,
+        address: IpAddr,
+        handle: &str,
+        sequence: u64,
+    ) -> Result<Released, ReleaseError> {
+        let id = self
+            .block_of_addr(address)
+            .ok_or(ReleaseError::NoBlock { address })?;
+        let entry = self
+            .entry_mut(id)
+            .ok_or(ReleaseError::NoBlock { address })?;
+        let ordinal = entry
+            .block
+            .ordinal_of(address)
+            .ok_or(ReleaseError::NoBlock { address })?;
+        let allocation = entry.block.release(ordinal, handle, sequence)?;
+        self.free_slot(id, ordinal, allocation)
+            .ok_or(ReleaseError::NoBlock { address })
+    }
+
+    /// Releases every address `handle` holds. Idempotent: nothing held, nothing released.
+    pub fn release_handle(&mut self, handle: &str) -> Vec<Released> {
+        let slots: Vec<SlotRef> = self
+            .handles
+            .get(handle)
+            .map(|h| h.all().collect())
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(slots.len());
+        for s in slots {
+            let taken = self
+                .entry_mut(s.block)
+                .and_then(|e| e.block.release_ordinal(s.ordinal));
+            if let Some(r) = taken.and_then(|a| self.free_slot(s.block, s.ordinal, a)) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// The pool's counts, if the pool is known.
+    pub fn usage(&self, pool: &str) -> Option<Usage> {
+        let state = &self.pools[*self.pool_ids.get(pool)? as usize];
+        let p = state.pool.as_ref()?;
+        Some(Usage {
+            capacity: p.capacity(),
+            allocated: state.allocated,
+            blocks: state.blocks,
+        })
+    }
+
+    /// The blocks affine to `node`, sorted by range.
+    pub fn node_blocks(&self, node: &str) -> Vec<IpNet> {
+        let mut out: Vec<IpNet> = self
+            .blocks()
+            .filter(|b| b.affinity() == Some(node))
+            .map(Block::cidr)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Drops the affinity of every block of a deleted node; returns the blocks changed (also
+    /// marked dirty). Their addresses stay allocated; empty ones become returnable.
+    pub fn release_affinity(&mut self, node: &str) -> Vec<IpNet> {
+        let ids: Vec<BlockId> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.as_ref().is_some_and(|e| e.block.affinity() == Some(node)))
+            .filter_map(|(i, _)| BlockId::try_from(i).ok())
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            self.detach(id);
+            if let Some(e) = self.entry_mut(id) {
+                e.block.set_affinity_arc(None);
+                e.node = None;
+                out.push(e.block.cidr());
+            }
+            self.attach(id);
+            self.mark(id, Change::Update);
+        }
+        out.sort();
+        out
+    }
+
+    /// Every block without allocations, sorted by range.
+    pub fn empty_blocks(&self) -> Vec<IpNet> {
+        let mut out: Vec<IpNet> = self
+            .blocks()
+            .filter(|b| b.is_empty())
+            .map(Block::cidr)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Empty blocks that can be deleted and returned to their pool: those without node
+    /// affinity, those of pools that no longer exist, and those that do not fit their pool.
+    /// Sorted by range.
+    pub fn returnable_blocks(&self) -> Vec<IpNet> {
+        let mut out: Vec<IpNet> = self
+            .blocks
+            .iter()
+            .flatten()
+            .filter(|e| e.block.is_empty())
+            .filter(|e| {
+                e.node.is_none() || e.index.is_none() || self.pools[e.pool as usize].pool.is_none()
+            })
+            .map(|e| e.block.cidr())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

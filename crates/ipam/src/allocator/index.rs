@@ -1,0 +1,469 @@
+//! The allocator's internal indexes and how a block enters and leaves them.
+//!
+//! Every index is derived from the blocks: [`Allocator::attach`] adds one block to all of them and
+//! [`Allocator::detach`] takes it out again, so replacing a block, re-reading a pool or dropping
+//! a node's affinity is always "detach, change, attach" and the indexes cannot drift.
+//!
+//! "Has a free slot" sets are lazy: a block is pushed when it may have room and dropped when it
+//! is found full at the top of the set. A flag per block and set keeps each block in each set at
+//! most once; removal from a set is eager (a `retain`) because ids of removed blocks are reused.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::{Allocator, Change};
+use crate::block::Block;
+use crate::cidr::{self, Family};
+use crate::hash::FastMap;
+use crate::pool::Pool;
+
+/// Index of a block in the allocator's slab.
+pub(super) type BlockId = u32;
+/// Index of a pool (by name) in the allocator.
+pub(super) type PoolId = u32;
+/// Index of an interned node name.
+pub(super) type NodeId = u32;
+
+/// One slot of one block: where a handle's address lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SlotRef {
+    pub(super) block: BlockId,
+    pub(super) ordinal: u32,
+}
+
+/// The addresses a handle holds: one per family, plus any extra ones found in blocks written by
+/// someone else (kept so that releasing the handle frees them too).
+#[derive(Debug, Default)]
+pub(super) struct Holdings {
+    pub(super) v4: Option<SlotRef>,
+    pub(super) v6: Option<SlotRef>,
+    pub(super) extra: Vec<SlotRef>,
+}
+
+impl Holdings {
+    pub(super) fn get(&self, family: Family) -> Option<SlotRef> {
+        match family {
+            Family::V4 => self.v4,
+            Family::V6 => self.v6,
+        }
+    }
+
+    fn slot_mut(&mut self, family: Family) -> &mut Option<SlotRef> {
+        match family {
+            Family::V4 => &mut self.v4,
+            Family::V6 => &mut self.v6,
+        }
+    }
+
+    pub(super) fn add(&mut self, family: Family, slot: SlotRef) {
+        let primary = self.slot_mut(family);
+        if primary.is_none() {
+            *primary = Some(slot);
+        } else {
+            self.extra.push(slot);
+        }
+    }
+
+    /// Forgets one slot; an extra slot of the same family (if any) becomes the primary.
+    pub(super) fn remove(
+        &mut self,
+        family: Family,
+        slot: SlotRef,
+        extra_family: impl Fn(SlotRef) -> Family,
+    ) {
+        if self.get(family) == Some(slot) {
+            let promoted = self
+                .extra
+                .iter()
+                .position(|s| extra_family(*s) == family)
+                .map(|i| self.extra.swap_remove(i));
+            *self.slot_mut(family) = promoted;
+        } else {
+            self.extra.retain(|s| *s != slot);
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.v4.is_none() && self.v6.is_none() && self.extra.is_empty()
+    }
+
+    pub(super) fn all(&self) -> impl Iterator<Item = SlotRef> + '_ {
+        self.v4
+            .iter()
+            .chain(self.v6.iter())
+            .chain(self.extra.iter())
+            .copied()
+    }
+}
+
+/// A node's usable blocks in one pool.
+#[derive(Debug, Default)]
+pub(super) struct NodeBlocks {
+    /// Blocks that may have a free slot (lazy: see module docs).
+    pub(super) with_room: Vec<BlockId>,
+}
+
+/// Everything the allocator knows about one pool name.
+#[derive(Debug)]
+pub(super) struct PoolState {
+    pub(super) name: Arc<str>,
+    /// The validated pool, when it is known; blocks may name a pool that is not (yet) known.
+    pub(super) pool: Option<Pool>,
+    pub(super) allocatable: bool,
+    /// Usable blocks (of any node or none) that may have a free slot.
+    pub(super) with_room: Vec<BlockId>,
+    /// Per node: its usable affine blocks that may have a free slot.
+    pub(super) by_node: FastMap<NodeId, NodeBlocks>,
+    /// Next block index never handed out.
+    pub(super) cursor: u128,
+    /// Block indices below `cursor` that are free again.
+    pub(super) reusable: BTreeSet<u128>,
+    /// Addresses allocated in all blocks naming this pool.
+    pub(super) allocated: u128,
+    /// Number of blocks naming this pool.
+    pub(super) blocks: usize,
+}
+
+impl PoolState {
+    pub(super) fn new(name: Arc<str>) -> PoolState {
+        PoolState {
+            name,
+            pool: None,
+            allocatable: false,
+            with_room: Vec::new(),
+            by_node: FastMap::default(),
+            cursor: 0,
+            reusable: BTreeSet::new(),
+            allocated: 0,
+            blocks: 0,
+        }
+    }
+
+    /// Where a block sits in this pool's sequence of blocks, if it is one of them (inside the
+    /// pool, of the pool's block size).
+    pub(super) fn index_of(&self, cidr: &IpNet) -> Option<u128> {
+        let pool = self.pool.as_ref()?;
+        if cidr.prefix_len() != pool.block_prefix() {
+            return None;
+        }
+        cidr::block_index(&pool.cidr(), cidr)
+    }
+}
+
+/// One block and its place in the indexes.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) block: Block,
+    pub(super) pool: PoolId,
+    pub(super) node: Option<NodeId>,
+    /// The block's index in its pool when it fits the pool (inside it, right size); a block that
+    /// does not fit is kept for accounting and release but never allocated from.
+    pub(super) index: Option<u128>,
+    pub(super) in_pool_set: bool,
+    pub(super) in_node_set: bool,
+    pub(super) change: Option<Change>,
+}
+
+/// First and last address of a range as offsets, for the overlap index.
+pub(super) fn span(net: &IpNet) -> (Family, u128, u128) {
+    let start = cidr::addr_to_u128(net.network());
+    let end = cidr::addr_to_u128(net.broadcast());
+    (Family::of(net), start, end)
+}
+
+impl Allocator {
+    pub(super) fn intern_pool(&mut self, name: &str) -> PoolId {
+        if let Some(id) = self.pool_ids.get(name) {
+            return *id;
+        }
+        let id = PoolId::try_from(self.pools.len()).unwrap_or(PoolId::MAX);
+        let name: Arc<str> = Arc::from(name);
+        self.pools.push(PoolState::new(name.clone()));
+        self.pool_ids.insert(name, id);
+        id
+    }
+
+    pub(super) fn intern_node(&mut self, name: &str) -> NodeId {
+        if let Some(id) = self.node_ids.get(name) {
+            return *id;
+        }
+        let id = NodeId::try_from(self.nodes.len()).unwrap_or(NodeId::MAX);
+        let name: Arc<str> = Arc::from(name);
+        self.nodes.push(name.clone());
+        self.node_ids.insert(name, id);
+        id
+    }
+
+    pub(super) fn intern_namespace(&mut self, name: &str) -> Arc<str> {
+        if let Some(ns) = self.namespaces.get(name) {
+            return ns.clone();
+        }
+        let ns: Arc<str> = Arc::from(name);
+        self.namespaces.insert(ns.clone());
+        ns
+    }
+
+    pub(super) fn entry(&self, id: BlockId) -> Option<&Entry> {
+        self.blocks.get(id as usize)?.as_ref()
+    }
+
+    pub(super) fn entry_mut(&mut self, id: BlockId) -> Option<&mut Entry> {
+        self.blocks.get_mut(id as usize)?.as_mut()
+    }
+
+    /// The block whose range overlaps `net`, if any (blocks never overlap each other, so the one
+    /// starting last at or before `net`'s end is the only candidate).
+    pub(super) fn overlapping(&self, net: &IpNet) -> Option<BlockId> {
+        let (family, start, end) = span(net);
+        let (_, (last, id)) = self.ranges.range(..=(family, end)).next_back()?;
+        let (f, s) = self.entry(*id).map(|e| {
+            let (f, s, _) = span(&e.block.cidr());
+            (f, s)
+        })?;
+        (f == family && *last >= start && s <= end).then_some(*id)
+    }
+
+    /// The block holding `addr`, if any.
+    pub(super) fn block_of_addr(&self, addr: std::net::IpAddr) -> Option<BlockId> {
+        let family = Family::of_addr(&addr);
+        let at = cidr::addr_to_u128(addr);
+        let ((f, _), (last, id)) = self.ranges.range(..=(family, at)).next_back()?;
+        (*f == family && *last >= at).then_some(*id)
+    }
+
+    /// Stores a new block in a free slab slot and indexes it.
+    pub(super) fn store(&mut self, block: Block) -> BlockId {
+        let pool = self.intern_pool(block.pool());
+        let node = block.affinity_arc().cloned().map(|n| self.intern_node(&n));
+        let cidr = block.cidr();
+        let entry = Entry {
+            block,
+            pool,
+            node,
+            index: None,
+            in_pool_set: false,
+            in_node_set: false,
+            change: None,
+        };
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.blocks[id as usize] = Some(entry);
+                id
+            }
+            None => {
+                self.blocks.push(Some(entry));
+                BlockId::try_from(self.blocks.len() - 1).unwrap_or(BlockId::MAX)
+            }
+        };
+        self.by_cidr.insert(cidr, id);
+        self.attach(id);
+        id
+    }
+
+    /// Adds a stored block to every index: pool counts and sets, node sets, the overlap index
+    /// and the handle index.
+    pub(super) fn attach(&mut self, id: BlockId) {
+        let Some(entry) = self.blocks.get_mut(id as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let cidr = entry.block.cidr();
+        let (family, start, end) = span(&cidr);
+        self.ranges.insert((family, start), (end, id));
+
+        let pool = &mut self.pools[entry.pool as usize];
+        pool.blocks += 1;
+        pool.allocated += u128::from(entry.block.allocated());
+        entry.index = pool.index_of(&cidr);
+        if let Some(index) = entry.index {
+            pool.reusable.remove(&index);
+            if !entry.block.is_full() {
+                pool.with_room.push(id);
+                entry.in_pool_set = true;
+                if let Some(node) = entry.node {
+                    pool.by_node.entry(node).or_default().with_room.push(id);
+                    entry.in_node_set = true;
+                }
+            }
+        }
+
+        for (ordinal, a) in entry.block.allocations() {
+            self.handles
+                .entry(a.handle.clone())
+                .or_default()
+                .add(family, SlotRef { block: id, ordinal });
+        }
+    }
+
+    /// Takes a block out of every index (the block itself stays stored). Its pool index, if it
+    /// had one, becomes reusable.
+    pub(super) fn detach(&mut self, id: BlockId) {
+        let Some(entry) = self.blocks.get_mut(id as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let cidr = entry.block.cidr();
+        let (family, start, _) = span(&cidr);
+        self.ranges.remove(&(family, start));
+
+        let pool = &mut self.pools[entry.pool as usize];
+        pool.blocks = pool.blocks.saturating_sub(1);
+        pool.allocated = pool
+            .allocated
+            .saturating_sub(u128::from(entry.block.allocated()));
+        if entry.in_pool_set {
+            pool.with_room.retain(|b| *b != id);
+            entry.in_pool_set = false;
+        }
+        if entry.in_node_set {
+            if let Some(nb) = entry.node.and_then(|n| pool.by_node.get_mut(&n)) {
+                nb.with_room.retain(|b| *b != id);
+            }
+            entry.in_node_set = false;
+        }
+        if let Some(index) = entry.index.take()
+            && index < pool.cursor
+        {
+            pool.reusable.insert(index);
+        }
+
+        let blocks = &self.blocks;
+        for (ordinal, a) in entry_allocations(blocks, id) {
+            if let Some(h) = self.handles.get_mut(&*a) {
+                h.remove(family, SlotRef { block: id, ordinal }, |s| {
+                    family_of(blocks, s.block).unwrap_or(family)
+                });
+                if h.is_empty() {
+                    self.handles.remove(&*a);
+                }
+            }
+        }
+    }
+
+    /// Takes a block out of the allocator entirely.
+    pub(super) fn unstore(&mut self, id: BlockId) -> Option<Block> {
+        self.detach(id);
+        let entry = self.blocks.get_mut(id as usize)?.take()?;
+        self.by_cidr.remove(&entry.block.cidr());
+        self.free_ids.push(id);
+        Some(entry.block)
+    }
+
+    /// A usable block of `pool` affine to `node` with a free slot.
+    pub(super) fn affine_with_room(&mut self, pool: PoolId, node: NodeId) -> Option<BlockId> {
+        let blocks = &mut self.blocks;
+        let nb = self.pools[pool as usize].by_node.get_mut(&node)?;
+        loop {
+            let id = *nb.with_room.last()?;
+            match blocks.get_mut(id as usize).and_then(Option::as_mut) {
+                Some(e) if !e.block.is_full() => return Some(id),
+                Some(e) => e.in_node_set = false,
+                None => {}
+            }
+            nb.with_room.pop();
+        }
+    }
+
+    /// Any usable block of `pool` with a free slot (for borrowing).
+    pub(super) fn any_with_room(&mut self, pool: PoolId) -> Option<BlockId> {
+        let blocks = &mut self.blocks;
+        let set = &mut self.pools[pool as usize].with_room;
+        loop {
+            let id = *set.last()?;
+            match blocks.get_mut(id as usize).and_then(Option::as_mut) {
+                Some(e) if !e.block.is_full() => return Some(id),
+                Some(e) => e.in_pool_set = false,
+                None => {}
+            }
+            set.pop();
+        }
+    }
+
+    /// Puts a block that just got a free slot back into the "has room" sets.
+    pub(super) fn note_room(&mut self, id: BlockId) {
+        let Some(entry) = self.blocks.get_mut(id as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if entry.index.is_none() {
+            return;
+        }
+        let pool = &mut self.pools[entry.pool as usize];
+        if !entry.in_pool_set {
+            pool.with_room.push(id);
+            entry.in_pool_set = true;
+        }
+        if let (Some(node), false) = (entry.node, entry.in_node_set) {
+            pool.by_node.entry(node).or_default().with_room.push(id);
+            entry.in_node_set = true;
+        }
+    }
+
+    /// Creates the next unclaimed block of `pool` for `node`, skipping ranges another block
+    /// already covers. `None` when the pool has no unclaimed block left.
+    pub(super) fn claim_block(&mut self, pool_id: PoolId, node: NodeId) -> Option<BlockId> {
+        loop {
+            let state = &mut self.pools[pool_id as usize];
+            let pool = state.pool.as_ref()?;
+            let (pool_cidr, prefix, count) = (pool.cidr(), pool.block_prefix(), pool.block_count());
+            let index = match state.reusable.pop_first() {
+                Some(i) => i,
+                None if state.cursor < count => {
+                    state.cursor += 1;
+                    state.cursor - 1
+                }
+                None => return None,
+            };
+            let name = state.name.clone();
+            let cidr = cidr::nth_block(&pool_cidr, prefix, index)?;
+            if self.overlapping(&cidr).is_some() {
+                continue;
+            }
+            let node_name = self.nodes.get(node as usize).cloned();
+            let block = Block::empty(cidr, name, node_name).ok()?;
+            let id = self.store(block);
+            self.mark(id, Change::Create);
+            return Some(id);
+        }
+    }
+
+    /// Re-reads every block of a pool after the pool itself changed.
+    pub(super) fn reindex_pool(&mut self, pool: PoolId) {
+        let ids: Vec<BlockId> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((BlockId::try_from(i).ok()?, e.as_ref()?)))
+            .filter(|(_, e)| e.pool == pool)
+            .map(|(i, _)| i)
+            .collect();
+        for id in &ids {
+            self.detach(*id);
+        }
+        let state = &mut self.pools[pool as usize];
+        state.cursor = 0;
+        state.reusable.clear();
+        state.with_room.clear();
+        state.by_node.clear();
+        for id in ids {
+            self.attach(id);
+        }
+    }
+}
+
+/// The handles and ordinals of a stored block (owned, so indexes can change meanwhile).
+fn entry_allocations(blocks: &[Option<Entry>], id: BlockId) -> Vec<(u32, Arc<str>)> {
+    blocks
+        .get(id as usize)
+        .and_then(Option::as_ref)
+        .map(|e| {
+            e.block
+                .allocations()
+                .map(|(o, a)| (o, a.handle.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn family_of(blocks: &[Option<Entry>], id: BlockId) -> Option<Family> {
+    Some(blocks.get(id as usize)?.as_ref()?.block.family())
+}

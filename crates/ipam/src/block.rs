@@ -1,0 +1,551 @@
+//! One IPAM block: a pool's slice of `2^(max - prefix)` addresses, claimed by one node, with one
+//! slot per address.
+//!
+//! Invariants a [`Block`] keeps (and [`Block::from_record`] checks on data read back):
+//! - the CIDR is strictly masked and its prefix is a valid block size (at most 4096 slots);
+//! - a handle holds at most one slot of a block;
+//! - the block `sequence` grows on every change, and an allocation records the sequence at which
+//!   it was made, which is never above the block's. A release names the sequence it expects, so
+//!   a stale release cannot free an address that was re-assigned meanwhile.
+//!
+//! Free slots are handed out from a queue: a released ordinal goes to the back, so a just-freed
+//! address is not reused at once (connections to the old pod get time to die). A block rebuilt
+//! from a record starts with its free ordinals in ascending order.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use thiserror::Error;
+
+use crate::cidr::{self, Family};
+use crate::text::shown;
+
+mod record;
+
+pub use record::{AllocationRecord, BlockRecord};
+
+/// One allocated address: who holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// The holder's handle: the pod UID.
+    pub handle: Arc<str>,
+    /// The pod's namespace.
+    pub namespace: Arc<str>,
+    /// The pod's name.
+    pub pod: Arc<str>,
+    /// The container (sandbox) ID that claimed the address through the CNI plugin, if any.
+    pub container: Option<String>,
+    /// The block sequence at which the address was allocated.
+    pub sequence: u64,
+}
+
+/// Where an allocation landed in its block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// The address's ordinal in the block (0 = first address).
+    pub ordinal: u32,
+    /// The allocation's sequence.
+    pub sequence: u64,
+}
+
+/// Names a block in messages: its range and pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockId {
+    /// The block's range as given (may be invalid in errors about the range itself).
+    pub cidr: String,
+    /// The pool the block belongs to.
+    pub pool: String,
+}
+
+impl fmt::Display for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "block {} of pool {}", self.cidr, self.pool)
+    }
+}
+
+/// Why a block operation or a block record was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BlockError {
+    /// The block's CIDR has host bits set.
+    #[error("{block}: the range has host bits set; did you mean {masked}?")]
+    CidrNotMasked {
+        /// The block.
+        block: BlockId,
+        /// The masked range.
+        masked: IpNet,
+    },
+    /// The block's prefix is not a valid block size.
+    #[error("{block}: prefix /{prefix} is not a block size; {family} blocks are /{} to /{}",
+        family.block_prefix_range().start(), family.block_prefix_range().end())]
+    BadBlockSize {
+        /// The block.
+        block: BlockId,
+        /// The prefix length.
+        prefix: u8,
+        /// The family.
+        family: Family,
+    },
+    /// The block names no pool.
+    #[error("{block}: the block names no pool")]
+    MissingPool {
+        /// The block.
+        block: BlockId,
+    },
+    /// An ordinal outside the block.
+    #[error("{block}: ordinal {ordinal} is outside the block, which has {capacity} addresses")]
+    OrdinalOutOfRange {
+        /// The block.
+        block: BlockId,
+        /// The ordinal given.
+        ordinal: u32,
+        /// Number of addresses in the block.
+        capacity: u32,
+    },
+    /// Two records for one ordinal.
+    #[error("{block}: address {address} (ordinal {ordinal}) is recorded twice")]
+    DuplicateOrdinal {
+        /// The block.
+        block: BlockId,
+        /// The ordinal.
+        ordinal: u32,
+        /// The address.
+        address: IpAddr,
+    },
+    /// One handle holds two addresses of the block.
+    #[error(
+        "{block}: handle {} holds two addresses, {first} and {second}; a pod has at most one address per block",
+        shown(handle)
+    )]
+    DuplicateHandle {
+        /// The block.
+        block: BlockId,
+        /// The handle.
+        handle: String,
+        /// Its first address.
+        first: IpAddr,
+        /// Its second address.
+        second: IpAddr,
+    },
+    /// An allocation without a handle.
+    #[error("{block}: address {address} (ordinal {ordinal}) has an empty handle")]
+    EmptyHandle {
+        /// The block.
+        block: BlockId,
+        /// The ordinal.
+        ordinal: u32,
+        /// The address.
+        address: IpAddr,
+    },
+    /// An allocation claims a sequence the block has not reached.
+    #[error(
+        "{block}: address {address} was allocated at sequence {sequence}, after the block's own sequence {block_sequence}"
+    )]
+    SequenceAhead {
+        /// The block.
+        block: BlockId,
+        /// The address.
+        address: IpAddr,
+        /// The allocation's sequence.
+        sequence: u64,
+        /// The block's sequence.
+        block_sequence: u64,
+    },
+    /// No free address left.
+    #[error("{block}: no free address left")]
+    Full {
+        /// The block.
+        block: BlockId,
+    },
+    /// The handle already holds an address of this block.
+    #[error("{block}: handle {} already holds {address}", shown(handle))]
+    HandleExists {
+        /// The block.
+        block: BlockId,
+        /// The handle.
+        handle: String,
+        /// The address it holds.
+        address: IpAddr,
+    },
+    /// The address is not allocated.
+    #[error("{block}: address {address} is not allocated")]
+    NotAllocated {
+        /// The block.
+        block: BlockId,
+        /// The address.
+        address: IpAddr,
+    },
+    /// The address is held by another handle than the one named.
+    #[error(
+        "{block}: address {address} is held by {}, not by {}; it was re-assigned meanwhile",
+        shown(found),
+        shown(expected)
+    )]
+    HandleMismatch {
+        /// The block.
+        block: BlockId,
+        /// The address.
+        address: IpAddr,
+        /// The handle the caller named.
+        expected: String,
+        /// The handle that holds it.
+        found: String,
+    },
+    /// The address was released and allocated again since the caller read it.
+    #[error(
+        "{block}: address {address} now carries sequence {found}, not {expected}; it was re-assigned meanwhile"
+    )]
+    SequenceMismatch {
+        /// The block.
+        block: BlockId,
+        /// The address.
+        address: IpAddr,
+        /// The sequence the caller named.
+        expected: u64,
+        /// The sequence of the current allocation.
+        found: u64,
+    },
+}
+
+impl BlockError {
+    /// Short stable label for events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BlockError::CidrNotMasked { .. } => "BlockCIDRNotMasked",
+            BlockError::BadBlockSize { .. } => "InvalidBlockSize",
+            BlockError::MissingPool { .. } => "MissingPool",
+            BlockError::OrdinalOutOfRange { .. } => "OrdinalOutOfRange",
+            BlockError::DuplicateOrdinal { .. } => "DuplicateOrdinal",
+            BlockError::DuplicateHandle { .. } => "DuplicateHandle",
+            BlockError::EmptyHandle { .. } => "EmptyHandle",
+            BlockError::SequenceAhead { .. } => "SequenceAhead",
+            BlockError::Full { .. } => "BlockFull",
+            BlockError::HandleExists { .. } => "HandleExists",
+            BlockError::NotAllocated { .. } => "NotAllocated",
+            BlockError::HandleMismatch { .. } => "HandleMismatch",
+            BlockError::SequenceMismatch { .. } => "SequenceMismatch",
+        }
+    }
+}
+
+/// One IPAM block with its allocations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    cidr: IpNet,
+    pool: Arc<str>,
+    affinity: Option<Arc<str>>,
+    sequence: u64,
+    slots: Vec<Option<Allocation>>,
+    /// Free ordinals, next to hand out at the front. Ordinals fit in `u16` (at most 4096 slots).
+    free: VecDeque<u16>,
+}
+
+impl Block {
+    /// An empty block of `pool` for `cidr`, optionally affine to a node. Refuses a CIDR that is
+    /// not strictly masked or not a valid block size.
+    pub fn new(cidr: IpNet, pool: &str, affinity: Option<&str>) -> Result<Block, BlockError> {
+        Block::empty(cidr, Arc::from(pool), affinity.map(Arc::from))
+    }
+
+    pub(crate) fn empty(
+        cidr: IpNet,
+        pool: Arc<str>,
+        affinity: Option<Arc<str>>,
+    ) -> Result<Block, BlockError> {
+        let id = || BlockId {
+            cidr: cidr.to_string(),
+            pool: pool.to_string(),
+        };
+        if pool.is_empty() {
+            return Err(BlockError::MissingPool { block: id() });
+        }
+        if cidr.trunc() != cidr {
+            return Err(BlockError::CidrNotMasked {
+                block: id(),
+                masked: cidr.trunc(),
+            });
+        }
+        let family = Family::of(&cidr);
+        if !family.block_prefix_range().contains(&cidr.prefix_len()) {
+            return Err(BlockError::BadBlockSize {
+                block: id(),
+                prefix: cidr.prefix_len(),
+                family,
+            });
+        }
+        let size = 1usize << (cidr.max_prefix_len() - cidr.prefix_len());
+        Ok(Block {
+            cidr,
+            pool,
+            affinity,
+            sequence: 0,
+            slots: vec![None; size],
+            free: (0..size).filter_map(|o| u16::try_from(o).ok()).collect(),
+        })
+    }
+
+    fn id(&self) -> BlockId {
+        BlockId {
+            cidr: self.cidr.to_string(),
+            pool: self.pool.to_string(),
+        }
+    }
+
+    /// The block's range.
+    pub fn cidr(&self) -> IpNet {
+        self.cidr
+    }
+
+    /// The block's address family.
+    pub fn family(&self) -> Family {
+        Family::of(&self.cidr)
+    }
+
+    /// The name of the pool the block belongs to.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// The node the block is affine to, if any.
+    pub fn affinity(&self) -> Option<&str> {
+        self.affinity.as_deref()
+    }
+
+    pub(crate) fn affinity_arc(&self) -> Option<&Arc<str>> {
+        self.affinity.as_ref()
+    }
+
+    /// Sets or clears the node affinity. Returns true when it changed (and so the sequence).
+    pub fn set_affinity(&mut self, node: Option<&str>) -> bool {
+        self.set_affinity_arc(node.map(Arc::from))
+    }
+
+    pub(crate) fn set_affinity_arc(&mut self, node: Option<Arc<str>>) -> bool {
+        if self.affinity.as_deref() == node.as_deref() {
+            return false;
+        }
+        self.affinity = node;
+        self.sequence += 1;
+        true
+    }
+
+    /// The block's sequence: bumped on every change.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Number of addresses in the block.
+    pub fn capacity(&self) -> u32 {
+        u32::try_from(self.slots.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Number of allocated addresses.
+    pub fn allocated(&self) -> u32 {
+        self.capacity() - self.free_count()
+    }
+
+    /// Number of free addresses.
+    pub fn free_count(&self) -> u32 {
+        u32::try_from(self.free.len()).unwrap_or(u32::MAX)
+    }
+
+    /// True when no address is allocated.
+    pub fn is_empty(&self) -> bool {
+        self.free.len() == self.slots.len()
+    }
+
+    /// True when every address is allocated.
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    /// The address at `ordinal`.
+    pub fn address(&self, ordinal: u32) -> Option<IpAddr> {
+        cidr::nth_addr(&self.cidr, ordinal)
+    }
+
+    /// The ordinal of `addr` in this block.
+    pub fn ordinal_of(&self, addr: IpAddr) -> Option<u32> {
+        cidr::ordinal_of(&self.cidr, addr)
+    }
+
+    /// The allocation at `ordinal`, if any.
+    pub fn get(&self, ordinal: u32) -> Option<&Allocation> {
+        self.slots.get(ordinal as usize)?.as_ref()
+    }
+
+    /// Every allocation with its ordinal, in ordinal order.
+    pub fn allocations(&self) -> impl Iterator<Item = (u32, &Allocation)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(o, s)| Some((u32::try_from(o).ok()?, s.as_ref()?)))
+    }
+
+    /// The ordinal `handle` holds in this block (a scan of the block).
+    pub fn find_handle(&self, handle: &str) -> Option<u32> {
+        self.allocations()
+            .find(|(_, a)| &*a.handle == handle)
+            .map(|(o, _)| o)
+    }
+
+    fn addr(&self, ordinal: u32) -> IpAddr {
+        // Ordinals stored in a block are always inside it; the fallback only keeps this total.
+        self.address(ordinal).unwrap_or(self.cidr.network())
+    }
+
+    /// Allocates the next free address to `handle`. Refuses when the block is full or the handle
+    /// already holds an address here.
+    pub fn allocate(
+        &mut self,
+        handle: Arc<str>,
+        namespace: Arc<str>,
+        pod: Arc<str>,
+    ) -> Result<Slot, BlockError> {
+        if let Some(ordinal) = self.find_handle(&handle) {
+            return Err(BlockError::HandleExists {
+                block: self.id(),
+                handle: handle.to_string(),
+                address: self.addr(ordinal),
+            });
+        }
+        self.allocate_unchecked(handle, namespace, pod)
+    }
+
+    /// [`Block::allocate`] without the scan for the handle: the allocator's handle index
+    /// already guarantees it is not here.
+    pub(crate) fn allocate_unchecked(
+        &mut self,
+        handle: Arc<str>,
+        namespace: Arc<str>,
+        pod: Arc<str>,
+    ) -> Result<Slot, BlockError> {
+        let Some(ordinal) = self.free.pop_front() else {
+            return Err(BlockError::Full { block: self.id() });
+        };
+        self.sequence += 1;
+        let sequence = self.sequence;
+        self.slots[usize::from(ordinal)] = Some(Allocation {
+            handle,
+            namespace,
+            pod,
+            container: None,
+            sequence,
+        });
+        Ok(Slot {
+            ordinal: u32::from(ordinal),
+            sequence,
+        })
+    }
+
+    fn occupied(&self, ordinal: u32) -> Result<&Allocation, BlockError> {
+        match self.slots.get(ordinal as usize) {
+            None => Err(BlockError::OrdinalOutOfRange {
+                block: self.id(),
+                ordinal,
+                capacity: self.capacity(),
+            }),
+            Some(None) => Err(BlockError::NotAllocated {
+                block: self.id(),
+                address: self.addr(ordinal),
+            }),
+            Some(Some(a)) => Ok(a),
+        }
+    }
+
+    fn check_holder(&self, ordinal: u32, handle: &str) -> Result<&Allocation, BlockError> {
+        let a = self.occupied(ordinal)?;
+        if &*a.handle != handle {
+            return Err(BlockError::HandleMismatch {
+                block: self.id(),
+                address: self.addr(ordinal),
+                expected: handle.to_owned(),
+                found: a.handle.to_string(),
+            });
+        }
+        Ok(a)
+    }
+
+    /// Releases the address at `ordinal` if it is still held by `handle` with allocation
+    /// `sequence`; refuses otherwise (it was re-assigned meanwhile).
+    pub fn release(
+        &mut self,
+        ordinal: u32,
+        handle: &str,
+        sequence: u64,
+    ) -> Result<Allocation, BlockError> {
+        let a = self.check_holder(ordinal, handle)?;
+        if a.sequence != sequence {
+            return Err(BlockError::SequenceMismatch {
+                block: self.id(),
+                address: self.addr(ordinal),
+                expected: sequence,
+                found: a.sequence,
+            });
+        }
+        self.release_ordinal(ordinal)
+            .ok_or(BlockError::NotAllocated {
+                block: self.id(),
+                address: self.addr(ordinal),
+            })
+    }
+
+    /// Releases whatever `handle` holds in this block, if anything.
+    pub fn release_handle(&mut self, handle: &str) -> Option<(u32, Allocation)> {
+        let ordinal = self.find_handle(handle)?;
+        self.release_ordinal(ordinal).map(|a| (ordinal, a))
+    }
+
+    /// Frees a slot unconditionally; the caller has checked who holds it.
+    pub(crate) fn release_ordinal(&mut self, ordinal: u32) -> Option<Allocation> {
+        let taken = self.slots.get_mut(ordinal as usize)?.take()?;
+        self.free.push_back(u16::try_from(ordinal).ok()?);
+        self.sequence += 1;
+        Some(taken)
+    }
+
+    /// Records that `container` (a sandbox of the pod `handle`) uses the address at `ordinal`.
+    /// A newer sandbox of the same pod replaces an older one's claim. Returns true when
+    /// something changed.
+    pub fn claim(
+        &mut self,
+        ordinal: u32,
+        handle: &str,
+        container: &str,
+    ) -> Result<bool, BlockError> {
+        let a = self.check_holder(ordinal, handle)?;
+        if a.container.as_deref() == Some(container) {
+            return Ok(false);
+        }
+        self.sequence += 1;
+        if let Some(Some(a)) = self.slots.get_mut(ordinal as usize) {
+            a.container = Some(container.to_owned());
+        }
+        Ok(true)
+    }
+
+    /// Clears the claim of `container` on the address at `ordinal`, if it is still that
+    /// container's (a late DEL of an old sandbox must not clear the new one's claim). Returns
+    /// true when something changed.
+    pub fn unclaim(
+        &mut self,
+        ordinal: u32,
+        handle: &str,
+        container: &str,
+    ) -> Result<bool, BlockError> {
+        let a = self.check_holder(ordinal, handle)?;
+        if a.container.as_deref() != Some(container) {
+            return Ok(false);
+        }
+        self.sequence += 1;
+        if let Some(Some(a)) = self.slots.get_mut(ordinal as usize) {
+            a.container = None;
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests;

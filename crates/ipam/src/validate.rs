@@ -1,0 +1,262 @@
+//! Cluster-wide pool validation: which pools may give out addresses, and why not.
+//!
+//! [`validate_pools`] takes every pool as written plus the cluster's pod CIDRs and returns one
+//! [`PoolVerdict`] per pool, in input order. The verdict for a pool depends only on the set of
+//! inputs, never on their order, so every controller replica (and the offline planner) reaches
+//! the same conclusion.
+//!
+//! A pool is allocatable when its spec is valid and, checked in this order, it is not being
+//! deleted, not disabled, the pod CIDRs are known, it lies inside one of them, and no older pool
+//! overlaps it. On overlap the older pool (earlier creation, then smaller name) keeps the range.
+//! Every pool whose CIDR parses takes part in the overlap check, even one that is disabled,
+//! terminating or invalid for another reason: its blocks may still hold addresses, and handing
+//! the same range to a newer pool would give one address to two pods.
+
+use std::fmt;
+
+use ipnet::IpNet;
+
+use crate::age::Age;
+use crate::cidr;
+use crate::pool::{Pool, PoolError, PoolInput};
+
+/// The reason of a pool's `Allocatable` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Allocatable.
+    Ok,
+    /// `cidr` is not a strictly masked CIDR.
+    InvalidCidr,
+    /// `blockSize` out of range, or the pool is smaller than a block.
+    InvalidBlockSize,
+    /// A selector does not parse.
+    InvalidSelector,
+    /// Some other field is invalid (enum value, Calico combination rule, duplicate name...).
+    InvalidField,
+    /// The pool overlaps the link-local range.
+    LinkLocal,
+    /// The pool is not inside any of the cluster's pod CIDRs.
+    OutsidePodCidr,
+    /// The cluster's pod CIDRs are not known.
+    PodCidrUnknown,
+    /// An older pool overlaps this one.
+    CidrOverlap,
+    /// `spec.disabled` is true.
+    PoolDisabled,
+    /// The pool is being deleted.
+    Terminating,
+}
+
+impl Reason {
+    /// The condition reason as written to the API: `OK`, `InvalidCIDR`, `InvalidBlockSize`,
+    /// `InvalidSelector`, `InvalidField`, `LinkLocal`, `OutsidePodCIDR`, `PodCIDRUnknown`,
+    /// `CIDROverlap`, `PoolDisabled`, `Terminating`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "OK",
+            Reason::InvalidCidr => "InvalidCIDR",
+            Reason::InvalidBlockSize => "InvalidBlockSize",
+            Reason::InvalidSelector => "InvalidSelector",
+            Reason::InvalidField => "InvalidField",
+            Reason::LinkLocal => "LinkLocal",
+            Reason::OutsidePodCidr => "OutsidePodCIDR",
+            Reason::PodCidrUnknown => "PodCIDRUnknown",
+            Reason::CidrOverlap => "CIDROverlap",
+            Reason::PoolDisabled => "PoolDisabled",
+            Reason::Terminating => "Terminating",
+        }
+    }
+
+    /// The condition reason of an invalid spec; agrees with [`PoolError::reason`].
+    pub fn of_error(e: &PoolError) -> Reason {
+        match e {
+            PoolError::Cidr { .. } => Reason::InvalidCidr,
+            PoolError::BlockSizeOutOfRange { .. } | PoolError::SmallerThanBlock { .. } => {
+                Reason::InvalidBlockSize
+            }
+            PoolError::Selector { .. } => Reason::InvalidSelector,
+            PoolError::LinkLocal { .. } => Reason::LinkLocal,
+            PoolError::MissingName
+            | PoolError::BadValue { .. }
+            | PoolError::IpipWithVxlan { .. }
+            | PoolError::IpipOnIpv6 { .. }
+            | PoolError::LoadBalancerMixed { .. }
+            | PoolError::TunnelWithNamespaceSelector { .. }
+            | PoolError::BadTimestamp { .. } => Reason::InvalidField,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of validating one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolVerdict {
+    /// The pool's name as given.
+    pub name: String,
+    /// The parsed pool when its spec is valid (and its name unique); `None` otherwise.
+    pub pool: Option<Pool>,
+    /// The parse error, when the spec is invalid.
+    pub error: Option<PoolError>,
+    /// Why the pool is (not) allocatable.
+    pub reason: Reason,
+    /// The same in words for a cluster admin; names the pool.
+    pub message: String,
+    /// With [`Reason::CidrOverlap`]: the older pool that keeps the range.
+    pub overlapped_by: Option<String>,
+}
+
+impl PoolVerdict {
+    /// True when the pool may give out new addresses.
+    pub fn allocatable(&self) -> bool {
+        self.reason == Reason::Ok
+    }
+}
+
+/// One pool's range for the overlap check.
+struct Claim {
+    cidr: IpNet,
+    age: Age,
+}
+
+impl Claim {
+    /// Strict "older than" (time, name, then CIDR text so that it is a total order even for two
+    /// pools with the same name).
+    fn older_than(&self, other: &Claim) -> bool {
+        (&self.age, self.cidr.to_string()) < (&other.age, other.cidr.to_string())
+    }
+}
+
+/// Validates every pool against its own spec, the pod CIDRs (`None` when unknown) and the other
+/// pools. Returns one verdict per input, in input order.
+pub fn validate_pools(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<PoolVerdict> {
+    let claims: Vec<Option<Claim>> = inputs
+        .iter()
+        .map(|i| {
+            cidr::parse_strict(&i.cidr).ok().map(|cidr| Claim {
+                cidr,
+                age: Age::new(&i.created, &i.name),
+            })
+        })
+        .collect();
+
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(index, input)| {
+            let same_name = inputs.iter().filter(|o| o.name == input.name).count();
+            if same_name > 1 {
+                return PoolVerdict {
+                    name: input.name.clone(),
+                    pool: None,
+                    error: None,
+                    reason: Reason::InvalidField,
+                    message: format!(
+                        "pool {}: {same_name} pools have this name; pool names must be unique",
+                        input.name
+                    ),
+                    overlapped_by: None,
+                };
+            }
+            match Pool::parse(input) {
+                Err(e) => PoolVerdict {
+                    name: input.name.clone(),
+                    pool: None,
+                    reason: Reason::of_error(&e),
+                    message: e.to_string(),
+                    error: Some(e),
+                    overlapped_by: None,
+                },
+                Ok(pool) => {
+                    let winner = claims[index].as_ref().and_then(|me| {
+                        claims
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(j, c)| Some((j, c.as_ref()?)))
+                            .filter(|(j, c)| {
+                                *j != index && cidr::overlaps(&c.cidr, &me.cidr) && c.older_than(me)
+                            })
+                            .min_by(|(_, a), (_, b)| {
+                                (&a.age, a.cidr.to_string()).cmp(&(&b.age, b.cidr.to_string()))
+                            })
+                            .map(|(j, c)| (inputs[j].name.clone(), c.cidr))
+                    });
+                    judge(pool, pod_cidrs, winner)
+                }
+            }
+        })
+        .collect()
+}
+
+/// The verdict of a pool whose spec is valid.
+fn judge(pool: Pool, pod_cidrs: Option<&[IpNet]>, winner: Option<(String, IpNet)>) -> PoolVerdict {
+    let name = pool.name().to_owned();
+    let cidr = pool.cidr();
+    let mut overlapped_by = None;
+    let (reason, message) = if pool.terminating() {
+        (
+            Reason::Terminating,
+            format!(
+                "pool {name} is being deleted: it gives no new addresses and goes away once every address allocated from it is released"
+            ),
+        )
+    } else if pool.disabled() {
+        (
+            Reason::PoolDisabled,
+            format!(
+                "pool {name} is disabled: it gives no new addresses; addresses already in use stay"
+            ),
+        )
+    } else if let Some(pod_cidrs) = pod_cidrs {
+        if !pod_cidrs.iter().any(|p| cidr::contains(p, &cidr)) {
+            let list: Vec<String> = pod_cidrs.iter().map(ToString::to_string).collect();
+            (
+                Reason::OutsidePodCidr,
+                format!(
+                    "pool {name}: cidr {cidr} is not inside the cluster's pod CIDR ({}); pod addresses outside it break kube-proxy and network policies",
+                    if list.is_empty() {
+                        "none configured".to_owned()
+                    } else {
+                        list.join(", ")
+                    }
+                ),
+            )
+        } else if let Some((winner, winner_cidr)) = winner {
+            let message = format!(
+                "pool {name}: cidr {cidr} overlaps pool {winner} ({winner_cidr}), which is older and keeps the range; change or delete one of them"
+            );
+            overlapped_by = Some(winner);
+            (Reason::CidrOverlap, message)
+        } else {
+            (
+                Reason::Ok,
+                format!(
+                    "pool {name} ({cidr}, blocks of /{}) is allocatable",
+                    pool.block_prefix()
+                ),
+            )
+        }
+    } else {
+        (
+            Reason::PodCidrUnknown,
+            format!(
+                "pool {name}: the cluster's pod CIDR is unknown, so no pool can be checked against it; set the controller's --pod-cidr (Helm value podCIDRs) or kubeadm's podSubnet"
+            ),
+        )
+    };
+    PoolVerdict {
+        name,
+        pool: Some(pool),
+        error: None,
+        reason,
+        message,
+        overlapped_by,
+    }
+}
+
+#[cfg(test)]
+mod tests;
