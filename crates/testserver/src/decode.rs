@@ -207,7 +207,13 @@ fn default_pod(pod: &mut Value) {
 }
 
 fn secret_string_data(secret: &mut Value) {
-    set_default(secret, "type", json!("Opaque"));
+    if secret
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        secret["type"] = json!("Opaque");
+    }
     let Some(Value::Object(sd)) = secret.as_object_mut().and_then(|m| m.remove("stringData"))
     else {
         return;

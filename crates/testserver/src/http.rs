@@ -17,15 +17,17 @@ use serde_json::{Value, json};
 use crate::decode::{FieldValidation, decode, to_view};
 use crate::discovery;
 use crate::error::{ApiError, ApiResult, Reason};
-use crate::faults::FaultRequest;
 use crate::fields;
 use crate::patch::{PatchType, apply_patch, parse_json, parse_yaml};
 use crate::render::{self, Format};
 use crate::resources::{Builtin, ResourceDef};
 use crate::selectors::{FieldSelector, Filter, LabelSelector};
 use crate::server::Shared;
-use crate::store::{DeleteOpts, Sub, WriteCtx, now_rfc3339};
+use crate::store::{Sub, WriteCtx, now_rfc3339};
 use crate::watch::{self, WatchRequest};
+
+mod extra;
+use extra::{binding, delete_opts, kubelet_finish, side_door};
 
 /// Response body: whole or streamed (watch).
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -240,31 +242,6 @@ fn route(shared: &Arc<Shared>, r: &Req) -> ApiResult<Response<Body>> {
     }
 }
 
-fn side_door(shared: &Arc<Shared>, r: &Req, rest: &[&str]) -> ApiResult<Response<Body>> {
-    match (r.method.clone(), rest) {
-        (Method::POST, ["faults"]) => {
-            let req: FaultRequest = serde_json::from_slice(&r.body)
-                .map_err(|e| ApiError::bad_request(format!("fault request: {e}")))?;
-            crate::apply_fault_request(shared, req);
-            Ok(respond(
-                200,
-                &json!({"pendingFailures": shared.faults.pending()}),
-                &[],
-            ))
-        }
-        (Method::DELETE, ["faults"]) => {
-            shared.faults.clear();
-            Ok(respond(200, &json!({"pendingFailures": 0}), &[]))
-        }
-        (Method::GET, ["faults"]) => Ok(respond(
-            200,
-            &json!({"pendingFailures": shared.faults.pending(), "delayMillis": shared.faults.delay().map_or(0, |d| d.as_millis() as u64)}),
-            &[],
-        )),
-        _ => Err(ApiError::no_route()),
-    }
-}
-
 struct Target {
     def: Arc<ResourceDef>,
     ns: Option<String>,
@@ -404,6 +381,7 @@ fn resource(
             check_fault(shared, &def, name)?;
             let opts = delete_opts(r)?;
             let out = shared.store.delete(&def, &ns, name, &opts)?;
+            kubelet_finish(shared, &def, &ns, name, &out);
             Ok(respond(
                 200,
                 &render::object(&def, &out, Format::Full, &include),
@@ -426,7 +404,10 @@ fn resource(
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 match shared.store.delete(&def, ons, n, &opts) {
-                    Ok(v) => deleted.push(Arc::new(v)),
+                    Ok(v) => {
+                        kubelet_finish(shared, &def, ons, n, &v);
+                        deleted.push(Arc::new(v));
+                    }
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }
@@ -454,32 +435,6 @@ fn parse_body(body: &[u8]) -> ApiResult<Value> {
             e.message
         ))
     })
-}
-
-fn delete_opts(r: &Req) -> ApiResult<DeleteOpts> {
-    let mut opts = DeleteOpts {
-        dry_run: r.q("dryRun") == Some("All"),
-        ..Default::default()
-    };
-    if !r.body.is_empty() {
-        let body = parse_json(&r.body)?;
-        opts.uid = body
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        opts.resource_version = body
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if body
-            .get("dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|x| x == "All"))
-        {
-            opts.dry_run = true;
-        }
-    }
-    Ok(opts)
 }
 
 fn filter(r: &Req, t: &Target) -> ApiResult<Filter> {
@@ -720,66 +675,5 @@ fn patch(
         code,
         &render::object(def, &out, fmt, include),
         &warnings,
-    ))
-}
-
-fn binding(
-    shared: &Arc<Shared>,
-    r: &Req,
-    def: &Arc<ResourceDef>,
-    ns: &str,
-    name: &str,
-) -> ApiResult<Response<Body>> {
-    let b = parse_body(&r.body)?;
-    check_fault(shared, def, name)?;
-    let node = b
-        .pointer("/target/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if node.is_empty() {
-        return Err(ApiError::invalid(
-            "",
-            "Binding",
-            name,
-            vec![crate::error::cause(
-                "FieldValueRequired",
-                "target.name",
-                "Required value",
-            )],
-        ));
-    }
-    let annotations = b.pointer("/metadata/annotations").cloned();
-    shared.store.modify(def, ns, name, Sub::Binding, &r.ctx(), false, |cur| {
-        let cur = cur.ok_or_else(|| ApiError::not_found(&def.group, &def.resource, name))?;
-        if let Some(n) = cur.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-            return Err(ApiError::conflict_msg(
-                &def.group,
-                &def.resource,
-                name,
-                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{n}\""),
-            ));
-        }
-        let mut pod = cur.clone();
-        pod["spec"]["nodeName"] = json!(node);
-        if let Some(Value::Object(a)) = &annotations {
-            for (k, v) in a {
-                pod["metadata"]["annotations"][k] = v.clone();
-            }
-        }
-        let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()});
-        match pod["status"]["conditions"].as_array_mut() {
-            Some(cs) => {
-                cs.retain(|c| c["type"] != "PodScheduled");
-                cs.push(cond);
-            }
-            None => pod["status"]["conditions"] = json!([cond]),
-        }
-        Ok(pod)
-    })?;
-    Ok(respond(
-        201,
-        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-        &[],
     ))
 }

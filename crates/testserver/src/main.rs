@@ -26,6 +26,14 @@ struct Args {
     /// seconds between watch BOOKMARK events
     #[arg(long, default_value_t = 60)]
     bookmark_interval_secs: u64,
+    /// how long a gracefully deleted pod stays terminating before the kubelet stand-in
+    /// finishes its deletion
+    #[arg(long, default_value_t = 0)]
+    kubelet_delay_ms: u64,
+    /// no kubelet stand-in: deleted pods bound to a node stay terminating until deleted
+    /// with --grace-period=0
+    #[arg(long)]
+    no_kubelet: bool,
 }
 
 #[tokio::main]
@@ -40,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         history_limit: args.history_limit,
         bookmark_interval: Duration::from_secs(args.bookmark_interval_secs.max(1)),
         data_dir: args.data_dir,
+        kubelet_delay: (!args.no_kubelet).then(|| Duration::from_millis(args.kubelet_delay_ms)),
     };
     let mut server = match &args.kubeconfig_out {
         Some(path) => TestServer::start_at(config, path).await,

@@ -27,6 +27,11 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// keep state in this directory across restarts
     pub data_dir: Option<PathBuf>,
+    /// the kubelet stand-in: a pod bound to a node is deleted gracefully (it stays with a
+    /// deletionTimestamp); this long after, the stand-in finishes the deletion as a kubelet
+    /// would once the containers stopped. None: no kubelet, the pod stays terminating until a
+    /// delete with `gracePeriodSeconds=0`.
+    pub kubelet_delay: Option<Duration>,
 }
 
 impl Default for Config {
@@ -36,6 +41,7 @@ impl Default for Config {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(60),
             data_dir: None,
+            kubelet_delay: Some(Duration::ZERO),
         }
     }
 }

@@ -65,16 +65,9 @@ pub struct WriteCtx {
     pub apply: bool,
 }
 
-/// Options of a delete.
-#[derive(Debug, Clone, Default)]
-pub struct DeleteOpts {
-    /// `preconditions.uid`
-    pub uid: Option<String>,
-    /// `preconditions.resourceVersion`
-    pub resource_version: Option<String>,
-    /// `dryRun=All`
-    pub dry_run: bool,
-}
+mod delete;
+
+pub use delete::{DeleteOpts, Propagation};
 
 pub(crate) struct State {
     rv: u64,
@@ -101,14 +94,14 @@ pub fn now_rfc3339() -> String {
         .to_string()
 }
 
-fn meta(obj: &Value, field: &str) -> Option<String> {
+pub(crate) fn meta(obj: &Value, field: &str) -> Option<String> {
     obj.get("metadata")
         .and_then(|m| m.get(field))
         .and_then(Value::as_str)
         .map(str::to_string)
 }
 
-fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
@@ -118,7 +111,7 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
-fn finalizers(obj: &Value) -> usize {
+pub(crate) fn finalizers(obj: &Value) -> usize {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .map_or(0, Vec::len)
@@ -676,7 +669,15 @@ impl State {
         };
         let key = (ns_key, name.to_string());
         let arc = Arc::new(new);
-        if arc.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&arc) == 0 {
+        // the last finalizer of an object marked for immediate deletion is gone: the object goes
+        let grace_over = old
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            == Some(0);
+        if arc.pointer("/metadata/deletionTimestamp").is_some()
+            && finalizers(&arc) == 0
+            && grace_over
+        {
             // the last finalizer is gone: the object goes
             if let Some(m) = self.objects.get_mut(&def.storage) {
                 m.remove(&key);
@@ -688,7 +689,7 @@ impl State {
                 Some(old.clone()),
                 rv,
             );
-            self.after_removal(def, &arc);
+            self.after_removal(def, &arc, Propagation::Background);
         } else {
             self.objects
                 .entry(def.storage.clone())
@@ -706,232 +707,5 @@ impl State {
             }
         }
         Ok(arc.as_ref().clone())
-    }
-
-    fn delete(
-        &mut self,
-        def: &ResourceDef,
-        ns: &str,
-        name: &str,
-        opts: &DeleteOpts,
-    ) -> ApiResult<Value> {
-        let old = self
-            .find(def, ns, name)
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.resource, name))?;
-        if let Some(uid) = &opts.uid
-            && Some(uid) != meta(&old, "uid").as_ref()
-        {
-            return Err(ApiError::conflict_msg(
-                &def.group,
-                &def.resource,
-                name,
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta(&old, "uid").unwrap_or_default()
-                ),
-            ));
-        }
-        if let Some(rv) = &opts.resource_version
-            && Some(rv) != meta(&old, "resourceVersion").as_ref()
-        {
-            return Err(ApiError::conflict_msg(
-                &def.group,
-                &def.resource,
-                name,
-                format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    meta(&old, "resourceVersion").unwrap_or_default()
-                ),
-            ));
-        }
-        if opts.dry_run {
-            return Ok(old.as_ref().clone());
-        }
-        let cascades = matches!(def.builtin, Some(Builtin::Namespace) | Some(Builtin::Crd));
-        if finalizers(&old) > 0 || cascades {
-            if old.pointer("/metadata/deletionTimestamp").is_some() {
-                return Ok(old.as_ref().clone());
-            }
-            let mut new = old.as_ref().clone();
-            let now = now_rfc3339();
-            let m = meta_mut(&mut new);
-            m.insert("deletionTimestamp".into(), json!(now));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            if let Some(g) = m.get("generation").and_then(Value::as_i64) {
-                m.insert("generation".into(), json!(g + 1));
-            }
-            if def.builtin == Some(Builtin::Namespace) {
-                new["status"]["phase"] = json!("Terminating");
-            }
-            if def.builtin == Some(Builtin::Crd) {
-                new["status"]["conditions"] = json!([{"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress", "message": "CustomResource deletion is in progress", "lastTransitionTime": now}]);
-            }
-            let rv = self.next_rv();
-            meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
-            let arc = Arc::new(new);
-            let key = (
-                if def.namespaced {
-                    ns.to_string()
-                } else {
-                    String::new()
-                },
-                name.to_string(),
-            );
-            self.objects
-                .entry(def.storage.clone())
-                .or_default()
-                .insert(key, arc.clone());
-            self.emit(
-                &def.storage,
-                ChangeKind::Modified,
-                arc.clone(),
-                Some(old.clone()),
-                rv,
-            );
-            if def.builtin == Some(Builtin::Crd) {
-                self.rebuild_registry();
-            }
-            if cascades {
-                self.cascade(def, &arc);
-                // the container may be gone already when it was empty
-                return Ok(self
-                    .find(def, ns, name)
-                    .map_or_else(|| arc.as_ref().clone(), |v| v.as_ref().clone()));
-            }
-            return Ok(arc.as_ref().clone());
-        }
-        Ok(self.remove(def, ns, name, &old).as_ref().clone())
-    }
-
-    /// Remove an object now, with a DELETED event carrying the deletion's resourceVersion.
-    fn remove(&mut self, def: &ResourceDef, ns: &str, name: &str, old: &Arc<Value>) -> Arc<Value> {
-        let rv = self.next_rv();
-        let mut last = old.as_ref().clone();
-        meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
-        let key = (
-            if def.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
-        if let Some(m) = self.objects.get_mut(&def.storage) {
-            m.remove(&key);
-        }
-        let arc = Arc::new(last);
-        self.emit(
-            &def.storage,
-            ChangeKind::Deleted,
-            arc.clone(),
-            Some(old.clone()),
-            rv,
-        );
-        self.after_removal(def, &arc);
-        arc
-    }
-
-    /// Delete the content of a terminating namespace or CRD, then the container once empty.
-    fn cascade(&mut self, def: &ResourceDef, container: &Arc<Value>) {
-        let registry = self.registry.clone();
-        let name = meta(container, "name").unwrap_or_default();
-        let mut victims: Vec<(Arc<ResourceDef>, String, String)> = Vec::new();
-        match def.builtin {
-            Some(Builtin::Namespace) => {
-                let mut seen = std::collections::HashSet::new();
-                for d in registry.all() {
-                    if !d.namespaced || !seen.insert(d.storage.clone()) {
-                        continue;
-                    }
-                    for o in self.list(&d.storage, Some(&name)) {
-                        victims.push((
-                            d.clone(),
-                            name.clone(),
-                            meta(&o, "name").unwrap_or_default(),
-                        ));
-                    }
-                }
-            }
-            Some(Builtin::Crd) => {
-                let group = container
-                    .pointer("/spec/group")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let plural = container
-                    .pointer("/spec/names/plural")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let key = StorageKey::new(group, plural);
-                if let Some(d) = registry.for_storage(&key) {
-                    for o in self.list(&key, None) {
-                        victims.push((
-                            d.clone(),
-                            meta(&o, "namespace").unwrap_or_default(),
-                            meta(&o, "name").unwrap_or_default(),
-                        ));
-                    }
-                }
-            }
-            _ => {}
-        }
-        for (d, ns, n) in victims {
-            let _ = self.delete(&d, &ns, &n, &DeleteOpts::default());
-        }
-        self.finish_container(def, &name);
-    }
-
-    /// After an object went away: a terminating namespace or CRD that is now empty goes too.
-    fn after_removal(&mut self, def: &ResourceDef, removed: &Value) {
-        if def.builtin == Some(Builtin::Crd) {
-            self.rebuild_registry();
-            return;
-        }
-        if def.namespaced
-            && let Some(ns) = meta(removed, "namespace")
-            && let Some(nsdef) = self.registry.get("", "v1", "namespaces")
-        {
-            self.finish_container(&nsdef, &ns);
-        }
-        if def.builtin.is_none() {
-            let key = StorageKey::new("apiextensions.k8s.io", "customresourcedefinitions");
-            let crd_name = format!("{}.{}", def.storage.resource, def.storage.group);
-            if let Some(crddef) = self.registry.for_storage(&key) {
-                self.finish_container(&crddef, &crd_name);
-            }
-        }
-    }
-
-    fn finish_container(&mut self, def: &ResourceDef, name: &str) {
-        let Some(obj) = self.find(def, "", name) else {
-            return;
-        };
-        if obj.pointer("/metadata/deletionTimestamp").is_none() || finalizers(&obj) > 0 {
-            return;
-        }
-        let empty = match def.builtin {
-            Some(Builtin::Namespace) => {
-                let registry = self.registry.clone();
-                registry
-                    .all()
-                    .iter()
-                    .filter(|d| d.namespaced)
-                    .all(|d| self.list(&d.storage, Some(name)).is_empty())
-            }
-            Some(Builtin::Crd) => {
-                let group = obj
-                    .pointer("/spec/group")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let plural = obj
-                    .pointer("/spec/names/plural")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                self.list(&StorageKey::new(group, plural), None).is_empty()
-            }
-            _ => false,
-        };
-        if empty {
-            self.remove(def, "", name, &obj);
-        }
     }
 }

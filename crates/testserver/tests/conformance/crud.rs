@@ -586,3 +586,115 @@ async fn other_builtin_kinds() {
         .unwrap();
     assert_eq!(back.items[0].note.as_deref(), Some("no pool matches"));
 }
+
+#[tokio::test]
+async fn bound_pods_are_deleted_gracefully_and_the_kubelet_finishes() {
+    use futures::StreamExt;
+    use kube::api::{WatchEvent, WatchParams};
+    use rangepool_testserver::{Config, TestServer};
+    // no kubelet: a bound pod stays terminating until deleted with grace 0
+    let server = TestServer::start_with(Config {
+        kubelet_delay: None,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(server.client().unwrap());
+    pods.create(&PostParams::default(), &pod("bound").on_node("n1").build())
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("pending").build())
+        .await
+        .unwrap();
+    let marked = pods
+        .delete("bound", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(30));
+    assert!(
+        pods.get("bound")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    pods.delete("pending", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        api_err(pods.get("pending").await).0,
+        404,
+        "unscheduled pods go at once"
+    );
+    pods.delete(
+        "bound",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(api_err(pods.get("bound").await).0, 404);
+    // default: the kubelet stand-in finishes at once; watchers see MODIFIED then DELETED
+    let (server, client) = crate::common::server().await;
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    pods.create(&PostParams::default(), &pod("p").on_node("n1").build())
+        .await
+        .unwrap();
+    let mut w = pods
+        .watch(
+            &WatchParams::default(),
+            &server.resource_version().to_string(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        match w.next().await.unwrap().unwrap() {
+            WatchEvent::Modified(p) => {
+                assert!(p.metadata.deletion_timestamp.is_some());
+                kinds.push("MODIFIED");
+            }
+            WatchEvent::Deleted(_) => kinds.push("DELETED"),
+            e => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(kinds, ["MODIFIED", "DELETED"]);
+}
+
+#[tokio::test]
+async fn garbage_collection_follows_owner_references() {
+    let (_server, client) = server().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let owner = pods
+        .create(&PostParams::default(), &pod("owner").build())
+        .await
+        .unwrap();
+    let uid = owner.metadata.uid.clone().unwrap();
+    for n in ["dep1", "dep2"] {
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": n, "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "owner", "uid": uid}]}})).unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    pods.delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(api_err(cms.get("dep1").await).0, 404, "dependent collected");
+    let owner2 = pods
+        .create(&PostParams::default(), &pod("owner2").build())
+        .await
+        .unwrap();
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "orphan", "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "owner2", "uid": owner2.metadata.uid.unwrap()}]}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    pods.delete("owner2", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    let kept = cms.get("orphan").await.unwrap();
+    assert!(kept.metadata.owner_references.is_none_or(|r| r.is_empty()));
+}

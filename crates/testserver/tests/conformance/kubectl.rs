@@ -270,3 +270,40 @@ async fn kubectl_pods_namespaces_events() {
     k.ok(&["delete", "namespace", "team"]).await;
     assert!(k.fails(&["get", "ns", "team"]).await.contains("NotFound"));
 }
+
+#[tokio::test]
+async fn kubectl_create_generators_send_protobuf_bodies() {
+    let k = Kubectl::new().await;
+    let client = k.server.client().unwrap();
+    k.ok(&["create", "configmap", "cm", "--from-literal=a=b"])
+        .await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "--from-literal=token=hello",
+    ])
+    .await;
+    k.ok(&["create", "serviceaccount", "robot"]).await;
+    k.ok(&["label", "configmap", "cm", "tier=fe"]).await;
+    let cm: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::default_namespaced(client.clone());
+    let cm = cm.get("cm").await.unwrap();
+    assert_eq!(cm.data.unwrap()["a"], "b");
+    assert_eq!(cm.metadata.labels.unwrap()["tier"], "fe");
+    let s: Api<k8s_openapi::api::core::v1::Secret> = Api::default_namespaced(client);
+    let s = s.get("s").await.unwrap();
+    assert_eq!(s.data.unwrap()["token"].0, b"hello".to_vec());
+    assert_eq!(s.type_.as_deref(), Some("Opaque"));
+    let table = k.ok(&["get", "secrets"]).await;
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()[..3]
+            == ["s", "Opaque", "1"],
+        "{table}"
+    );
+}
