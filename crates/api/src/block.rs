@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use ipam::block::{AllocationRecord, BlockRecord};
+
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -95,4 +97,62 @@ pub struct BlockAllocation {
     #[serde(default)]
     #[schemars(range(min = 0), extend("format" = "int64"))]
     pub sequence: i64,
+}
+
+impl IPAMBlockSpec {
+    /// The core's record of this block. Fails on data no controller writes (hostile edits).
+    pub fn to_record(&self) -> Result<BlockRecord, String> {
+        let spec = self;
+        let cidr = ipam::cidr::parse_strict(&spec.cidr).map_err(|e| e.to_string())?;
+        let mut allocations = Vec::with_capacity(spec.allocations.len());
+        for (ordinal, a) in &spec.allocations {
+            let ordinal: u32 = ordinal
+                .parse()
+                .map_err(|_| format!("allocation key {ordinal:?} is not an ordinal"))?;
+            allocations.push(AllocationRecord {
+                ordinal,
+                handle: a.handle.clone(),
+                namespace: a.namespace.clone(),
+                pod: a.pod.clone(),
+                container: a.container.clone(),
+                sequence: u64::try_from(a.sequence)
+                    .map_err(|_| format!("allocation {ordinal} has a negative sequence"))?,
+            });
+        }
+        allocations.sort_by_key(|a| a.ordinal);
+        Ok(BlockRecord {
+            cidr,
+            pool: spec.pool.clone(),
+            affinity: spec.affinity.clone(),
+            sequence: u64::try_from(spec.sequence_number)
+                .map_err(|_| "negative sequenceNumber".to_owned())?,
+            allocations,
+        })
+    }
+
+    /// The spec that stores a core record.
+    pub fn from_record(record: &BlockRecord) -> IPAMBlockSpec {
+        IPAMBlockSpec {
+            cidr: record.cidr.to_string(),
+            pool: record.pool.clone(),
+            affinity: record.affinity.clone(),
+            sequence_number: i64::try_from(record.sequence).unwrap_or(i64::MAX),
+            allocations: record
+                .allocations
+                .iter()
+                .map(|a| {
+                    (
+                        a.ordinal.to_string(),
+                        BlockAllocation {
+                            handle: a.handle.clone(),
+                            namespace: a.namespace.clone(),
+                            pod: a.pod.clone(),
+                            container: a.container.clone(),
+                            sequence: i64::try_from(a.sequence).unwrap_or(i64::MAX),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
 }

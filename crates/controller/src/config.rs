@@ -109,19 +109,21 @@ impl Settings {
         let pod_cidrs = if flags.pod_cidrs.is_empty() {
             kubeadm_pod_cidrs(client).await?
         } else {
-            Some(parse_cidrs(flags.pod_cidrs.iter().map(String::as_str), "--pod-cidr")?)
+            Some(parse_cidrs(
+                flags.pod_cidrs.iter().map(String::as_str),
+                "--pod-cidr",
+            )?)
         };
         Settings::from_parts(flags, pod_cidrs)
     }
 
     /// Settings from flags and already discovered pod CIDRs.
-    pub fn from_parts(flags: &Flags, pod_cidrs: Option<Vec<IpNet>>) -> Result<Settings, ConfigError> {
+    pub fn from_parts(
+        flags: &Flags,
+        pod_cidrs: Option<Vec<IpNet>>,
+    ) -> Result<Settings, ConfigError> {
         let families = if flags.families.is_empty() {
-            let mut families: Vec<Family> = pod_cidrs
-                .iter()
-                .flatten()
-                .map(Family::of)
-                .collect();
+            let mut families: Vec<Family> = pod_cidrs.iter().flatten().map(Family::of).collect();
             families.sort_by_key(|f| matches!(f, Family::V6));
             families.dedup();
             if families.is_empty() {
@@ -163,7 +165,9 @@ fn parse_cidrs<'a>(
 ) -> Result<Vec<IpNet>, ConfigError> {
     raw.map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| ipam::cidr::parse_strict(s).map_err(|error| ConfigError::PodCidr { source_name, error }))
+        .map(|s| {
+            ipam::cidr::parse_strict(s).map_err(|error| ConfigError::PodCidr { source_name, error })
+        })
         .collect()
 }
 
@@ -172,13 +176,20 @@ fn parse_cidrs<'a>(
 async fn kubeadm_pod_cidrs(client: &Client) -> Result<Option<Vec<IpNet>>, ConfigError> {
     let (namespace, name) = api::cluster::KUBEADM_CONFIG;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let Some(cm) = configmaps.get_opt(name).await.map_err(ConfigError::Kubeadm)? else {
+    let Some(cm) = configmaps
+        .get_opt(name)
+        .await
+        .map_err(ConfigError::Kubeadm)?
+    else {
         return Ok(None);
     };
     let Some(doc) = cm.data.as_ref().and_then(|d| d.get("ClusterConfiguration")) else {
         return Ok(None);
     };
-    api::cluster::kubeadm_pod_cidrs(doc).map_err(|e| ConfigError::PodCidr { source_name: "kube-system/kubeadm-config podSubnet", error: e.0 })
+    api::cluster::kubeadm_pod_cidrs(doc).map_err(|e| ConfigError::PodCidr {
+        source_name: "kube-system/kubeadm-config podSubnet",
+        error: e.0,
+    })
 }
 
 /// Parses durations such as `90s`, `5m`, `1h`, `250ms` (a bare number is seconds).
@@ -194,7 +205,11 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         "m" => n * 60,
         "h" => n * 3600,
         "ms" => return Ok(Duration::from_millis(n)),
-        _ => return Err(format!("{raw:?} has unknown unit {unit:?}: use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "{raw:?} has unknown unit {unit:?}: use ms, s, m or h"
+            ));
+        }
     };
     Ok(Duration::from_secs(seconds))
 }

@@ -1,0 +1,348 @@
+//! Deciding and recording pod addresses: choose pools with the core, allocate in the model,
+//! write the blocks, then annotate the pods whose blocks were written.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::{Assignment, FamilyAssignment};
+use futures::StreamExt;
+use ipam::cidr::Family;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tokio::time::Instant;
+
+use crate::engine::{Engine, Waiting};
+use crate::model::Request;
+use crate::pods;
+use crate::world::labels_of;
+
+/// First retry of a pod that could not get an address; doubles up to [`MAX_BACKOFF`]. A change
+/// of pools, namespaces or nodes retries at once.
+const FIRST_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Pod patches in flight at once.
+const PATCH_CONCURRENCY: usize = 32;
+
+/// What one pod needs.
+enum Decision {
+    /// Its annotations already match what the blocks record.
+    Done,
+    /// Its addresses are allocated (in memory); annotate it once these blocks are written.
+    Annotate {
+        assignment: Assignment,
+        blocks: Vec<String>,
+        new: bool,
+    },
+    /// It gets no address now.
+    Fail {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+impl Engine {
+    /// Decides and records addresses for these pods.
+    pub(crate) async fn assign(&mut self, keys: HashSet<ObjectRef<Pod>>) {
+        let mut annotate = Vec::new();
+        let mut failures = Vec::new();
+        let mut finished = Vec::new();
+        for key in keys {
+            let Some(pod) = self.stores.pods.get(&key) else {
+                // Deleted: the PodGone change (or the sweep) releases its addresses.
+                self.waiting.remove(&key);
+                continue;
+            };
+            if pods::is_terminal(&pod) {
+                self.waiting.remove(&key);
+                finished.push(pod);
+                continue;
+            }
+            if !pods::wants_address(&pod) {
+                self.waiting.remove(&key);
+                continue;
+            }
+            match self.decide(&pod) {
+                Decision::Done => {
+                    self.waiting.remove(&key);
+                }
+                Decision::Annotate {
+                    assignment,
+                    blocks,
+                    new,
+                } => annotate.push((pod, assignment, blocks, new)),
+                Decision::Fail { reason, message } => failures.push((pod, reason, message)),
+            }
+        }
+
+        self.release_finished(finished).await;
+        let unwritten = self.flush_blocks().await;
+
+        let (ready, blocked): (Vec<_>, Vec<_>) = annotate
+            .into_iter()
+            .partition(|(_, _, blocks, _)| blocks.iter().all(|b| !unwritten.contains(b)));
+        for (pod, ..) in blocked {
+            // Its block changed under us and was re-read; decide again right away.
+            self.wait(&pod, "block changed while assigning".into(), Duration::ZERO);
+        }
+        self.write_annotations(ready).await;
+        for (pod, reason, message) in failures {
+            self.fail(&pod, reason, message).await;
+        }
+    }
+
+    fn decide(&mut self, pod: &Pod) -> Decision {
+        let uid = pod.uid().unwrap_or_default();
+        let namespace = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        let Some(node) = pods::node_of(pod) else {
+            return Decision::Done;
+        };
+        let node_labels = match self.stores.nodes.get(&ObjectRef::new(node)) {
+            Some(n) => labels_of(Some(&n)),
+            None => {
+                return Decision::Fail {
+                    reason: "NodeUnknown",
+                    message: format!(
+                        "pod {namespace}/{name} gets no address: node {node} is not known to the controller yet"
+                    ),
+                };
+            }
+        };
+        let ns = self.stores.namespaces.get(&ObjectRef::new(&namespace));
+        let ns_labels = labels_of(ns.as_ref());
+        let ns_annotations = ns
+            .as_ref()
+            .map(|n| n.annotations().clone())
+            .unwrap_or_default();
+
+        let mut assignment = Assignment::default();
+        let mut blocks = Vec::new();
+        let mut new = false;
+        for family in self.settings.families.clone() {
+            let got = match self.model.find(&uid, family) {
+                Some(got) => got,
+                None => {
+                    if self.settings.pod_cidrs.is_none() {
+                        return Decision::Fail {
+                            reason: "PodCIDRUnknown",
+                            message: format!(
+                                "pod {namespace}/{name} gets no address: the cluster pod CIDR is unknown; start the controller with --pod-cidr (Helm value podCIDRs)"
+                            ),
+                        };
+                    }
+                    let facts = ipam::choice::PodFacts {
+                        namespace: &namespace,
+                        name: &name,
+                        node,
+                        annotations: pod.annotations(),
+                        namespace_annotations: &ns_annotations,
+                        namespace_labels: &ns_labels,
+                        node_labels: &node_labels,
+                    };
+                    let candidates = match self.model.choose(&facts, family) {
+                        Ok(candidates) => candidates,
+                        Err((reason, why)) => {
+                            return Decision::Fail {
+                                reason,
+                                message: format!(
+                                    "pod {namespace}/{name} gets no {family} address: {why}"
+                                ),
+                            };
+                        }
+                    };
+                    let request = Request {
+                        handle: &uid,
+                        namespace: &namespace,
+                        pod: &name,
+                        node,
+                        family,
+                        pools: &candidates,
+                    };
+                    match self.model.allocate(&request) {
+                        Ok(got) => {
+                            new = true;
+                            self.metrics.allocations.inc();
+                            got
+                        }
+                        Err((reason, why)) => {
+                            return Decision::Fail {
+                                reason,
+                                message: format!(
+                                    "pod {namespace}/{name} gets no {family} address: {why}"
+                                ),
+                            };
+                        }
+                    }
+                }
+            };
+            blocks.push(got.block.clone());
+            match family {
+                Family::V4 => assignment.ipv4 = Some(got),
+                Family::V6 => assignment.ipv6 = Some(got),
+            }
+        }
+        let current = Assignment::from_annotations(pod.annotations()).unwrap_or_default();
+        if current == assignment {
+            Decision::Done
+        } else {
+            Decision::Annotate {
+                assignment,
+                blocks,
+                new,
+            }
+        }
+    }
+
+    async fn write_annotations(&mut self, ready: Vec<(Arc<Pod>, Assignment, Vec<String>, bool)>) {
+        let client = self.client.clone();
+        let results: Vec<_> = futures::stream::iter(ready)
+            .map(|(pod, assignment, _, new)| {
+                let client = client.clone();
+                async move {
+                    let result = pods::annotate(
+                        &client,
+                        &pod.namespace().unwrap_or_default(),
+                        &pod.name_any(),
+                        &pod.uid().unwrap_or_default(),
+                        &assignment,
+                    )
+                    .await;
+                    (pod, assignment, new, result)
+                }
+            })
+            .buffer_unordered(PATCH_CONCURRENCY)
+            .collect()
+            .await;
+        for (pod, assignment, new, result) in results {
+            let key = ObjectRef::from_obj(pod.as_ref());
+            match result {
+                Ok(()) => {
+                    self.waiting.remove(&key);
+                    let addresses: Vec<String> = assignment.addresses().map(describe).collect();
+                    tracing::info!(pod = %key, addresses = ?addresses, "assigned");
+                    if new && let Some(bound) = pods::bound_at(&pod) {
+                        let seconds = (k8s_openapi::jiff::Timestamp::now() - bound)
+                            .total(k8s_openapi::jiff::Unit::Second)
+                            .unwrap_or(0.0);
+                        self.metrics.assignment_latency.observe(seconds.max(0.0));
+                    }
+                }
+                // The pod is gone or was re-created: the watch brings the news.
+                Err(kube::Error::Api(status))
+                    if status.code == 404 || status.code == 409 || status.code == 422 =>
+                {
+                    self.metrics.conflict("pod");
+                    self.waiting.remove(&key);
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %key, error = %e, "could not annotate pod; will retry");
+                    self.wait(&pod, format!("annotating failed: {e}"), FIRST_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Records a failure: a Warning Event and the error annotation the first time (or when the
+    /// reason changes), then a backoff before the next try.
+    async fn fail(&mut self, pod: &Pod, reason: &'static str, message: String) {
+        let key = ObjectRef::from_obj(pod);
+        let previous = self
+            .waiting
+            .get(&key)
+            .map(|w| (w.message.clone(), w.attempts));
+        let attempts = previous.as_ref().map_or(0, |(_, a)| *a + 1);
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1u32 << attempts.min(5))
+            .min(MAX_BACKOFF);
+        let changed = previous.as_ref().is_none_or(|(m, _)| m != &message);
+        self.waiting.insert(
+            key.clone(),
+            Waiting {
+                message: message.clone(),
+                attempts,
+                due: Instant::now() + backoff,
+            },
+        );
+        if !changed {
+            return;
+        }
+        self.metrics.failure(reason);
+        tracing::warn!(pod = %key, reason, "{message}");
+        self.event(
+            &pod.object_ref(&()),
+            EventType::Warning,
+            reason,
+            message.clone(),
+            "AssignAddress",
+        )
+        .await;
+        let error = Assignment {
+            error: Some(message),
+            ..Default::default()
+        };
+        let already = Assignment::from_annotations(pod.annotations()).ok();
+        if already.as_ref() != Some(&error)
+            && let Err(e) = pods::annotate(
+                &self.client,
+                &pod.namespace().unwrap_or_default(),
+                &pod.name_any(),
+                &pod.uid().unwrap_or_default(),
+                &error,
+            )
+            .await
+        {
+            tracing::debug!(pod = %key, error = %e, "could not write the error annotation");
+        }
+    }
+
+    fn wait(&mut self, pod: &Pod, message: String, after: Duration) {
+        let key = ObjectRef::from_obj(pod);
+        let attempts = self.waiting.get(&key).map_or(0, |w| w.attempts);
+        self.waiting.insert(
+            key,
+            Waiting {
+                message,
+                attempts,
+                due: Instant::now() + after,
+            },
+        );
+    }
+
+    /// Finished pods: first remove the addresses from the pod, so that no annotation ever names
+    /// an address no block records, then release them.
+    async fn release_finished(&mut self, finished: Vec<Arc<Pod>>) {
+        for pod in finished {
+            let uid = pod.uid().unwrap_or_default();
+            let annotated = Assignment::from_annotations(pod.annotations())
+                .map(|a| a.addresses().next().is_some())
+                .unwrap_or(true);
+            if annotated {
+                let cleared = Assignment::default();
+                if let Err(e) = pods::annotate(
+                    &self.client,
+                    &pod.namespace().unwrap_or_default(),
+                    &pod.name_any(),
+                    &uid,
+                    &cleared,
+                )
+                .await
+                {
+                    tracing::debug!(pod = %ObjectRef::from_obj(pod.as_ref()), error = %e, "could not clear the addresses of a finished pod; will retry");
+                    continue;
+                }
+            }
+            let released = self.model.release_handle(&uid);
+            if released > 0 {
+                tracing::info!(pod = %ObjectRef::from_obj(pod.as_ref()), released, "released the addresses of a finished pod");
+                self.metrics.released("terminal", released);
+            }
+        }
+    }
+}
+
+fn describe(a: &FamilyAssignment) -> String {
+    format!("{} from pool {}", a.address, a.pool)
+}

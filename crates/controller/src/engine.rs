@@ -1,0 +1,358 @@
+//! The leader's loop: gather changes, decide with the core, write blocks, then pods.
+//!
+//! One task owns the in-memory model of every block, so decisions never race each other. Each
+//! step takes every change that arrived (a burst of bound pods becomes one step), makes all
+//! allocations and releases in memory, writes each changed block once (compare-and-swap on its
+//! sequence number), and only then annotates the pods whose blocks were written. A failed block
+//! write re-reads that block and leaves its pods for the next step, so nothing is annotated
+//! with an address that no block records.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::blocks::{BlockStore, WriteError};
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::model::Model;
+use crate::world::{Change, Kind, Stores};
+
+/// How long the loop keeps collecting changes after the first one, so that a burst of bound
+/// pods is decided and written together.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// At most this often the pools' status is written.
+const STATUS_INTERVAL: Duration = Duration::from_secs(2);
+/// Writes in flight at once.
+const WRITE_CONCURRENCY: usize = 32;
+
+/// What one step has to look at.
+#[derive(Default)]
+pub(crate) struct Work {
+    pub(crate) pods: HashSet<ObjectRef<Pod>>,
+    pub(crate) gone: Vec<(String, ObjectRef<Pod>)>,
+    pub(crate) gone_nodes: Vec<String>,
+    pub(crate) blocks: HashSet<String>,
+    pub(crate) all_pods: bool,
+    pub(crate) all_blocks: bool,
+    pub(crate) pools: bool,
+    /// Namespaces or nodes changed: pods waiting on a cause get another chance.
+    pub(crate) context: bool,
+}
+
+impl Work {
+    fn everything() -> Work {
+        Work {
+            all_pods: true,
+            all_blocks: true,
+            pools: true,
+            context: true,
+            ..Default::default()
+        }
+    }
+
+    fn add(&mut self, change: Change) {
+        match change {
+            Change::Pod(key) => {
+                self.pods.insert(key);
+            }
+            Change::PodGone { uid, key } => self.gone.push((uid, key)),
+            Change::Namespace(_) | Change::Node(_) => self.context = true,
+            Change::NodeGone(name) => {
+                self.gone_nodes.push(name);
+                self.context = true;
+            }
+            Change::Pools => self.pools = true,
+            Change::Block(name) => {
+                self.blocks.insert(name);
+            }
+            Change::Relisted(Kind::Pod) => self.all_pods = true,
+            Change::Relisted(Kind::Block) => self.all_blocks = true,
+            Change::Relisted(Kind::Pool) => self.pools = true,
+            Change::Relisted(Kind::Namespace | Kind::Node) => self.context = true,
+        }
+    }
+}
+
+/// A pod that could not get an address, waiting for its cause to change or its backoff.
+pub(crate) struct Waiting {
+    pub(crate) message: String,
+    pub(crate) attempts: u32,
+    pub(crate) due: Instant,
+}
+
+/// The leader's state.
+pub struct Engine {
+    pub(crate) client: Client,
+    pub(crate) settings: Settings,
+    pub(crate) stores: Stores,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) recorder: Recorder,
+    pub(crate) blocks: BlockStore,
+    pub(crate) model: Model,
+    pub(crate) waiting: HashMap<ObjectRef<Pod>, Waiting>,
+    pub(crate) suspects: HashMap<String, Instant>,
+    pub(crate) node_suspects: HashMap<String, Instant>,
+    pub(crate) status_dirty: bool,
+    next_status: Instant,
+    next_sweep: Instant,
+}
+
+impl Engine {
+    /// A leader's engine over warm caches.
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+    ) -> Engine {
+        let now = Instant::now();
+        Engine {
+            recorder: Recorder::new(client.clone(), reporter),
+            blocks: BlockStore::new(client.clone()),
+            model: Model::new(settings.strict_affinity),
+            client,
+            metrics,
+            stores,
+            waiting: HashMap::new(),
+            suspects: HashMap::new(),
+            node_suspects: HashMap::new(),
+            status_dirty: true,
+            next_status: now,
+            // The first sweep runs at once: it starts the grace period of whatever leaked while
+            // no controller was running.
+            next_sweep: now,
+            settings,
+        }
+    }
+
+    /// Runs while `leading` reads true. Returns when leadership is lost or the change channel
+    /// closes.
+    pub async fn run(
+        mut self,
+        changes: &mut mpsc::UnboundedReceiver<Change>,
+        leading: &mut watch::Receiver<bool>,
+    ) {
+        self.ensure_default_pools().await;
+        let mut work = Work::everything();
+        loop {
+            if !*leading.borrow() {
+                return;
+            }
+            self.step(std::mem::take(&mut work)).await;
+            let deadline = self.next_deadline();
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Some(change) => work.add(change),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline) => {}
+                r = leading.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            // Let a burst arrive, then take everything queued.
+            let window = tokio::time::sleep(BATCH_WINDOW);
+            tokio::pin!(window);
+            loop {
+                tokio::select! {
+                    change = changes.recv() => match change {
+                        Some(change) => work.add(change),
+                        None => return,
+                    },
+                    _ = &mut window => break,
+                }
+            }
+            while let Ok(change) = changes.try_recv() {
+                work.add(change);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = self.next_sweep;
+        if self.status_dirty {
+            deadline = deadline.min(self.next_status);
+        }
+        if let Some(due) = self.waiting.values().map(|w| w.due).min() {
+            deadline = deadline.min(due);
+        }
+        deadline
+    }
+
+    /// One round of decisions and writes.
+    pub(crate) async fn step(&mut self, work: Work) {
+        self.sync_blocks(work.all_blocks, &work.blocks).await;
+        if work.pools || work.all_blocks {
+            self.refresh_pools();
+        }
+        for (uid, key) in &work.gone {
+            self.waiting.remove(key);
+            let released = self.model.release_handle(uid);
+            if released > 0 {
+                tracing::info!(pod = %key, released, "released the addresses of a deleted pod");
+                self.metrics.released("deleted", released);
+            }
+        }
+        for node in &work.gone_nodes {
+            self.model.release_affinity(node);
+        }
+
+        let now = Instant::now();
+        let mut pods = work.pods;
+        if work.all_pods {
+            pods.extend(
+                self.stores
+                    .pods
+                    .state()
+                    .iter()
+                    .map(|p| ObjectRef::from_obj(p.as_ref())),
+            );
+        }
+        let wake_all = work.pools || work.context;
+        pods.extend(
+            self.waiting
+                .iter()
+                .filter(|(_, w)| wake_all || w.due <= now)
+                .map(|(k, _)| k.clone()),
+        );
+        self.assign(pods).await;
+
+        if now >= self.next_sweep {
+            self.sweep().await;
+            self.next_sweep = Instant::now() + self.settings.sweep_interval;
+        }
+        self.pool_housekeeping().await;
+        if self.status_dirty && Instant::now() >= self.next_status {
+            self.write_pool_status().await;
+            self.next_status = Instant::now() + STATUS_INTERVAL;
+        }
+    }
+
+    /// Brings the model up to date with the blocks the watch has seen.
+    async fn sync_blocks(&mut self, all: bool, names: &HashSet<String>) {
+        let candidates: Vec<String> = if all {
+            let mut names: HashSet<String> = self
+                .stores
+                .blocks
+                .state()
+                .iter()
+                .map(|b| kube::ResourceExt::name_any(b.as_ref()))
+                .collect();
+            names.extend(self.model.block_names());
+            names.into_iter().collect()
+        } else {
+            names.iter().cloned().collect()
+        };
+        for name in candidates {
+            let cached = self.stores.blocks.get(&ObjectRef::new(&name));
+            match cached {
+                Some(block) => {
+                    if self.model.is_newer(&block) {
+                        self.model.accept(&block);
+                    }
+                }
+                // Gone from the cache: confirm with the API server before forgetting it, since
+                // the cache may simply not have caught up with a block we just created.
+                None if self.model.knows(&name) => self.reload_block(&name).await,
+                None => {}
+            }
+        }
+        self.status_dirty = true;
+    }
+
+    /// Re-reads one block from the API server into the model, dropping whatever the model had
+    /// decided for it that was not written.
+    pub(crate) async fn reload_block(&mut self, name: &str) {
+        match self.blocks.read(name).await {
+            Ok(Some(block)) => self.model.accept(&block),
+            Ok(None) => self.model.forget(name),
+            Err(e) => {
+                // Keep what we have; a later write will fail its test and come back here.
+                tracing::warn!(block = name, error = %e, "could not re-read block");
+            }
+        }
+    }
+
+    /// Writes every block the model changed. Returns the names of blocks that were not written.
+    pub(crate) async fn flush_blocks(&mut self) -> HashSet<String> {
+        let writes = self.model.take_writes();
+        if writes.is_empty() {
+            return HashSet::new();
+        }
+        let store = self.blocks.clone();
+        let results: Vec<_> = futures::stream::iter(writes)
+            .map(|write| {
+                let store = store.clone();
+                async move {
+                    let result = write.perform(&store).await;
+                    (write.name().to_owned(), result)
+                }
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut failed = HashSet::new();
+        for (name, result) in results {
+            match result {
+                Ok(Some(block)) => self.model.accept(&block),
+                Ok(None) => self.model.forget(&name),
+                Err(e) => {
+                    if matches!(e, WriteError::Conflict(_) | WriteError::Gone(_)) {
+                        self.metrics.conflict("ipamblock");
+                        tracing::debug!(block = %name, error = %e, "block changed meanwhile; re-reading it");
+                    } else {
+                        tracing::warn!(block = %name, error = %e, "block write failed");
+                    }
+                    self.reload_block(&name).await;
+                    failed.insert(name);
+                }
+            }
+        }
+        self.status_dirty = true;
+        failed
+    }
+
+    /// Publishes an Event; failures to publish are logged, never fatal.
+    pub(crate) async fn event(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        action: &str,
+    ) {
+        let event = KubeEvent {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(truncate(note, 1000)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, reference).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}

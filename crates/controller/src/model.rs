@@ -1,0 +1,382 @@
+//! The leader's in-memory model: the core's allocator over every block, the pools' verdicts,
+//! and the version of each block last read from the API server.
+//!
+//! The model decides; [`crate::blocks`] writes. What the model changed is turned into one write
+//! per block by [`Model::take_writes`], computed against the version last read, so a write made
+//! against a stale read fails its test instead of overwriting anything.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use api::{FamilyAssignment, IPAMBlock, IPAMBlockSpec};
+use ipam::allocator::{Allocator, Change};
+use ipam::block::Block;
+use ipam::choice::{PodFacts, PoolCatalog};
+use ipam::cidr::Family;
+use ipam::pool::PoolInput;
+use ipam::validate::PoolVerdict;
+use ipnet::IpNet;
+use kube::ResourceExt;
+
+use crate::blocks::{BlockStore, WriteError};
+
+pub use ipam::allocator::Request;
+
+/// A block as the API server last showed it.
+#[derive(Debug, Clone)]
+struct Seen {
+    resource_version: String,
+    spec: IPAMBlockSpec,
+}
+
+/// One write the model wants made.
+#[derive(Debug, Clone)]
+pub enum BlockWrite {
+    /// A block the allocator claimed: create it.
+    Create {
+        /// Block name.
+        name: String,
+        /// Its content.
+        spec: IPAMBlockSpec,
+    },
+    /// A known block changed.
+    Update {
+        /// Block name.
+        name: String,
+        /// As last read.
+        have: IPAMBlockSpec,
+        /// As wanted.
+        want: IPAMBlockSpec,
+    },
+    /// An empty block goes back to its pool.
+    Delete {
+        /// Block name.
+        name: String,
+        /// Only if still at this version.
+        resource_version: String,
+    },
+}
+
+impl BlockWrite {
+    /// The block's name.
+    pub fn name(&self) -> &str {
+        match self {
+            BlockWrite::Create { name, .. }
+            | BlockWrite::Update { name, .. }
+            | BlockWrite::Delete { name, .. } => name,
+        }
+    }
+
+    /// Makes the write. `Ok(Some(block))` is the block as written, `Ok(None)` a deletion.
+    pub async fn perform(&self, store: &BlockStore) -> Result<Option<IPAMBlock>, WriteError> {
+        match self {
+            BlockWrite::Create { name, spec } => store.create(name, spec.clone()).await.map(Some),
+            BlockWrite::Update { name, have, want } => {
+                store.update(name, have, want).await.map(Some)
+            }
+            BlockWrite::Delete {
+                name,
+                resource_version,
+            } => store.delete(name, resource_version).await.map(|()| None),
+        }
+    }
+}
+
+/// Who holds addresses, for the leak sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The pod UID.
+    pub handle: String,
+    /// The pod's namespace when allocated.
+    pub namespace: String,
+    /// The pod's name when allocated.
+    pub pod: String,
+}
+
+/// A pool's state for its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolState {
+    /// Whether new addresses may come from it.
+    pub allocatable: bool,
+    /// Short CamelCase reason.
+    pub reason: String,
+    /// Human explanation.
+    pub message: String,
+    /// Addresses in the pool.
+    pub capacity: u128,
+    /// Addresses allocated.
+    pub allocated: u64,
+    /// Blocks of the pool.
+    pub blocks: u64,
+}
+
+/// See the module docs.
+pub struct Model {
+    allocator: Allocator,
+    catalog: PoolCatalog,
+    verdicts: BTreeMap<String, PoolVerdict>,
+    seen: HashMap<String, Seen>,
+    deletes: HashSet<String>,
+}
+
+impl Model {
+    /// An empty model.
+    pub fn new(strict_affinity: bool) -> Model {
+        let mut allocator = Allocator::new();
+        allocator.set_strict_affinity(strict_affinity);
+        Model {
+            allocator,
+            catalog: PoolCatalog::default(),
+            verdicts: BTreeMap::new(),
+            seen: HashMap::new(),
+            deletes: HashSet::new(),
+        }
+    }
+
+    /// Re-validates the pools and updates the allocator and the catalog pool choice reads.
+    pub fn set_pools(&mut self, inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) {
+        let verdicts = ipam::validate::validate_pools(inputs, pod_cidrs);
+        self.catalog = PoolCatalog::new(&verdicts);
+        let names: HashSet<&str> = verdicts.iter().map(|v| v.name.as_str()).collect();
+        let gone: Vec<String> = self
+            .verdicts
+            .keys()
+            .filter(|n| !names.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.allocator.remove_pool(&name);
+        }
+        for verdict in &verdicts {
+            match &verdict.pool {
+                Some(pool) => self.allocator.set_pool(pool.clone(), verdict.allocatable()),
+                None => self.allocator.remove_pool(&verdict.name),
+            }
+        }
+        self.verdicts = verdicts.into_iter().map(|v| (v.name.clone(), v)).collect();
+    }
+
+    /// The pool's state for its status, if the pool is known.
+    pub fn pool_state(&self, name: &str) -> Option<PoolState> {
+        let verdict = self.verdicts.get(name)?;
+        let usage = self.allocator.usage(name).unwrap_or_default();
+        Some(PoolState {
+            allocatable: verdict.allocatable(),
+            reason: verdict.reason.as_str().to_owned(),
+            message: verdict.message.clone(),
+            capacity: usage.capacity,
+            allocated: u64::try_from(usage.allocated).unwrap_or(u64::MAX),
+            blocks: u64::try_from(usage.blocks).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Candidate pools for a pod, or the reason label and message of why there are none.
+    pub fn choose(
+        &self,
+        facts: &PodFacts<'_>,
+        family: Family,
+    ) -> Result<Vec<String>, (&'static str, String)> {
+        self.catalog
+            .choose(facts, family)
+            .map(|c| c.pools)
+            .map_err(|e| (e.reason(), e.to_string()))
+    }
+
+    /// Allocates in memory; the change is written by the next [`Model::take_writes`].
+    pub fn allocate(
+        &mut self,
+        request: &Request<'_>,
+    ) -> Result<FamilyAssignment, (&'static str, String)> {
+        self.allocator
+            .allocate(request)
+            .map(|a| assignment(a.address, &a.pool, &a.block))
+            .map_err(|e| (e.reason(), e.to_string()))
+    }
+
+    /// What `handle` holds in `family`.
+    pub fn find(&self, handle: &str, family: Family) -> Option<FamilyAssignment> {
+        self.allocator
+            .find(handle, family)
+            .map(|a| assignment(a.address, &a.pool, &a.block))
+    }
+
+    /// Releases everything `handle` holds; returns how many addresses.
+    pub fn release_handle(&mut self, handle: &str) -> u64 {
+        self.allocator.release_handle(handle).len() as u64
+    }
+
+    /// Blocks of `node` lose their affinity.
+    pub fn release_affinity(&mut self, node: &str) {
+        self.allocator.release_affinity(node);
+    }
+
+    /// Nodes some block is affine to.
+    pub fn affine_nodes(&self) -> Vec<String> {
+        let nodes: HashSet<String> = self
+            .allocator
+            .blocks()
+            .filter_map(|b| b.affinity().map(str::to_owned))
+            .collect();
+        nodes.into_iter().collect()
+    }
+
+    /// Every distinct holder of an address.
+    pub fn owners(&self) -> Vec<Owner> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for block in self.allocator.blocks() {
+            for (_, a) in block.allocations() {
+                if seen.insert(a.handle.clone()) {
+                    out.push(Owner {
+                        handle: a.handle.to_string(),
+                        namespace: a.namespace.to_string(),
+                        pod: a.pod.to_string(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any block of the pool still holds an address.
+    pub fn pool_in_use(&self, pool: &str) -> bool {
+        self.allocator.usage(pool).is_some_and(|u| u.allocated > 0)
+            || self
+                .allocator
+                .blocks()
+                .any(|b| b.pool() == pool && !b.is_empty())
+    }
+
+    /// Schedules deletion of the (empty) blocks of a pool being deleted. True while any block of
+    /// the pool remains.
+    pub fn drop_blocks_of_pool(&mut self, pool: &str) -> bool {
+        let blocks: Vec<IpNet> = self
+            .allocator
+            .blocks()
+            .filter(|b| b.pool() == pool && b.is_empty())
+            .map(|b| b.cidr())
+            .collect();
+        let remaining = self.allocator.blocks().any(|b| b.pool() == pool);
+        for cidr in blocks {
+            self.schedule_delete(&cidr);
+        }
+        remaining
+    }
+
+    /// Schedules deletion of empty blocks that belong to no node (or to no pool).
+    pub fn drop_empty_unaffine_blocks(&mut self) {
+        for cidr in self.allocator.returnable_blocks() {
+            self.schedule_delete(&cidr);
+        }
+    }
+
+    fn schedule_delete(&mut self, cidr: &IpNet) {
+        let name = ipam::cidr::block_name(cidr);
+        if self.seen.contains_key(&name) {
+            self.allocator.remove_block(cidr);
+            self.deletes.insert(name);
+        }
+    }
+
+    /// Names of every block the model knows.
+    pub fn block_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.seen.keys().cloned()
+    }
+
+    /// Whether the model knows the block.
+    pub fn knows(&self, name: &str) -> bool {
+        self.seen.contains_key(name)
+    }
+
+    /// Whether `block` is a newer version than the one the model last saw.
+    pub fn is_newer(&self, block: &IPAMBlock) -> bool {
+        let Some(seen) = self.seen.get(&block.name_any()) else {
+            return true;
+        };
+        let theirs = block.resource_version().unwrap_or_default();
+        match (theirs.parse::<u64>(), seen.resource_version.parse::<u64>()) {
+            (Ok(theirs), Ok(ours)) => theirs > ours,
+            _ => theirs != seen.resource_version,
+        }
+    }
+
+    /// Takes `block` as the API server's current version, replacing whatever the model had.
+    pub fn accept(&mut self, block: &IPAMBlock) {
+        let name = block.name_any();
+        let record = match block.spec.to_record() {
+            Ok(record) => record,
+            Err(message) => {
+                tracing::error!(block = %name, "ignoring a block that cannot be read: {message}");
+                return;
+            }
+        };
+        match Block::from_record(&record) {
+            Ok(core) => {
+                if let Err(e) = self.allocator.insert_block(core) {
+                    tracing::error!(block = %name, error = %e, "ignoring a block that conflicts with another");
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(block = %name, error = %e, "ignoring a block that cannot be read");
+                return;
+            }
+        }
+        self.deletes.remove(&name);
+        self.seen.insert(
+            name,
+            Seen {
+                resource_version: block.resource_version().unwrap_or_default(),
+                spec: block.spec.clone(),
+            },
+        );
+    }
+
+    /// Forgets a block the API server no longer has.
+    pub fn forget(&mut self, name: &str) {
+        self.seen.remove(name);
+        self.deletes.remove(name);
+        if let Ok(cidr) = ipam::cidr::parse_block_name(name) {
+            self.allocator.remove_block(&cidr);
+        }
+    }
+
+    /// Every write needed to bring the API server to the model's state.
+    pub fn take_writes(&mut self) -> Vec<BlockWrite> {
+        let mut writes = Vec::new();
+        for dirty in self.allocator.take_dirty() {
+            let Some(block) = self.allocator.block(&dirty.cidr) else {
+                continue;
+            };
+            let name = ipam::cidr::block_name(&dirty.cidr);
+            let want = IPAMBlockSpec::from_record(&block.to_record());
+            match (dirty.change, self.seen.get(&name)) {
+                (_, Some(seen)) => writes.push(BlockWrite::Update {
+                    name,
+                    have: seen.spec.clone(),
+                    want,
+                }),
+                (Change::Create, None) => writes.push(BlockWrite::Create { name, spec: want }),
+                (Change::Update, None) => {
+                    tracing::error!(block = %name, "a changed block was never read; dropping the change");
+                }
+            }
+        }
+        for name in std::mem::take(&mut self.deletes) {
+            if let Some(seen) = self.seen.get(&name) {
+                writes.push(BlockWrite::Delete {
+                    name,
+                    resource_version: seen.resource_version.clone(),
+                });
+            }
+        }
+        writes
+    }
+}
+
+fn assignment(address: std::net::IpAddr, pool: &str, block: &IpNet) -> FamilyAssignment {
+    FamilyAssignment {
+        address,
+        pool: pool.to_owned(),
+        block: ipam::cidr::block_name(block),
+    }
+}

@@ -1,0 +1,307 @@
+//! What the controller sees of the cluster: one watch per kind, shared reflector stores, and a
+//! channel of changes that wakes the leader's loop.
+//!
+//! Every replica runs these watches, leader or not, so that a standby that takes over starts
+//! with warm caches. Pods are stripped to the few fields the controller reads before they are
+//! stored: 150,000 full pod objects would not fit the memory budget.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use api::{IPAMBlock, IPPool};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodCondition, PodSpec, PodStatus};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+/// Something changed that the leader may have to act on.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A pod was added or changed.
+    Pod(ObjectRef<Pod>),
+    /// A pod is gone from the API server: its addresses can be released.
+    PodGone {
+        /// The pod's UID, the handle of its allocations.
+        uid: String,
+        /// Its namespace and name, for logs.
+        key: ObjectRef<Pod>,
+    },
+    /// A namespace was added, changed or removed.
+    Namespace(String),
+    /// A node was added or changed.
+    Node(String),
+    /// A node is gone: its blocks lose their affinity.
+    NodeGone(String),
+    /// Pools changed.
+    Pools,
+    /// A block changed or was deleted; the name.
+    Block(String),
+    /// A watch (re)listed everything: the leader re-checks everything of that kind.
+    Relisted(Kind),
+}
+
+/// The kinds the controller watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// core/v1 Pod.
+    Pod,
+    /// core/v1 Namespace.
+    Namespace,
+    /// core/v1 Node.
+    Node,
+    /// rangepool.dev/v1 IPPool.
+    Pool,
+    /// rangepool.dev/v1 IPAMBlock.
+    Block,
+}
+
+/// The shared caches.
+#[derive(Clone)]
+pub struct Stores {
+    /// Pods, stripped (see [`strip_pod`]).
+    pub pods: Store<Pod>,
+    /// Namespaces (labels and annotations are what matters).
+    pub namespaces: Store<Namespace>,
+    /// Nodes, stripped to metadata.
+    pub nodes: Store<Node>,
+    /// Pools.
+    pub pools: Store<IPPool>,
+    /// Blocks.
+    pub blocks: Store<IPAMBlock>,
+}
+
+impl Stores {
+    /// Waits until every watch has listed its objects once.
+    pub async fn ready(&self) -> bool {
+        self.pods.wait_until_ready().await.is_ok()
+            && self.namespaces.wait_until_ready().await.is_ok()
+            && self.nodes.wait_until_ready().await.is_ok()
+            && self.pools.wait_until_ready().await.is_ok()
+            && self.blocks.wait_until_ready().await.is_ok()
+    }
+}
+
+/// Starts every watch. Changes are sent on the returned channel; the tasks run until aborted.
+pub fn watch_all(
+    client: &Client,
+) -> (
+    Stores,
+    mpsc::UnboundedReceiver<Change>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+
+    let (pods, task) = spawn_watch(
+        Api::<Pod>::all(client.clone()),
+        tx.clone(),
+        Kind::Pod,
+        strip_pod,
+        |event| match event {
+            Event::Apply(p) => Some(Change::Pod(ObjectRef::from_obj(p))),
+            Event::Delete(p) => Some(Change::PodGone {
+                uid: p.uid().unwrap_or_default(),
+                key: ObjectRef::from_obj(p),
+            }),
+            _ => None,
+        },
+    );
+    tasks.push(task);
+    let (namespaces, task) = spawn_watch(
+        Api::<Namespace>::all(client.clone()),
+        tx.clone(),
+        Kind::Namespace,
+        strip_namespace,
+        |event| match event {
+            Event::Apply(n) | Event::Delete(n) => Some(Change::Namespace(n.name_any())),
+            _ => None,
+        },
+    );
+    tasks.push(task);
+    let (nodes, task) = spawn_watch(
+        Api::<Node>::all(client.clone()),
+        tx.clone(),
+        Kind::Node,
+        strip_node,
+        |event| match event {
+            Event::Apply(n) => Some(Change::Node(n.name_any())),
+            Event::Delete(n) => Some(Change::NodeGone(n.name_any())),
+            _ => None,
+        },
+    );
+    tasks.push(task);
+    let (pools, task) = spawn_watch(
+        Api::<IPPool>::all(client.clone()),
+        tx.clone(),
+        Kind::Pool,
+        |p| p,
+        |event| match event {
+            Event::Apply(_) | Event::Delete(_) => Some(Change::Pools),
+            _ => None,
+        },
+    );
+    tasks.push(task);
+    let (blocks, task) = spawn_watch(
+        Api::<IPAMBlock>::all(client.clone()),
+        tx,
+        Kind::Block,
+        |b| b,
+        |event| match event {
+            Event::Apply(b) | Event::Delete(b) => Some(Change::Block(b.name_any())),
+            _ => None,
+        },
+    );
+    tasks.push(task);
+
+    (
+        Stores {
+            pods,
+            namespaces,
+            nodes,
+            pools,
+            blocks,
+        },
+        rx,
+        tasks,
+    )
+}
+
+fn spawn_watch<K>(
+    api: Api<K>,
+    tx: mpsc::UnboundedSender<Change>,
+    kind: Kind,
+    strip: fn(K) -> K,
+    to_change: fn(&Event<K>) -> Option<Change>,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: Resource + Clone + Default + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(move |obj| *obj = strip(std::mem::take(obj)))
+        .reflect(writer);
+    let task = tokio::spawn(forward(stream, tx, kind, to_change));
+    (store, task)
+}
+
+async fn forward<K>(
+    stream: impl Stream<Item = Result<Event<K>, watcher::Error>>,
+    tx: mpsc::UnboundedSender<Change>,
+    kind: Kind,
+    to_change: fn(&Event<K>) -> Option<Change>,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        let change = match &event {
+            Ok(Event::InitDone) => Some(Change::Relisted(kind)),
+            Ok(event) => to_change(event),
+            Err(e) => {
+                tracing::warn!(?kind, error = %e, "watch failed; retrying with backoff");
+                None
+            }
+        };
+        if let Some(change) = change
+            && tx.send(change).is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn watcher<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+{
+    watcher::watcher(api, config)
+}
+
+/// Annotations the controller reads on a pod; every other one is dropped from the cache.
+fn keeps_annotation(key: &str) -> bool {
+    key == api::keys::IPV4_POOLS
+        || key == api::keys::IPV6_POOLS
+        || key.starts_with("rangepool.dev/")
+}
+
+/// Keeps only what the controller reads of a pod: identity, node, host network, phase, the
+/// PodScheduled condition, deletion mark and the relevant annotations.
+pub fn strip_pod(pod: Pod) -> Pod {
+    let metadata = kube::api::ObjectMeta {
+        name: pod.metadata.name,
+        namespace: pod.metadata.namespace,
+        uid: pod.metadata.uid,
+        resource_version: pod.metadata.resource_version,
+        creation_timestamp: pod.metadata.creation_timestamp,
+        deletion_timestamp: pod.metadata.deletion_timestamp,
+        annotations: pod.metadata.annotations.map(|a| {
+            a.into_iter()
+                .filter(|(k, _)| keeps_annotation(k))
+                .collect::<BTreeMap<_, _>>()
+        }),
+        ..Default::default()
+    };
+    let spec = pod.spec.map(|s| PodSpec {
+        node_name: s.node_name,
+        host_network: s.host_network,
+        containers: Vec::new(),
+        ..Default::default()
+    });
+    let status = pod.status.map(|s| PodStatus {
+        phase: s.phase,
+        conditions: s.conditions.map(|c| {
+            c.into_iter()
+                .filter(|c| c.type_ == "PodScheduled")
+                .map(|c| PodCondition {
+                    message: None,
+                    reason: None,
+                    ..c
+                })
+                .collect()
+        }),
+        ..Default::default()
+    });
+    Pod {
+        metadata,
+        spec,
+        status,
+    }
+}
+
+fn strip_namespace(ns: Namespace) -> Namespace {
+    Namespace {
+        metadata: kube::api::ObjectMeta {
+            managed_fields: None,
+            ..ns.metadata
+        },
+        spec: None,
+        status: None,
+    }
+}
+
+fn strip_node(node: Node) -> Node {
+    Node {
+        metadata: kube::api::ObjectMeta {
+            managed_fields: None,
+            annotations: None,
+            ..node.metadata
+        },
+        spec: None,
+        status: None,
+    }
+}
+
+/// The labels of a namespace or node in the cache, empty when unknown.
+pub fn labels_of<K: Resource>(obj: Option<&Arc<K>>) -> BTreeMap<String, String> {
+    obj.and_then(|o| o.meta().labels.clone())
+        .unwrap_or_default()
+}

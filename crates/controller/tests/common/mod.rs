@@ -1,0 +1,381 @@
+//! Fixtures for the controller's tests: a test API server with our CRDs, builders for pods,
+//! pools, namespaces and nodes, and the real controller running in-process.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use api::{Assignment, IPAMBlock, IPPool, IPPoolSpec};
+use ipam::cidr::Family;
+use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod, PodSpec};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use rangepool_controller::config::Settings;
+use rangepool_controller::run::{Options, run};
+use rangepool_testserver::TestServer;
+use tokio::sync::oneshot;
+
+/// How long a test waits for the controller before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A test API server with rangepool's CRDs installed.
+pub struct Cluster {
+    pub server: TestServer,
+    pub client: Client,
+}
+
+impl Cluster {
+    pub async fn new() -> Cluster {
+        Cluster::with(rangepool_testserver::Config::default()).await
+    }
+
+    pub async fn with(config: rangepool_testserver::Config) -> Cluster {
+        let server = TestServer::start_with(config).await.unwrap();
+        let client = server.client().unwrap();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for (_, crd) in api::crd::all() {
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+        }
+        Cluster { server, client }
+    }
+
+    pub async fn namespace(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+    ) {
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(map(labels)),
+                annotations: Some(map(annotations)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
+
+    pub async fn node(&self, name: &str, labels: &[(&str, &str)]) {
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(map(labels)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Node>::all(self.client.clone())
+            .create(&PostParams::default(), &node)
+            .await
+            .unwrap();
+    }
+
+    pub async fn pool(&self, name: &str, spec: IPPoolSpec) {
+        Api::<IPPool>::all(self.client.clone())
+            .create(&PostParams::default(), &IPPool::new(name, spec))
+            .await
+            .unwrap();
+    }
+
+    pub async fn create(&self, pod: PodBuilder) -> Pod {
+        Api::<Pod>::namespaced(self.client.clone(), &pod.namespace)
+            .create(&PostParams::default(), &pod.build())
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete_pod(&self, namespace: &str, name: &str) {
+        Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+
+    pub async fn set_phase(&self, namespace: &str, name: &str, phase: &str) {
+        Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {"phase": phase}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn annotate_pod(&self, namespace: &str, name: &str, key: &str, value: &str) {
+        Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"annotations": {key: value}}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn blocks(&self) -> Vec<IPAMBlock> {
+        Api::<IPAMBlock>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+    }
+
+    pub async fn pools(&self) -> Vec<IPPool> {
+        Api::<IPPool>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+    }
+
+    pub async fn get_pool(&self, name: &str) -> Option<IPPool> {
+        Api::<IPPool>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .unwrap()
+    }
+
+    /// Every (address, handle) recorded in any block.
+    pub async fn recorded(&self) -> Vec<(IpAddr, String)> {
+        let mut out = Vec::new();
+        for block in self.blocks().await {
+            let cidr = ipam::cidr::parse_strict(&block.spec.cidr).unwrap();
+            for (ordinal, a) in &block.spec.allocations {
+                let address = ipam::cidr::nth_addr(&cidr, ordinal.parse().unwrap()).unwrap();
+                out.push((address, a.handle.clone()));
+            }
+        }
+        out
+    }
+
+    /// The reasons and notes of the events about an object.
+    pub async fn events_about(&self, namespace: &str, name: &str) -> Vec<(String, String)> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), namespace);
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Waits until the pod's annotations name an address for every family asked.
+    pub async fn wait_assigned(&self, namespace: &str, name: &str) -> Assignment {
+        eventually(
+            &format!("pod {namespace}/{name} to get an address"),
+            || async {
+                let pod = self.get_pod(namespace, name).await?;
+                let a = Assignment::from_annotations(pod.annotations()).ok()?;
+                a.ipv4.is_some().then_some(a)
+            },
+        )
+        .await
+    }
+
+    /// Waits until the pod carries the controller's error annotation.
+    pub async fn wait_error(&self, namespace: &str, name: &str) -> String {
+        eventually(
+            &format!("pod {namespace}/{name} to get an error"),
+            || async {
+                let pod = self.get_pod(namespace, name).await?;
+                pod.annotations().get(api::keys::ASSIGNMENT_ERROR).cloned()
+            },
+        )
+        .await
+    }
+
+    /// Starts the real controller in-process.
+    pub async fn controller(&self, settings: Settings) -> ControllerHandle {
+        self.controller_as("test-controller", settings).await
+    }
+
+    pub async fn controller_as(&self, identity: &str, settings: Settings) -> ControllerHandle {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let options = Options {
+            identity: identity.to_owned(),
+            lease_namespace: "kube-system".into(),
+            lease_duration: 3,
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        };
+        let client = self.client.clone();
+        let task = tokio::spawn(async move {
+            run(client, settings, options, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        ControllerHandle {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+/// A controller running in-process. Dropping it kills it without a graceful shutdown.
+pub struct ControllerHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl ControllerHandle {
+    /// Graceful shutdown (releases the Lease).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// A crash: the task is aborted wherever it is.
+    pub fn kill(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for ControllerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Settings for a cluster whose pod CIDR is `10.244.0.0/16`, IPv4 only.
+pub fn settings() -> Settings {
+    Settings {
+        pod_cidrs: Some(vec!["10.244.0.0/16".parse().unwrap()]),
+        families: vec![Family::V4],
+        leak_grace: Duration::from_secs(2),
+        sweep_interval: Duration::from_millis(500),
+        default_pool: false,
+        strict_affinity: false,
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub struct PodBuilder {
+    pub name: String,
+    pub namespace: String,
+    pub node: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+    pub host_network: bool,
+}
+
+/// `pod("web").in_ns("a").on_node("n1").annotated(k, v)`
+pub fn pod(name: &str) -> PodBuilder {
+    PodBuilder {
+        name: name.into(),
+        namespace: "default".into(),
+        node: None,
+        annotations: BTreeMap::new(),
+        host_network: false,
+    }
+}
+
+impl PodBuilder {
+    pub fn in_ns(mut self, ns: &str) -> Self {
+        self.namespace = ns.into();
+        self
+    }
+    pub fn on_node(mut self, node: &str) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+    pub fn annotated(mut self, key: &str, value: &str) -> Self {
+        self.annotations.insert(key.into(), value.into());
+        self
+    }
+    pub fn host_network(mut self) -> Self {
+        self.host_network = true;
+        self
+    }
+    pub fn build(&self) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                annotations: Some(self.annotations.clone()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: self.node.clone(),
+                host_network: Some(self.host_network),
+                containers: vec![Container {
+                    name: "app".into(),
+                    image: Some("app:1".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+}
+
+/// An IPPool spec with the given range.
+pub fn spec(cidr: &str) -> IPPoolSpec {
+    IPPoolSpec {
+        cidr: cidr.into(),
+        ..Default::default()
+    }
+}
+
+pub fn manual(cidr: &str) -> IPPoolSpec {
+    IPPoolSpec {
+        cidr: cidr.into(),
+        assignment_mode: Some("Manual".into()),
+        ..Default::default()
+    }
+}
+
+pub fn in_net(address: IpAddr, cidr: &str) -> bool {
+    cidr.parse::<ipnet::IpNet>().unwrap().contains(&address)
+}
