@@ -146,6 +146,12 @@ impl Allocator {
         Allocator::default()
     }
 
+    /// Makes room for `handles` more pods in the handle index, so that a controller that knows
+    /// its pod count up front does not pay for the index growing step by step.
+    pub fn reserve(&mut self, handles: usize) {
+        self.handles.reserve(handles);
+    }
+
     /// Sets strict affinity: when on, a node never borrows a slot from another node's block.
     pub fn set_strict_affinity(&mut self, strict: bool) {
         self.strict_affinity = strict;
@@ -367,12 +373,18 @@ impl Allocator {
         }
         // Every named pool must be usable, even if an earlier one has room: a typo in the
         // second pool should show now, not on the day the first one fills up.
-        for name in req.pools {
-            self.candidate(req, name)?;
+        let mut few = [0 as PoolId; 4];
+        let mut many = Vec::new();
+        for (i, name) in req.pools.iter().enumerate() {
+            let id = self.candidate(req, name)?;
+            match few.get_mut(i) {
+                Some(slot) => *slot = id,
+                None => many.push(id),
+            }
         }
+        let count = req.pools.len().min(few.len());
         let node = self.intern_node(req.node);
-        for name in req.pools {
-            let pool = self.candidate(req, name)?;
+        for pool in few[..count].iter().chain(&many).copied() {
             let (id, created) = if let Some(id) = self.affine_with_room(pool, node) {
                 (id, false)
             } else if let Some(id) = self.claim_block(pool, node) {
@@ -444,15 +456,9 @@ impl Allocator {
         };
         let pool = entry.pool as usize;
         self.pools[pool].allocated = self.pools[pool].allocated.saturating_sub(1);
-        let blocks = &self.blocks;
         let handle = &released.allocation.handle;
         if let Some(h) = self.handles.get_mut(&**handle) {
-            h.remove(family, SlotRef { block: id, ordinal }, |s| {
-                blocks
-                    .get(s.block as usize)
-                    .and_then(Option::as_ref)
-                    .map_or(family, |e| e.block.family())
-            });
+            h.remove(family, SlotRef { block: id, ordinal });
             if h.is_empty() {
                 self.handles.remove(&**handle);
             }

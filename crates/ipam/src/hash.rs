@@ -60,11 +60,42 @@ impl Hasher for FastHasher {
         self.add(i as u64);
     }
 
+    /// Multiplication only carries entropy upwards, but hashbrown picks buckets with the low
+    /// bits: a final xor-shift-multiply (MurmurHash3's finaliser) spreads it over all bits.
     #[inline]
     fn finish(&self) -> u64 {
-        self.state
+        let mut h = self.state;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+
+    use super::FastHasher;
+
+    #[test]
+    fn similar_keys_spread_over_low_bits() {
+        // Keys that differ only in a few characters (like pod UIDs) must not pile up in a few
+        // buckets: hashbrown indexes with the low bits.
+        let build = BuildHasherDefault::<FastHasher>::default();
+        let mut buckets = std::collections::HashSet::new();
+        for i in 0..4096u32 {
+            let key = format!("{i:08x}-0000-4000-8000-000000000000");
+            buckets.insert(build.hash_one(key.as_str()) & 0xfff);
+        }
+        assert!(
+            buckets.len() > 2400,
+            "only {} of 4096 buckets used",
+            buckets.len()
+        );
+    }
+}

@@ -9,6 +9,7 @@
 pub mod age;
 pub mod allocator;
 pub mod block;
+pub mod choice;
 pub mod cidr;
 mod hash;
 pub mod pool;

@@ -98,6 +98,8 @@ impl fmt::Display for Reason {
 pub struct PoolVerdict {
     /// The pool's name as given.
     pub name: String,
+    /// The pool's range when it parses strictly, even if the rest of the spec is invalid.
+    pub cidr: Option<IpNet>,
     /// The parsed pool when its spec is valid (and its name unique); `None` otherwise.
     pub pool: Option<Pool>,
     /// The parse error, when the spec is invalid.
@@ -152,6 +154,7 @@ pub fn validate_pools(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<
             if same_name > 1 {
                 return PoolVerdict {
                     name: input.name.clone(),
+                    cidr: claims[index].as_ref().map(|c| c.cidr),
                     pool: None,
                     error: None,
                     reason: Reason::InvalidField,
@@ -165,6 +168,7 @@ pub fn validate_pools(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<
             match Pool::parse(input) {
                 Err(e) => PoolVerdict {
                     name: input.name.clone(),
+                    cidr: claims[index].as_ref().map(|c| c.cidr),
                     pool: None,
                     reason: Reason::of_error(&e),
                     message: e.to_string(),
@@ -250,6 +254,7 @@ fn judge(pool: Pool, pod_cidrs: Option<&[IpNet]>, winner: Option<(String, IpNet)
     };
     PoolVerdict {
         name,
+        cidr: Some(cidr),
         pool: Some(pool),
         error: None,
         reason,

@@ -33,24 +33,45 @@ pub(super) struct SlotRef {
     pub(super) ordinal: u32,
 }
 
+/// "No slot": block ids stop well below `u32::MAX`, so an 8-byte sentinel replaces `Option`
+/// and keeps [`Holdings`] small; the handle index is the allocator's largest table.
+const NO_SLOT: SlotRef = SlotRef {
+    block: BlockId::MAX,
+    ordinal: u32::MAX,
+};
+
 /// The addresses a handle holds: one per family, plus any extra ones found in blocks written by
 /// someone else (kept so that releasing the handle frees them too).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Holdings {
-    pub(super) v4: Option<SlotRef>,
-    pub(super) v6: Option<SlotRef>,
-    pub(super) extra: Vec<SlotRef>,
+    v4: SlotRef,
+    v6: SlotRef,
+    // One pointer instead of a `Vec`'s three in the allocator's largest table; extras only
+    // exist when blocks written elsewhere give a handle two addresses of one family.
+    #[allow(clippy::box_collection)]
+    extra: Option<Box<Vec<(Family, SlotRef)>>>,
+}
+
+impl Default for Holdings {
+    fn default() -> Self {
+        Holdings {
+            v4: NO_SLOT,
+            v6: NO_SLOT,
+            extra: None,
+        }
+    }
 }
 
 impl Holdings {
     pub(super) fn get(&self, family: Family) -> Option<SlotRef> {
-        match family {
+        let slot = match family {
             Family::V4 => self.v4,
             Family::V6 => self.v6,
-        }
+        };
+        (slot != NO_SLOT).then_some(slot)
     }
 
-    fn slot_mut(&mut self, family: Family) -> &mut Option<SlotRef> {
+    fn slot_mut(&mut self, family: Family) -> &mut SlotRef {
         match family {
             Family::V4 => &mut self.v4,
             Family::V6 => &mut self.v6,
@@ -59,42 +80,39 @@ impl Holdings {
 
     pub(super) fn add(&mut self, family: Family, slot: SlotRef) {
         let primary = self.slot_mut(family);
-        if primary.is_none() {
-            *primary = Some(slot);
+        if *primary == NO_SLOT {
+            *primary = slot;
         } else {
-            self.extra.push(slot);
+            self.extra.get_or_insert_default().push((family, slot));
         }
     }
 
     /// Forgets one slot; an extra slot of the same family (if any) becomes the primary.
-    pub(super) fn remove(
-        &mut self,
-        family: Family,
-        slot: SlotRef,
-        extra_family: impl Fn(SlotRef) -> Family,
-    ) {
-        if self.get(family) == Some(slot) {
-            let promoted = self
-                .extra
-                .iter()
-                .position(|s| extra_family(*s) == family)
-                .map(|i| self.extra.swap_remove(i));
-            *self.slot_mut(family) = promoted;
-        } else {
-            self.extra.retain(|s| *s != slot);
+    pub(super) fn remove(&mut self, family: Family, slot: SlotRef) {
+        if *self.slot_mut(family) == slot {
+            let promoted = self.extra.as_mut().and_then(|extra| {
+                let i = extra.iter().position(|(f, _)| *f == family)?;
+                Some(extra.swap_remove(i).1)
+            });
+            *self.slot_mut(family) = promoted.unwrap_or(NO_SLOT);
+        } else if let Some(extra) = self.extra.as_mut() {
+            extra.retain(|(_, s)| *s != slot);
+        }
+        if self.extra.as_ref().is_some_and(|e| e.is_empty()) {
+            self.extra = None;
         }
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.v4.is_none() && self.v6.is_none() && self.extra.is_empty()
+        self.v4 == NO_SLOT && self.v6 == NO_SLOT && self.extra.is_none()
     }
 
     pub(super) fn all(&self) -> impl Iterator<Item = SlotRef> + '_ {
-        self.v4
-            .iter()
-            .chain(self.v6.iter())
-            .chain(self.extra.iter())
-            .copied()
+        let extra = self.extra.iter().flat_map(|e| e.iter().map(|(_, s)| *s));
+        [self.v4, self.v6]
+            .into_iter()
+            .filter(|s| *s != NO_SLOT)
+            .chain(extra)
     }
 }
 
@@ -327,12 +345,9 @@ impl Allocator {
             pool.reusable.insert(index);
         }
 
-        let blocks = &self.blocks;
-        for (ordinal, a) in entry_allocations(blocks, id) {
+        for (ordinal, a) in entry_allocations(&self.blocks, id) {
             if let Some(h) = self.handles.get_mut(&*a) {
-                h.remove(family, SlotRef { block: id, ordinal }, |s| {
-                    family_of(blocks, s.block).unwrap_or(family)
-                });
+                h.remove(family, SlotRef { block: id, ordinal });
                 if h.is_empty() {
                     self.handles.remove(&*a);
                 }
@@ -462,8 +477,4 @@ fn entry_allocations(blocks: &[Option<Entry>], id: BlockId) -> Vec<(u32, Arc<str
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn family_of(blocks: &[Option<Entry>], id: BlockId) -> Option<Family> {
-    Some(blocks.get(id as usize)?.as_ref()?.block.family())
 }

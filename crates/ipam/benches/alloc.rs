@@ -1,0 +1,205 @@
+//! Allocation throughput of the in-memory allocator, printed as plain numbers.
+//!
+//! One /16 pool cut into /26 blocks, 1,000 nodes. Phase "fill" allocates pod by pod, round-robin
+//! over the nodes, until all 65,536 addresses are taken (the last ones borrow from other nodes'
+//! blocks). Phase "churn" then releases a pseudo-random pod and allocates a new one on the same
+//! node, over and over, on the full pool. Handles and names are made before timing, as the
+//! controller has them from the pod objects; `take_dirty` runs every 1,000 allocations as the
+//! controller's batched writer would.
+//!
+//! Run: `cargo bench -p ipam --bench alloc`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use ipam::allocator::{Allocator, Request};
+use ipam::cidr::Family;
+use ipam::pool::{Pool, PoolInput};
+
+const NODES: usize = 1_000;
+const ADDRESSES: usize = 65_536;
+const CHURN: usize = 1_000_000;
+/// Churn operations when `IPAM_BENCH_FILL_ONLY` is set (for profiling the fill phase).
+const CHURN_WHEN_FILL_ONLY: usize = 1;
+const ROUNDS: usize = 5;
+
+/// A pod UID-like handle: 36 characters, like a Kubernetes UID.
+fn uid(i: usize) -> String {
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        i.wrapping_mul(2_654_435_761) as u32,
+        i
+    )
+}
+
+struct Pods {
+    handles: Vec<String>,
+    names: Vec<String>,
+}
+
+fn pods(n: usize, offset: usize) -> Pods {
+    Pods {
+        handles: (0..n).map(|i| uid(i + offset)).collect(),
+        names: (0..n).map(|i| format!("web-{}", i + offset)).collect(),
+    }
+}
+
+fn allocator() -> Allocator {
+    let input = PoolInput::new("bench", "10.0.0.0/16").block_size(26);
+    let Ok(pool) = Pool::parse(&input) else {
+        panic!("bench pool must be valid");
+    };
+    let mut a = Allocator::new();
+    a.set_pool(pool, true);
+    a.reserve(ADDRESSES);
+    a
+}
+
+/// Time this thread has spent on a CPU, from the kernel's scheduler statistics (nanosecond
+/// resolution). The machine may be shared; on-CPU time measures the cost per core even when
+/// other processes take turns. `None` where the file does not exist.
+fn cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Wall-clock and on-CPU stopwatch.
+struct Stopwatch {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Stopwatch {
+    fn start() -> Stopwatch {
+        Stopwatch {
+            cpu: cpu_time(),
+            wall: Instant::now(),
+        }
+    }
+
+    /// (wall, on-CPU) time since start; on-CPU falls back to wall.
+    fn stop(&self) -> (Duration, Duration) {
+        let wall = self.wall.elapsed();
+        let cpu = match (self.cpu, cpu_time()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => wall,
+        };
+        (wall, cpu)
+    }
+}
+
+fn rate(ops: usize, took: Duration) -> String {
+    let per_sec = ops as f64 / took.as_secs_f64();
+    format!("{:.2}M", per_sec / 1e6)
+}
+
+fn main() {
+    let nodes: Vec<String> = (0..NODES).map(|i| format!("node-{i:04}")).collect();
+    let pools = vec!["bench".to_owned()];
+    let fill_pods = pods(ADDRESSES, 0);
+    let churn = if std::env::var_os("IPAM_BENCH_FILL_ONLY").is_some() {
+        CHURN_WHEN_FILL_ONLY
+    } else {
+        CHURN
+    };
+    let churn_pods = pods(churn, ADDRESSES);
+
+    let mut fill_times = Vec::new();
+    let mut churn_times = Vec::new();
+    let rounds = std::env::var("IPAM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(ROUNDS);
+    for _ in 0..rounds {
+        let mut a = allocator();
+        let mut held = Vec::with_capacity(ADDRESSES);
+        let watch = Stopwatch::start();
+        for i in 0..ADDRESSES {
+            let req = Request {
+                handle: &fill_pods.handles[i],
+                namespace: "default",
+                pod: &fill_pods.names[i],
+                node: &nodes[i % NODES],
+                family: Family::V4,
+                pools: &pools,
+            };
+            match a.allocate(&req) {
+                Ok(got) => held.push((got.address, got.sequence, i)),
+                Err(e) => panic!("fill failed at {i}: {e}"),
+            }
+            if i % 1_000 == 999 {
+                black_box(a.take_dirty());
+            }
+        }
+        fill_times.push(watch.stop());
+        assert_eq!(
+            a.usage("bench").map(|u| u.allocated),
+            Some(ADDRESSES as u128)
+        );
+
+        // Churn: release one pod, allocate a new one on the same node.
+        let mut owners: Vec<&str> = fill_pods.handles.iter().map(String::as_str).collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let watch = Stopwatch::start();
+        for (i, (handle, name)) in churn_pods.handles.iter().zip(&churn_pods.names).enumerate() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let victim = (x % ADDRESSES as u64) as usize;
+            let (address, sequence, node) = held[victim];
+            if let Err(e) = a.release(address, owners[victim], sequence) {
+                panic!("churn release failed: {e}");
+            }
+            let req = Request {
+                handle,
+                namespace: "default",
+                pod: name,
+                node: &nodes[node % NODES],
+                family: Family::V4,
+                pools: &pools,
+            };
+            match a.allocate(&req) {
+                Ok(got) => {
+                    held[victim] = (got.address, got.sequence, node);
+                    owners[victim] = handle;
+                }
+                Err(e) => panic!("churn allocate failed at {i}: {e}"),
+            }
+            if i % 1_000 == 999 {
+                black_box(a.take_dirty());
+            }
+        }
+        churn_times.push(watch.stop());
+        black_box(&a);
+    }
+    let churned = churn_pods.handles.len();
+    println!("pool 10.0.0.0/16, /26 blocks, {NODES} nodes; median of {rounds} rounds");
+    println!(
+        "rates per second of on-CPU time of the benchmark thread (wall-clock rate in brackets)"
+    );
+    report(
+        &format!("allocations/s (fill, {ADDRESSES} pods)"),
+        ADDRESSES,
+        &mut fill_times,
+    );
+    report(
+        &format!("allocations/s (churn: release + allocate on the full pool, {churned} pods)"),
+        churned,
+        &mut churn_times,
+    );
+}
+
+/// Prints the median rate of a phase, by on-CPU time and by wall-clock time.
+fn report(what: &str, ops: usize, times: &mut [(Duration, Duration)]) {
+    times.sort_by_key(|(_, cpu)| *cpu);
+    let cpu = times[times.len() / 2].1;
+    times.sort_by_key(|(wall, _)| *wall);
+    let wall = times[times.len() / 2].0;
+    println!(
+        "{what}: {} [{}] ({:.0} ns each)",
+        rate(ops, cpu),
+        rate(ops, wall),
+        cpu.as_nanos() as f64 / ops as f64
+    );
+}
