@@ -121,6 +121,14 @@ pub fn decode(
         Some(Builtin::Secret) => roundtrip::<k::core::v1::Secret>(def, &obj)?,
         Some(Builtin::ServiceAccount) => roundtrip::<k::core::v1::ServiceAccount>(def, &obj)?,
         Some(Builtin::Lease) => roundtrip::<k::coordination::v1::Lease>(def, &obj)?,
+        Some(Builtin::Service) => roundtrip::<k::core::v1::Service>(def, &obj)?,
+        Some(Builtin::Deployment) => roundtrip::<k::apps::v1::Deployment>(def, &obj)?,
+        Some(Builtin::DaemonSet) => roundtrip::<k::apps::v1::DaemonSet>(def, &obj)?,
+        Some(Builtin::StatefulSet) => roundtrip::<k::apps::v1::StatefulSet>(def, &obj)?,
+        Some(Builtin::ClusterRole) => roundtrip::<k::rbac::v1::ClusterRole>(def, &obj)?,
+        Some(Builtin::ClusterRoleBinding) => roundtrip::<k::rbac::v1::ClusterRoleBinding>(def, &obj)?,
+        Some(Builtin::Role) => roundtrip::<k::rbac::v1::Role>(def, &obj)?,
+        Some(Builtin::RoleBinding) => roundtrip::<k::rbac::v1::RoleBinding>(def, &obj)?,
         Some(Builtin::Crd) => roundtrip::<
             k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
         >(def, &obj)?,
@@ -160,6 +168,25 @@ pub fn decode(
     match def.builtin {
         Some(Builtin::Pod) => default_pod(&mut out),
         Some(Builtin::Secret) => secret_string_data(&mut out),
+        Some(Builtin::Deployment) | Some(Builtin::StatefulSet) => {
+            if let Some(spec) = out.get_mut("spec").filter(|s| s.is_object()) {
+                set_default(spec, "replicas", json!(1));
+                set_default(spec, "revisionHistoryLimit", json!(10));
+            }
+        }
+        Some(Builtin::Service) => {
+            if let Some(spec) = out.get_mut("spec").filter(|s| s.is_object()) {
+                set_default(spec, "type", json!("ClusterIP"));
+                set_default(spec, "sessionAffinity", json!("None"));
+                if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports {
+                        set_default(p, "protocol", json!("TCP"));
+                        let port = p.get("port").cloned().unwrap_or(Value::Null);
+                        set_default(p, "targetPort", port);
+                    }
+                }
+            }
+        }
         Some(Builtin::EventV1) => out = event_v1_to_core(out),
         _ => {}
     }

@@ -120,6 +120,33 @@ fn object_meta(b: &[u8]) -> Option<Value> {
     Some(Value::Object(m))
 }
 
+fn delete_options(raw: &[u8]) -> Option<Value> {
+    let mut o = json!({"apiVersion": "v1", "kind": "DeleteOptions"});
+    let mut dry_run = Vec::new();
+    for (n, v) in fields(raw)? {
+        match (n, &v) {
+            (1, Field::Varint(g)) => o["gracePeriodSeconds"] = json!(*g as i64),
+            (2, Field::Bytes(p)) => {
+                for (pn, pv) in fields(p)? {
+                    match pn {
+                        1 => o["preconditions"]["uid"] = json!(string(&pv)),
+                        2 => o["preconditions"]["resourceVersion"] = json!(string(&pv)),
+                        _ => {}
+                    }
+                }
+            }
+            (3, Field::Varint(b)) => o["orphanDependents"] = json!(*b != 0),
+            (4, _) => o["propagationPolicy"] = json!(string(&v)),
+            (5, _) => dry_run.push(json!(string(&v))),
+            _ => {}
+        }
+    }
+    if !dry_run.is_empty() {
+        o["dryRun"] = Value::Array(dry_run);
+    }
+    Some(o)
+}
+
 /// Decode a `k8s\0`-enveloped protobuf body into the JSON object it stands for.
 pub fn decode(body: &[u8]) -> ApiResult<Value> {
     let bad = || ApiError::bad_request("unable to decode protobuf body");
@@ -140,6 +167,9 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
             (2, Field::Bytes(r)) => raw = r,
             _ => {}
         }
+    }
+    if kind == "DeleteOptions" {
+        return delete_options(raw).ok_or_else(bad);
     }
     if !matches!(
         (api_version.as_str(), kind.as_str()),

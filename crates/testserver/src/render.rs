@@ -397,6 +397,54 @@ fn columns_and_cells(def: &ResourceDef, views: &[Value]) -> (Vec<Value>, Vec<Vec
                 .map(|v| vec![name(v), json!(s(v, "/metadata/creationTimestamp"))])
                 .collect(),
         ),
+        Some(Builtin::Deployment) | Some(Builtin::StatefulSet) => (
+            vec![
+                col("Name", "string", 0),
+                col("Ready", "string", 0),
+                col("Age", "string", 0),
+            ],
+            views
+                .iter()
+                .map(|v| {
+                    let want = v
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
+                    let ready = v
+                        .pointer("/status/readyReplicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    vec![name(v), json!(format!("{ready}/{want}")), age(v)]
+                })
+                .collect(),
+        ),
+        Some(Builtin::Service) => (
+            vec![
+                col("Name", "string", 0),
+                col("Type", "string", 0),
+                col("Cluster-IP", "string", 0),
+                col("Age", "string", 0),
+            ],
+            views
+                .iter()
+                .map(|v| {
+                    vec![
+                        name(v),
+                        json!(s(v, "/spec/type")),
+                        json!(s(v, "/spec/clusterIP")),
+                        age(v),
+                    ]
+                })
+                .collect(),
+        ),
+        Some(Builtin::DaemonSet)
+        | Some(Builtin::ClusterRole)
+        | Some(Builtin::ClusterRoleBinding)
+        | Some(Builtin::Role)
+        | Some(Builtin::RoleBinding) => (
+            vec![col("Name", "string", 0), col("Age", "string", 0)],
+            views.iter().map(|v| vec![name(v), age(v)]).collect(),
+        ),
         Some(Builtin::ServiceAccount) => (
             vec![
                 col("Name", "string", 0),

@@ -48,6 +48,22 @@ pub enum Builtin {
     Lease,
     /// apiextensions.k8s.io/v1 CustomResourceDefinition
     Crd,
+    /// apps/v1 Deployment (stored and served only: no controller acts on it)
+    Deployment,
+    /// apps/v1 DaemonSet (stored and served only)
+    DaemonSet,
+    /// apps/v1 StatefulSet (stored and served only)
+    StatefulSet,
+    /// core/v1 Service (stored and served only; a cluster IP is assigned)
+    Service,
+    /// rbac.authorization.k8s.io/v1 ClusterRole (stored, never enforced)
+    ClusterRole,
+    /// rbac.authorization.k8s.io/v1 ClusterRoleBinding (stored, never enforced)
+    ClusterRoleBinding,
+    /// rbac.authorization.k8s.io/v1 Role (stored, never enforced)
+    Role,
+    /// rbac.authorization.k8s.io/v1 RoleBinding (stored, never enforced)
+    RoleBinding,
 }
 
 /// One served resource at one group/version.
@@ -142,7 +158,14 @@ impl ResourceDef {
 
     /// Whether metadata.generation is maintained for this resource.
     pub fn tracks_generation(&self) -> bool {
-        matches!(self.builtin, None | Some(Builtin::Pod) | Some(Builtin::Crd))
+        matches!(
+            self.builtin,
+            None | Some(Builtin::Pod)
+                | Some(Builtin::Crd)
+                | Some(Builtin::Deployment)
+                | Some(Builtin::DaemonSet)
+                | Some(Builtin::StatefulSet)
+        )
     }
 }
 
@@ -163,7 +186,14 @@ fn builtin(
         kind: kind.to_string(),
         namespaced,
         short_names: short.iter().map(|s| s.to_string()).collect(),
-        categories: if b == Builtin::Pod {
+        categories: if matches!(
+            b,
+            Builtin::Pod
+                | Builtin::Service
+                | Builtin::Deployment
+                | Builtin::DaemonSet
+                | Builtin::StatefulSet
+        ) {
             vec!["all".to_string()]
         } else {
             Vec::new()
@@ -231,6 +261,78 @@ pub fn builtins() -> Vec<ResourceDef> {
             &[],
             false,
             Builtin::Lease,
+        ),
+        builtin(
+            "",
+            "services",
+            "Service",
+            true,
+            &["svc"],
+            true,
+            Builtin::Service,
+        ),
+        builtin(
+            "apps",
+            "deployments",
+            "Deployment",
+            true,
+            &["deploy"],
+            true,
+            Builtin::Deployment,
+        ),
+        builtin(
+            "apps",
+            "daemonsets",
+            "DaemonSet",
+            true,
+            &["ds"],
+            true,
+            Builtin::DaemonSet,
+        ),
+        builtin(
+            "apps",
+            "statefulsets",
+            "StatefulSet",
+            true,
+            &["sts"],
+            true,
+            Builtin::StatefulSet,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "ClusterRole",
+            false,
+            &[],
+            false,
+            Builtin::ClusterRole,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            false,
+            Builtin::ClusterRoleBinding,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "roles",
+            "Role",
+            true,
+            &[],
+            false,
+            Builtin::Role,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            "RoleBinding",
+            true,
+            &[],
+            false,
+            Builtin::RoleBinding,
         ),
         builtin(
             "apiextensions.k8s.io",

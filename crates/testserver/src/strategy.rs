@@ -40,6 +40,27 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
             obj["status"] = json!({});
             refresh_crd_status(obj);
         }
+        Some(Builtin::Deployment) | Some(Builtin::DaemonSet) | Some(Builtin::StatefulSet) => {
+            obj["status"] = json!({});
+        }
+        Some(Builtin::Service) => {
+            let headless = obj
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .is_some();
+            let external =
+                obj.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
+            if !headless && !external {
+                // a stable address from 10.96.0.0/16, derived from the name
+                let h = name.bytes().fold(2166136261u32, |h, b| {
+                    (h ^ u32::from(b)).wrapping_mul(16777619)
+                });
+                let ip = format!("10.96.{}.{}", (h >> 8) & 0xff, (h & 0xff).max(1));
+                obj["spec"]["clusterIP"] = json!(ip);
+                obj["spec"]["clusterIPs"] = json!([ip]);
+            }
+            obj["status"] = json!({"loadBalancer": {}});
+        }
         _ => {}
     }
 }

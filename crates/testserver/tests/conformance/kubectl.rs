@@ -307,3 +307,143 @@ async fn kubectl_create_generators_send_protobuf_bodies() {
         "{table}"
     );
 }
+
+#[tokio::test]
+async fn helm_installs_upgrades_and_uninstalls_a_chart() {
+    let k = Kubectl::new().await;
+    let helm = kubectl_path().with_file_name("helm");
+    assert!(
+        helm.exists(),
+        "helm not found next to kubectl: run tests/tools/install-k8s-tools.sh"
+    );
+    let chart = k.dir.path().join("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::create_dir_all(chart.join("crds")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(chart.join("crds/ippools.yaml"), CRD).unwrap();
+    std::fs::write(
+        chart.join("templates/all.yaml"),
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {name: ctl}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: ctl}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, list, watch, patch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: ctl}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ctl}
+subjects: [{kind: ServiceAccount, name: ctl, namespace: "{{ .Release.Namespace }}"}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ctl}
+spec:
+  replicas: {{ .Values.replicas | default 2 }}
+  selector: {matchLabels: {app: ctl}}
+  template:
+    metadata: {labels: {app: ctl}}
+    spec: {serviceAccountName: ctl, containers: [{name: ctl, image: "rangepool/controller:dev"}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: node}
+spec:
+  selector: {matchLabels: {app: node}}
+  template:
+    metadata: {labels: {app: node}}
+    spec: {hostNetwork: true, containers: [{name: cni, image: "rangepool/cni:dev"}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: metrics}
+spec: {selector: {app: ctl}, ports: [{port: 9090}]}
+---
+apiVersion: rangepool.dev/v1
+kind: IPPool
+metadata: {name: default-pool}
+spec: {cidr: 10.244.0.0/16, assignmentMode: Automatic}
+"#,
+    )
+    .unwrap();
+    let run = |args: Vec<String>| {
+        let helm = helm.clone();
+        let kc = k.server.kubeconfig_path().to_path_buf();
+        let home = k.dir.path().to_path_buf();
+        async move {
+            let out = tokio::process::Command::new(helm)
+                .args(&args)
+                .arg("--kubeconfig")
+                .arg(kc)
+                .env("HOME", home)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "helm {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).to_string()
+        }
+    };
+    let chart = chart.display().to_string();
+    assert!(
+        run(vec!["install".into(), "demo".into(), chart.clone()])
+            .await
+            .contains("STATUS: deployed")
+    );
+    let all = k.ok(&["get", "all"]).await;
+    assert!(
+        all.contains("deployment.apps/ctl")
+            && all.contains("daemonset.apps/node")
+            && all.contains("service/metrics"),
+        "{all}"
+    );
+    assert!(
+        k.ok(&["get", "ipp", "default-pool", "-o", "name"])
+            .await
+            .contains("ippool.rangepool.dev/default-pool")
+    );
+    run(vec![
+        "upgrade".into(),
+        "demo".into(),
+        chart,
+        "--set".into(),
+        "replicas=3".into(),
+    ])
+    .await;
+    assert_eq!(
+        k.ok(&["get", "deploy", "ctl", "-o", "jsonpath={.spec.replicas}"])
+            .await,
+        "3"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "ctl",
+            "-o",
+            "jsonpath={.metadata.generation}"
+        ])
+        .await,
+        "2"
+    );
+    run(vec!["uninstall".into(), "demo".into()]).await;
+    assert!(
+        k.fails(&["get", "deploy", "ctl"])
+            .await
+            .contains("NotFound")
+    );
+    assert!(
+        k.ok(&["get", "secrets", "-o", "name"]).await.is_empty(),
+        "release secrets purged"
+    );
+}
