@@ -210,3 +210,69 @@ async fn apply_to_status_touches_only_status() {
     assert_eq!(p.data["spec"]["cidr"], "10.1.0.0/16");
     assert_eq!(p.metadata.generation, Some(1));
 }
+
+#[tokio::test]
+async fn lease_locking_through_apply_conflicts() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let (_server, client) = server().await;
+    let leases: Api<Lease> = Api::default_namespaced(client);
+    leases
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "lock"}, "spec": {}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let take = |who: &str| json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"holderIdentity": who, "leaseDurationSeconds": 15, "acquireTime": "2025-01-01T00:00:00.000000Z"}});
+    leases
+        .patch(
+            "lock",
+            &PatchParams::apply("lease-a"),
+            &Patch::Apply(take("a")),
+        )
+        .await
+        .unwrap();
+    let renew = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"renewTime": "2025-01-01T00:00:05.000000Z"}});
+    leases
+        .patch(
+            "lock",
+            &PatchParams {
+                field_manager: Some("lease-a".into()),
+                ..Default::default()
+            },
+            &Patch::Strategic(renew),
+        )
+        .await
+        .unwrap();
+    let (code, reason) = api_err(
+        leases
+            .patch(
+                "lock",
+                &PatchParams::apply("lease-b"),
+                &Patch::Apply(take("b")),
+            )
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"), "held by a");
+    let release = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"holderIdentity": null, "acquireTime": null, "renewTime": null, "leaseDurationSeconds": null}});
+    leases
+        .patch(
+            "lock",
+            &PatchParams {
+                field_manager: Some("lease-a".into()),
+                ..Default::default()
+            },
+            &Patch::Strategic(release),
+        )
+        .await
+        .unwrap();
+    let l = leases
+        .patch(
+            "lock",
+            &PatchParams::apply("lease-b"),
+            &Patch::Apply(take("b")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("b"));
+}

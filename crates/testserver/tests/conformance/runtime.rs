@@ -178,3 +178,43 @@ async fn a_controller_reconciles_through_the_server() {
     }
     task.abort();
 }
+
+#[tokio::test]
+async fn event_recorder_events_show_on_the_core_api() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event as REvent, EventType, Recorder, Reporter};
+    let (_server, client) = server().await;
+    let p = create_pod(&client, pod("web").build()).await;
+    let reporter = Reporter {
+        controller: "rangepool.dev/controller".into(),
+        instance: Some("c-0".into()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ev = REvent {
+        type_: EventType::Warning,
+        reason: "NoPool".into(),
+        note: Some("no pool matches".into()),
+        action: "Allocate".into(),
+        secondary: None,
+    };
+    let reference = p.object_ref(&());
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap();
+    let events: Api<CoreEvent> = Api::default_namespaced(client);
+    let lp = kube::api::ListParams::default().fields(&format!(
+        "involvedObject.uid={}",
+        p.metadata.uid.clone().unwrap()
+    ));
+    let list = events.list(&lp).await.unwrap();
+    assert_eq!(
+        list.items.len(),
+        1,
+        "the second publish updates the same event (series)"
+    );
+    let e = &list.items[0];
+    assert_eq!(e.reason.as_deref(), Some("NoPool"));
+    assert_eq!(e.message.as_deref(), Some("no pool matches"));
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2), "{e:?}");
+}
