@@ -18,7 +18,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use rangepool_testserver::TestServer;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The plugin binary under test.
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_rangepool-ipam");
@@ -363,6 +363,11 @@ impl Call {
 
     /// Runs the binary with only these variables (nothing inherited) and waits for it.
     pub async fn run(&self) -> Outcome {
+        self.spawn().await.finish().await
+    }
+
+    /// Starts the binary and feeds it stdin; [`Running::finish`] waits for it.
+    pub async fn spawn(&self) -> Running {
         let started = Instant::now();
         let mut child = tokio::process::Command::new(PLUGIN)
             .env_clear()
@@ -375,17 +380,78 @@ impl Call {
             .expect("plugin starts");
         let mut stdin = child.stdin.take().unwrap();
         if let Some(bytes) = &self.stdin {
-            stdin.write_all(bytes).await.unwrap();
+            // A plugin that fails on its environment exits without reading stdin.
+            if let Err(e) = stdin.write_all(bytes).await {
+                assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+            }
         }
         drop(stdin);
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        Running {
+            child,
+            stderr,
+            seen: String::new(),
+            started,
+        }
+    }
+}
+
+/// A plugin process that is still running.
+pub struct Running {
+    child: tokio::process::Child,
+    stderr: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    seen: String,
+    started: Instant,
+}
+
+impl Running {
+    /// Waits until the plugin logs a line containing `text`.
+    pub async fn logged(&mut self, text: &str) {
+        let wait = async {
+            while let Some(line) = self.stderr.next_line().await.unwrap() {
+                self.seen.push_str(&line);
+                self.seen.push('\n');
+                if line.contains(text) {
+                    return;
+                }
+            }
+            panic!("the plugin ended without logging {text:?}: {}", self.seen);
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
             .await
-            .expect("plugin finishes within a minute")
-            .unwrap();
+            .expect("the plugin logs within 30s");
+    }
+
+    /// Waits for the plugin to end.
+    pub async fn finish(self) -> Outcome {
+        let Running {
+            mut child,
+            mut stderr,
+            mut seen,
+            started,
+        } = self;
+        let mut stdout = String::new();
+        let mut out = child.stdout.take().unwrap();
+        // Both pipes at once, so that neither can fill up and stall the plugin.
+        let read_out = out.read_to_string(&mut stdout);
+        let read_err = async {
+            while let Some(line) = stderr.next_line().await.unwrap() {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        };
+        let all = async {
+            let (read, ()) = tokio::join!(read_out, read_err);
+            read.unwrap();
+            child.wait().await.unwrap()
+        };
+        let status = tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .expect("plugin finishes within a minute");
         Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr: seen,
             elapsed: started.elapsed(),
         }
     }

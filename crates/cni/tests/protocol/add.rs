@@ -216,19 +216,16 @@ async fn waits_for_the_assignment_written_meanwhile() {
     let cluster = Cluster::start().await;
     let web = pod("web").create(&cluster).await;
     let conf = with_ipam(netconf("0.4.0", cluster.kubeconfig()), "timeout", json!(20));
-    let call = Call::new("ADD", &web, "c1", &conf);
-    let add = tokio::spawn(async move { call.run().await });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut add = Call::new("ADD", &web, "c1", &conf).spawn().await;
+    add.logged("waiting up to 20s").await;
     // A watch broken meanwhile is re-established.
     cluster.server.faults().drop_watches();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     cluster
         .controller()
         .assign(&web, "payments", BLOCK, "10.99.0.170")
         .await;
-    let out = add.await.unwrap();
+    let out = add.finish().await;
     assert_eq!(out.addresses(), ["10.99.0.170/26"], "{}", out.stderr);
-    assert!(out.stderr.contains("waiting up to 20s"), "{}", out.stderr);
     assert_eq!(
         cluster.claim(BLOCK, "10.99.0.170").await.as_deref(),
         Some("c1")
