@@ -1,4 +1,6 @@
 //! `rangepool-testserver`: run the test API server as a process until SIGTERM/SIGINT.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
 
 use std::path::PathBuf;
 use std::time::Duration;

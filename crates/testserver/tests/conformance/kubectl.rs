@@ -12,7 +12,13 @@ use crate::common::*;
 
 fn kubectl_path() -> PathBuf {
     if let Ok(p) = std::env::var("RANGEPOOL_KUBECTL") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(
+            p.exists(),
+            "RANGEPOOL_KUBECTL={} does not exist: run tests/tools/install-k8s-tools.sh from the repository root",
+            p.display()
+        );
+        return p;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let p = root.join(".tools/bin/kubectl");

@@ -24,7 +24,7 @@ fn cm(name: &str) -> ConfigMap {
 }
 
 async fn wait_for<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..200 {
+    for _ in 0..800 {
         if f() {
             return;
         }
@@ -160,7 +160,7 @@ async fn a_controller_reconciles_through_the_server() {
         .unwrap();
     for name in ["one", "two"] {
         let mut ok = false;
-        for _ in 0..200 {
+        for _ in 0..800 {
             let c = cms.get(name).await.unwrap();
             if c.metadata
                 .annotations
