@@ -334,7 +334,7 @@ impl Engine {
                     continue;
                 }
             }
-            let released = self.model.release_handle(&uid);
+            let released = self.release(&uid);
             if released > 0 {
                 tracing::info!(pod = %ObjectRef::from_obj(pod.as_ref()), released, "released the addresses of a finished pod");
                 self.metrics.released("terminal", released);

@@ -101,6 +101,8 @@ pub struct Engine {
     pub(crate) suspects: HashMap<String, Instant>,
     pub(crate) node_suspects: HashMap<String, Instant>,
     pub(crate) status_dirty: bool,
+    /// Addresses were released: pods waiting for room get another chance at the next step.
+    pub(crate) freed: bool,
     next_status: Instant,
     next_sweep: Instant,
 }
@@ -126,6 +128,7 @@ impl Engine {
             suspects: HashMap::new(),
             node_suspects: HashMap::new(),
             status_dirty: true,
+            freed: false,
             next_status: now,
             // The first sweep runs at once: it starts the grace period of whatever leaked while
             // no controller was running.
@@ -181,6 +184,9 @@ impl Engine {
     }
 
     fn next_deadline(&self) -> Instant {
+        if self.freed {
+            return Instant::now();
+        }
         let mut deadline = self.next_sweep;
         if self.status_dirty {
             deadline = deadline.min(self.next_status);
@@ -199,7 +205,7 @@ impl Engine {
         }
         for (uid, key) in &work.gone {
             self.waiting.remove(key);
-            let released = self.model.release_handle(uid);
+            let released = self.release(uid);
             if released > 0 {
                 tracing::info!(pod = %key, released, "released the addresses of a deleted pod");
                 self.metrics.released("deleted", released);
@@ -220,7 +226,7 @@ impl Engine {
                     .map(|p| ObjectRef::from_obj(p.as_ref())),
             );
         }
-        let wake_all = work.pools || work.context;
+        let wake_all = work.pools || work.context || std::mem::take(&mut self.freed);
         pods.extend(
             self.waiting
                 .iter()
@@ -238,6 +244,13 @@ impl Engine {
             self.write_pool_status().await;
             self.next_status = Instant::now() + STATUS_INTERVAL;
         }
+    }
+
+    /// Releases everything a pod holds; pods waiting for room get another chance.
+    pub(crate) fn release(&mut self, handle: &str) -> u64 {
+        let released = self.model.release_handle(handle);
+        self.freed |= released > 0;
+        released
     }
 
     /// Brings the model up to date with the blocks the watch has seen.
@@ -258,11 +271,8 @@ impl Engine {
         for name in candidates {
             let cached = self.stores.blocks.get(&ObjectRef::new(&name));
             match cached {
-                Some(block) => {
-                    if self.model.is_newer(&block) {
-                        self.model.accept(&block);
-                    }
-                }
+                Some(block) if self.model.is_newer(&block) => self.model.accept(&block),
+                Some(_) => {}
                 // Gone from the cache: confirm with the API server before forgetting it, since
                 // the cache may simply not have caught up with a block we just created.
                 None if self.model.knows(&name) => self.reload_block(&name).await,

@@ -54,7 +54,7 @@ impl Engine {
                 }
             };
             if gone {
-                let released = self.model.release_handle(&owner.handle);
+                let released = self.release(&owner.handle);
                 if released > 0 {
                     tracing::info!(pod = %format!("{}/{}", owner.namespace, owner.pod), handle = %owner.handle, released, "released leaked addresses");
                     self.metrics.released("leak", released);

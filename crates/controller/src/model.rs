@@ -225,11 +225,11 @@ impl Model {
         let mut out = Vec::new();
         for block in self.allocator.blocks() {
             for (_, a) in block.allocations() {
-                if seen.insert(a.handle.clone()) {
+                if seen.insert(a.handle().to_owned()) {
                     out.push(Owner {
-                        handle: a.handle.to_string(),
-                        namespace: a.namespace.to_string(),
-                        pod: a.pod.to_string(),
+                        handle: a.handle().to_owned(),
+                        namespace: a.namespace().to_owned(),
+                        pod: a.pod().to_owned(),
                     });
                 }
             }

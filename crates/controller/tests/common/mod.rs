@@ -106,6 +106,19 @@ impl Cluster {
             .unwrap();
     }
 
+    /// Deletes a pod, retrying writes the fault injection refuses.
+    pub async fn delete_pod_retrying(&self, namespace: &str, name: &str) {
+        let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
+        for _ in 0..20 {
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => return,
+                Err(kube::Error::Api(s)) if s.code == 404 => return,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("could not delete pod {namespace}/{name}");
+    }
+
     pub async fn set_phase(&self, namespace: &str, name: &str, phase: &str) {
         Api::<Pod>::namespaced(self.client.clone(), namespace)
             .patch_status(
