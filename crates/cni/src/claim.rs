@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::cluster::{ApiFailure, Cluster};
 use crate::error::CniError;
+use crate::log::Logger;
 use crate::request::PodRef;
 
 /// Where an address is recorded: its block's range and its ordinal in the block.
@@ -108,6 +109,8 @@ pub struct Claimant<'a> {
     pub uid: &'a str,
     /// `CNI_CONTAINERID`
     pub container: &'a str,
+    /// Where requests are logged (at debug level).
+    pub log: &'a Logger,
 }
 
 impl Claimant<'_> {
@@ -156,6 +159,10 @@ pub async fn claim(
         .claim_patch(who.uid, who.container)
         .map_err(|r| who.not_recorded(assigned, r))?;
     let api = blocks(cluster);
+    who.log.debug(format_args!(
+        "request: PATCH ipamblocks/{} (claim ordinal {})",
+        assigned.block, slot.ordinal
+    ));
     let err = match api
         .patch_metadata(&assigned.block, &params(), &Patch::Json::<()>(patch))
         .await
@@ -170,6 +177,8 @@ pub async fn claim(
         }
         ApiFailure::Unprocessable(answer) => {
             // Rare path: read the block to tell a forged annotation from a race.
+            who.log
+                .debug(format_args!("request: GET ipamblocks/{}", assigned.block));
             let spec = match api.get_opt(&assigned.block).await {
                 Ok(Some(block)) => block.spec,
                 Ok(None) => {
@@ -212,6 +221,10 @@ pub async fn release(
             action: "build the release patch".into(),
             reason,
         })?;
+    who.log.debug(format_args!(
+        "request: PATCH ipamblocks/{block_name} (release ordinal {})",
+        slot.ordinal
+    ));
     match blocks(cluster)
         .patch_metadata(block_name, &params(), &Patch::Json::<()>(patch))
         .await
@@ -234,6 +247,8 @@ pub async fn verify(
     assigned: &FamilyAssignment,
 ) -> Result<(), CniError> {
     let slot = Slot::locate(assigned).map_err(|r| who.lost(assigned, r))?;
+    who.log
+        .debug(format_args!("request: GET ipamblocks/{}", assigned.block));
     let block = blocks(cluster)
         .get_opt(&assigned.block)
         .await

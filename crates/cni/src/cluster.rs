@@ -170,7 +170,12 @@ pub fn judge(meta: &PartialObjectMeta<Pod>, pod: &PodRef) -> Result<PodState, Cn
 pub async fn read_pod(
     api: &Api<Pod>,
     pod: &PodRef,
+    log: &Logger,
 ) -> Result<Option<PartialObjectMeta<Pod>>, CniError> {
+    log.debug(format_args!(
+        "request: GET pods/{}/{} (metadata)",
+        pod.namespace, pod.name
+    ));
     api.get_metadata_opt(&pod.name)
         .await
         .map_err(|e| ApiFailure::of(&e).into_error(&pod.to_string(), "read the pod"))
@@ -189,7 +194,7 @@ pub async fn wait_for_assignment(
     let not_found = || CniError::PodNotFound {
         pod: pod.to_string(),
     };
-    let meta = read_pod(&api, pod).await?.ok_or_else(not_found)?;
+    let meta = read_pod(&api, pod, log).await?.ok_or_else(not_found)?;
     let mut resource_version = match judge(&meta, pod)? {
         PodState::Assigned { uid, assignment } => return Ok((uid, assignment)),
         PodState::Pending { resource_version } => resource_version,
@@ -214,6 +219,10 @@ pub async fn wait_for_assignment(
         // below is what actually bounds the wait.
         let secs = u32::try_from(left.as_secs().saturating_add(1)).unwrap_or(u32::MAX);
         let params = WatchParams::default().fields(&field_selector).timeout(secs);
+        log.debug(format_args!(
+            "request: WATCH pods/{} fieldSelector={field_selector} from resourceVersion {resource_version}",
+            pod.namespace
+        ));
         let watched = tokio::time::timeout(left, async {
             let mut stream = api
                 .watch_metadata(&params, &resource_version)
@@ -257,7 +266,7 @@ pub async fn wait_for_assignment(
             Ok(Ok(Watched::Assigned(uid, assignment))) => return Ok((uid, assignment)),
             Ok(Ok(Watched::Ended)) => {}
             Ok(Ok(Watched::Reread)) => {
-                let meta = read_pod(&api, pod).await?.ok_or_else(not_found)?;
+                let meta = read_pod(&api, pod, log).await?.ok_or_else(not_found)?;
                 match judge(&meta, pod)? {
                     PodState::Assigned { uid, assignment } => return Ok((uid, assignment)),
                     PodState::Pending {

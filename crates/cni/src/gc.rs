@@ -56,6 +56,9 @@ pub async fn sweep(
     };
     let valid: HashSet<&str> = valid.iter().map(String::as_str).collect();
     let pods: Api<Pod> = Api::all(cluster.client.clone());
+    log.debug(format_args!(
+        "request: LIST pods fieldSelector=spec.nodeName={node} (metadata)"
+    ));
     let list = pods
         .list_metadata(&ListParams::default().fields(&format!("spec.nodeName={node}")))
         .await
@@ -97,6 +100,7 @@ pub async fn sweep(
     let mut swept = Swept::default();
     let mut first_error = None;
     for (block_name, candidates) in by_block {
+        log.debug(format_args!("request: GET ipamblocks/{block_name}"));
         let block = match blocks.get_opt(&block_name).await {
             Ok(Some(block)) => block,
             Ok(None) => continue,
@@ -125,6 +129,7 @@ pub async fn sweep(
                 pod: &c.pod,
                 uid: &c.uid,
                 container,
+                log,
             };
             match claim::release(cluster, &who, &block_name, &c.slot).await {
                 Ok(Released::Cleared) => {

@@ -119,7 +119,7 @@ async fn execute(command: &Command, log: &Logger) -> Result<Option<Value>, CniEr
             Command::Add(a) => add(a, log).await.map(Some),
             Command::Del(a) => del(a, log).await.map(|()| None),
             Command::Check(a) => check(a, log).await.map(|()| None),
-            Command::Status(conf) => status(conf).await.map(|()| None),
+            Command::Status(conf) => status(conf, log).await.map(|()| None),
             Command::Gc(conf) => collect(conf, log).await.map(|()| None),
             Command::Version => Ok(Some(result::version_info())),
         }
@@ -155,12 +155,16 @@ async fn add(a: &Attachment, log: &Logger) -> Result<Value, CniError> {
         pod: &a.pod,
         uid: &uid,
         container: &a.container_id,
+        log,
     };
     let mut granted = Vec::with_capacity(2);
     for assigned in assignment.addresses() {
         let block = claim::claim(&cluster, &who, assigned).await?;
         let pool_cidr = match ipam.prefix {
-            PrefixStyle::Pool => Some(pool_cidr(&cluster, &a.pod.to_string(), assigned).await?),
+            PrefixStyle::Pool => {
+                log.debug(format_args!("request: GET ippools/{}", assigned.pool));
+                Some(pool_cidr(&cluster, &a.pod.to_string(), assigned).await?)
+            }
             _ => None,
         };
         log.info(format_args!(
@@ -210,7 +214,7 @@ async fn pool_cidr(
 
 async fn del(a: &Attachment, log: &Logger) -> Result<(), CniError> {
     let cluster = Cluster::connect(&a.conf.ipam.kubeconfig).await?;
-    let Some(meta) = cluster::read_pod(&cluster.pods(&a.pod.namespace), &a.pod).await? else {
+    let Some(meta) = cluster::read_pod(&cluster.pods(&a.pod.namespace), &a.pod, log).await? else {
         log.info(format_args!("pod is gone; nothing to release"));
         return Ok(());
     };
@@ -236,6 +240,7 @@ async fn del(a: &Attachment, log: &Logger) -> Result<(), CniError> {
         pod: &a.pod,
         uid: &uid,
         container: &a.container_id,
+        log,
     };
     for assigned in assignment.addresses() {
         let Ok(slot) = Slot::locate(assigned) else {
@@ -257,7 +262,7 @@ async fn del(a: &Attachment, log: &Logger) -> Result<(), CniError> {
 
 async fn check(a: &Attachment, log: &Logger) -> Result<(), CniError> {
     let cluster = Cluster::connect(&a.conf.ipam.kubeconfig).await?;
-    let meta = cluster::read_pod(&cluster.pods(&a.pod.namespace), &a.pod)
+    let meta = cluster::read_pod(&cluster.pods(&a.pod.namespace), &a.pod, log)
         .await?
         .ok_or_else(|| CniError::PodNotFound {
             pod: a.pod.to_string(),
@@ -276,6 +281,7 @@ async fn check(a: &Attachment, log: &Logger) -> Result<(), CniError> {
         pod: &a.pod,
         uid: &uid,
         container: &a.container_id,
+        log,
     };
     for assigned in assignment.addresses() {
         if let Some(prev) = &a.conf.prev_ips
@@ -289,11 +295,12 @@ async fn check(a: &Attachment, log: &Logger) -> Result<(), CniError> {
     Ok(())
 }
 
-async fn status(conf: &NetConf) -> Result<(), CniError> {
+async fn status(conf: &NetConf, log: &Logger) -> Result<(), CniError> {
     let unavailable = |reason: String| CniError::NotAvailable { reason };
     let cluster = Cluster::connect(&conf.ipam.kubeconfig)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
+    log.debug(format_args!("request: LIST ipamblocks (limit 1)"));
     // Reading blocks proves the API server answers, the credentials work and the CRDs exist.
     Api::<api::IPAMBlock>::all(cluster.client)
         .list_metadata(&ListParams::default().limit(1))

@@ -20,10 +20,27 @@ async fn add_returns_the_recorded_address_and_claims_it() {
         .controller()
         .assign(&web, "payments", BLOCK, "10.99.0.130")
         .await;
-    let conf = netconf("1.1.0", cluster.kubeconfig());
+    let conf = with_ipam(
+        netconf("1.1.0", cluster.kubeconfig()),
+        "logLevel",
+        json!("debug"),
+    );
 
     let out = Call::new("ADD", &web, "sandbox-1", &conf).run().await;
     let reply = out.ok().expect("ADD prints a result");
+    // The common case costs one read and one conditional write.
+    let requests: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.split_once("request: ").map(|(_, r)| r))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            "GET pods/shop/web (metadata)",
+            "PATCH ipamblocks/10-99-0-128-26 (claim ordinal 2)"
+        ]
+    );
     assert_eq!(
         reply,
         json!({"cniVersion": "1.1.0", "ips": [{"address": "10.99.0.130/26"}]})
