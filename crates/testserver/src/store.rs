@@ -273,7 +273,14 @@ impl Store {
         let old = st.find(def, ns, name);
         let new = f(old.as_deref())?;
         match old {
-            None if create_if_missing => st.create(def, ns, new, ctx),
+            None if create_if_missing => {
+                let mut new = new;
+                if !ctx.apply {
+                    // an update that creates (Events, Leases) carries no resourceVersion to keep
+                    meta_mut(&mut new).remove("resourceVersion");
+                }
+                st.create(def, ns, new, ctx)
+            }
             None => Err(ApiError::not_found(&def.group, &def.resource, name)),
             Some(old) => st.update(def, ns, name, sub, new, &old, ctx),
         }
@@ -458,6 +465,14 @@ impl State {
                 "the body of the request is not a JSON object",
             ));
         }
+        if meta(&obj, "resourceVersion")
+            .and_then(|rv| rv.parse::<u64>().ok())
+            .is_some_and(|rv| rv != 0)
+        {
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         let m = meta_mut(&mut obj);
         if def.namespaced {
             match m.get("namespace").and_then(Value::as_str) {
@@ -567,6 +582,19 @@ impl State {
             ));
         }
         let old_rv = meta(old, "resourceVersion").unwrap_or_default();
+        // custom resources allow no unconditional update
+        if def.builtin.is_none() && meta(&new, "resourceVersion").is_none_or(|rv| rv.is_empty()) {
+            return Err(ApiError::invalid(
+                &def.group,
+                &def.resource,
+                name,
+                vec![crate::error::cause(
+                    "FieldValueInvalid",
+                    "metadata.resourceVersion",
+                    "Invalid value: 0x0: must be specified for an update",
+                )],
+            ));
+        }
         if let Some(rv) = meta(&new, "resourceVersion").filter(|s| !s.is_empty())
             && rv != old_rv
         {

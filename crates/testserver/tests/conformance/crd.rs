@@ -113,6 +113,25 @@ async fn status_subresource_and_generation_on_custom_resources() {
         .unwrap();
     assert_eq!(p.metadata.generation, Some(2), "spec change");
     assert_eq!(p.data["status"]["free"], 3);
+    // custom resources allow no unconditional update
+    let mut unconditional = p.clone();
+    unconditional.metadata.resource_version = None;
+    match api
+        .replace("p", &PostParams::default(), &unconditional)
+        .await
+    {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert!(
+                s.message.contains(
+                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+                ),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let mut stale = p.clone();
     stale.metadata.resource_version = Some("1".into());
     assert_eq!(

@@ -90,6 +90,14 @@ async fn errors_are_status_objects_with_the_right_codes() {
         }
         e => panic!("{e:?}"),
     }
+    // an object read back from the server cannot be created again as is
+    let mut again = pods.get("a").await.unwrap();
+    again.metadata.name = Some("copy".into());
+    let (code, _) = api_err(pods.create(&PostParams::default(), &again).await);
+    assert_eq!(
+        code, 500,
+        "resourceVersion should not be set on objects to be created"
+    );
     let (code, body) = raw(
         &client,
         "POST",
