@@ -454,6 +454,62 @@ fn filter(r: &Req, t: &Target) -> ApiResult<Filter> {
     })
 }
 
+/// The ListOptions rules of the real server about resourceVersionMatch and sendInitialEvents.
+fn check_list_options(r: &Req, watch: bool) -> ApiResult<()> {
+    use crate::error::cause;
+    let mut causes = Vec::new();
+    let rv = r.q("resourceVersion");
+    let send_initial = r.q("sendInitialEvents") == Some("true");
+    match r.q("resourceVersionMatch") {
+        None => {
+            if watch && send_initial {
+                causes.push(cause(
+                    "FieldValueForbidden",
+                    "resourceVersionMatch",
+                    "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                ));
+            }
+        }
+        Some(m) => {
+            if !matches!(m, "NotOlderThan" | "Exact") {
+                causes.push(cause(
+                    "FieldValueNotSupported",
+                    "resourceVersionMatch",
+                    format!(
+                        "Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\""
+                    ),
+                ));
+            }
+            if !watch && rv.is_none() {
+                causes.push(cause(
+                    "FieldValueForbidden",
+                    "resourceVersionMatch",
+                    "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if m == "Exact" && rv == Some("0") {
+                causes.push(cause(
+                    "FieldValueForbidden",
+                    "resourceVersionMatch",
+                    "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+            if watch && send_initial && m != "NotOlderThan" {
+                causes.push(cause(
+                    "FieldValueForbidden",
+                    "resourceVersionMatch",
+                    "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                ));
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", causes))
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     rv: u64,
@@ -492,6 +548,7 @@ fn list(
     fmt: Format,
     include: &str,
 ) -> ApiResult<Response<Body>> {
+    check_list_options(r, false)?;
     let filter = filter(r, t)?;
     let (items, mut rv) = shared.store.list(&t.def, t.ns.as_deref());
     let mut matched: Vec<Arc<Value>> = items
@@ -563,6 +620,7 @@ fn start_watch(
     fmt: Format,
     include: String,
 ) -> ApiResult<Response<Body>> {
+    check_list_options(r, true)?;
     let filter = filter(r, t)?;
     let send_initial_events = r.q("sendInitialEvents") == Some("true");
     let from = match r.q("resourceVersion") {

@@ -313,3 +313,27 @@ async fn raw_watch_lines_are_newline_delimited_json() {
     assert_eq!(v["type"], "ADDED");
     assert_eq!(v["object"]["metadata"]["name"], "a");
 }
+
+#[tokio::test]
+async fn list_options_are_validated_like_the_real_server() {
+    let (_server, client) = server().await;
+    for path in [
+        "/api/v1/namespaces/default/configmaps?resourceVersionMatch=NotOlderThan",
+        "/api/v1/namespaces/default/configmaps?resourceVersion=0&resourceVersionMatch=Exact",
+        "/api/v1/namespaces/default/configmaps?resourceVersion=1&resourceVersionMatch=Newest",
+        "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&allowWatchBookmarks=true",
+    ] {
+        let (code, body) = raw(&client, "GET", path, "application/json", "").await;
+        assert_eq!(code, 422, "{path}: {body}");
+        assert!(body.contains("ListOptions.meta.k8s.io"), "{body}");
+    }
+    let (code, _) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?resourceVersion=0&resourceVersionMatch=NotOlderThan",
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+}
