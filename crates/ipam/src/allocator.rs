@@ -25,14 +25,14 @@ use ipnet::IpNet;
 
 use crate::block::{Allocation, Block};
 use crate::cidr::{self, Family};
-use crate::hash::{FastMap, FastSet};
+use crate::hash::{FastMap, HashKeyed, hash_str};
 use crate::pool::Pool;
 
 mod error;
 mod index;
 
 pub use error::{AllocError, InsertError, ReleaseError};
-use index::{BlockId, Entry, Holdings, NodeId, PoolId, PoolState, SlotRef};
+use index::{BlockId, Entry, Holdings, NodeId, NodeState, PoolId, PoolState, SlotRef};
 
 /// A request for one address of one family for one pod.
 #[derive(Debug, Clone, Copy)]
@@ -127,16 +127,18 @@ pub struct Allocator {
     strict_affinity: bool,
     pools: Vec<PoolState>,
     pool_ids: FastMap<Arc<str>, PoolId>,
-    nodes: Vec<Arc<str>>,
+    /// The pool looked up last (see `candidate`).
+    last_pool: Option<PoolId>,
+    nodes: Vec<NodeState>,
     node_ids: FastMap<Arc<str>, NodeId>,
-    namespaces: FastSet<Arc<str>>,
     blocks: Vec<Option<Entry>>,
     free_ids: Vec<BlockId>,
     by_cidr: FastMap<IpNet, BlockId>,
     /// (family, first address) -> (last address, block): finds overlaps and the block of an
     /// address in O(log n).
     ranges: BTreeMap<(Family, u128), (u128, BlockId)>,
-    handles: FastMap<Arc<str>, Holdings>,
+    /// Handle hash -> the slots of the handle(s) with that hash.
+    handles: HashKeyed<Holdings>,
     dirty: Vec<BlockId>,
 }
 
@@ -287,7 +289,7 @@ impl Allocator {
             pool: self.pools[e.pool as usize].name.clone(),
             block: e.block.cidr(),
             ordinal: slot.ordinal,
-            sequence: e.block.get(slot.ordinal)?.sequence,
+            sequence: e.block.get(slot.ordinal)?.sequence(),
             created_block,
             new,
         })
@@ -295,23 +297,20 @@ impl Allocator {
 
     /// What `handle` holds in `family`, if anything (`new` and `created_block` are false).
     pub fn find(&self, handle: &str, family: Family) -> Option<Assigned> {
-        self.assigned(self.handles.get(handle)?.get(family)?, false, false)
+        let slot = self.handle_slot(handle, hash_str(handle), family)?;
+        self.assigned(slot, false, false)
     }
 
     /// Every address `handle` holds (normally at most one per family).
     pub fn holdings(&self, handle: &str) -> Vec<Assigned> {
-        self.handles
-            .get(handle)
-            .map(|h| {
-                h.all()
-                    .filter_map(|s| self.assigned(s, false, false))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.handle_slots(handle)
+            .into_iter()
+            .filter_map(|s| self.assigned(s, false, false))
+            .collect()
     }
 
     /// Checks a candidate pool; returns its id.
-    fn candidate(&self, req: &Request<'_>, name: &str) -> Result<PoolId, AllocError> {
+    fn candidate(&mut self, req: &Request<'_>, name: &str) -> Result<PoolId, AllocError> {
         let who = || (req.namespace.to_owned(), req.pod.to_owned());
         let unknown = || {
             let (namespace, pod) = who();
@@ -321,7 +320,16 @@ impl Allocator {
                 pool: name.to_owned(),
             }
         };
-        let id = *self.pool_ids.get(name).ok_or_else(unknown)?;
+        // Most requests name the same pool as the one before; pool ids are never reused, so
+        // the remembered id cannot go stale.
+        let id = match self.last_pool {
+            Some(id) if &*self.pools[id as usize].name == name => id,
+            _ => {
+                let id = *self.pool_ids.get(name).ok_or_else(unknown)?;
+                self.last_pool = Some(id);
+                id
+            }
+        };
         let state = &self.pools[id as usize];
         let pool = state.pool.as_ref().ok_or_else(unknown)?;
         if pool.family() != req.family {
@@ -356,7 +364,8 @@ impl Allocator {
         if req.handle.is_empty() {
             return Err(missing("handle"));
         }
-        if let Some(slot) = self.handles.get(req.handle).and_then(|h| h.get(req.family))
+        let hash = hash_str(req.handle);
+        if let Some(slot) = self.handle_slot(req.handle, hash, req.family)
             && let Some(held) = self.assigned(slot, false, false)
         {
             return Ok(held);
@@ -396,7 +405,7 @@ impl Allocator {
             } else {
                 continue;
             };
-            if let Some(assigned) = self.take_slot(id, req, created) {
+            if let Some(assigned) = self.take_slot(id, req, hash, created) {
                 return Ok(assigned);
             }
         }
@@ -410,29 +419,36 @@ impl Allocator {
         })
     }
 
-    /// Allocates a slot of block `id` to the request's handle and updates the indexes.
-    fn take_slot(&mut self, id: BlockId, req: &Request<'_>, created: bool) -> Option<Assigned> {
-        let handle: Arc<str> = Arc::from(req.handle);
-        let namespace = self.intern_namespace(req.namespace);
-        let pod: Arc<str> = Arc::from(req.pod);
+    /// Allocates a slot of block `id` to the request's handle (whose hash is `hash`) and updates
+    /// the indexes.
+    fn take_slot(
+        &mut self,
+        id: BlockId,
+        req: &Request<'_>,
+        hash: u64,
+        created: bool,
+    ) -> Option<Assigned> {
+        // A reference-count increment is a locked instruction, which waits for earlier stores;
+        // taking it before the slot is written lets that (usually cache-missing) store finish
+        // in the background.
         let entry = self.blocks.get_mut(id as usize)?.as_mut()?;
+        let pool = &mut self.pools[entry.pool as usize];
+        let pool_name = pool.name.clone();
         let slot = entry
             .block
-            .allocate_unchecked(handle.clone(), namespace, pod)
+            .allocate_unchecked(req.handle, req.namespace, req.pod)
             .ok()?;
-        let pool = &mut self.pools[entry.pool as usize];
         pool.allocated += 1;
-        let address = entry.block.address(slot.ordinal)?;
         let assigned = Assigned {
-            address,
-            pool: pool.name.clone(),
+            address: entry.block.address(slot.ordinal)?,
+            pool: pool_name,
             block: entry.block.cidr(),
             ordinal: slot.ordinal,
             sequence: slot.sequence,
             created_block: created,
             new: true,
         };
-        self.handles.entry(handle).or_default().add(
+        self.handles.entry(hash).or_default().add(
             req.family,
             SlotRef {
                 block: id,
@@ -456,13 +472,8 @@ impl Allocator {
         };
         let pool = entry.pool as usize;
         self.pools[pool].allocated = self.pools[pool].allocated.saturating_sub(1);
-        let handle = &released.allocation.handle;
-        if let Some(h) = self.handles.get_mut(&**handle) {
-            h.remove(family, SlotRef { block: id, ordinal });
-            if h.is_empty() {
-                self.handles.remove(&**handle);
-            }
-        }
+        let hash = hash_str(released.allocation.handle());
+        self.forget_slot(hash, family, SlotRef { block: id, ordinal });
         self.note_room(id);
         self.mark(id, Change::Update);
         Some(released)
@@ -492,11 +503,7 @@ impl Allocator {
 
     /// Releases every address `handle` holds. Idempotent: nothing held, nothing released.
     pub fn release_handle(&mut self, handle: &str) -> Vec<Released> {
-        let slots: Vec<SlotRef> = self
-            .handles
-            .get(handle)
-            .map(|h| h.all().collect())
-            .unwrap_or_default();
+        let slots = self.handle_slots(handle);
         let mut out = Vec::with_capacity(slots.len());
         for s in slots {
             let taken = self

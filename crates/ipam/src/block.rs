@@ -28,18 +28,64 @@ mod record;
 pub use record::{AllocationRecord, BlockRecord};
 
 /// One allocated address: who holds it.
+///
+/// Kept compact because a controller holds one per pod: handle, pod name and namespace share
+/// one exact-size heap buffer, so a slot is 48 bytes and an allocation costs one heap
+/// allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
+    /// Handle, then pod name, then namespace.
+    text: Box<str>,
+    handle_len: u32,
+    pod_len: u32,
+    container: Option<Box<str>>,
+    sequence: u64,
+}
+
+impl Allocation {
+    fn new(handle: &str, namespace: &str, pod: &str, sequence: u64) -> Allocation {
+        let mut text = String::with_capacity(handle.len() + pod.len() + namespace.len());
+        text.push_str(handle);
+        text.push_str(pod);
+        text.push_str(namespace);
+        Allocation {
+            text: text.into_boxed_str(),
+            // Strings over 4 GiB cannot reach here: the API server caps object sizes.
+            handle_len: u32::try_from(handle.len()).unwrap_or(u32::MAX),
+            pod_len: u32::try_from(pod.len()).unwrap_or(u32::MAX),
+            container: None,
+            sequence,
+        }
+    }
+
     /// The holder's handle: the pod UID.
-    pub handle: Arc<str>,
-    /// The pod's namespace.
-    pub namespace: Arc<str>,
+    pub fn handle(&self) -> &str {
+        self.text.get(..self.handle_len as usize).unwrap_or("")
+    }
+
     /// The pod's name.
-    pub pod: Arc<str>,
+    pub fn pod(&self) -> &str {
+        let start = self.handle_len as usize;
+        self.text
+            .get(start..start + self.pod_len as usize)
+            .unwrap_or("")
+    }
+
+    /// The pod's namespace.
+    pub fn namespace(&self) -> &str {
+        let start = self.handle_len as usize + self.pod_len as usize;
+        self.text.get(start..).unwrap_or("")
+    }
+
     /// The container (sandbox) ID that claimed the address through the CNI plugin, if any.
-    pub container: Option<String>,
+    pub fn container(&self) -> Option<&str> {
+        self.container.as_deref()
+    }
+
     /// The block sequence at which the address was allocated.
-    pub sequence: u64,
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
 }
 
 /// Where an allocation landed in its block.
@@ -387,7 +433,7 @@ impl Block {
     /// The ordinal `handle` holds in this block (a scan of the block).
     pub fn find_handle(&self, handle: &str) -> Option<u32> {
         self.allocations()
-            .find(|(_, a)| &*a.handle == handle)
+            .find(|(_, a)| a.handle() == handle)
             .map(|(o, _)| o)
     }
 
@@ -400,14 +446,14 @@ impl Block {
     /// already holds an address here.
     pub fn allocate(
         &mut self,
-        handle: Arc<str>,
-        namespace: Arc<str>,
-        pod: Arc<str>,
+        handle: &str,
+        namespace: &str,
+        pod: &str,
     ) -> Result<Slot, BlockError> {
-        if let Some(ordinal) = self.find_handle(&handle) {
+        if let Some(ordinal) = self.find_handle(handle) {
             return Err(BlockError::HandleExists {
                 block: self.id(),
-                handle: handle.to_string(),
+                handle: handle.to_owned(),
                 address: self.addr(ordinal),
             });
         }
@@ -418,22 +464,16 @@ impl Block {
     /// already guarantees it is not here.
     pub(crate) fn allocate_unchecked(
         &mut self,
-        handle: Arc<str>,
-        namespace: Arc<str>,
-        pod: Arc<str>,
+        handle: &str,
+        namespace: &str,
+        pod: &str,
     ) -> Result<Slot, BlockError> {
         let Some(ordinal) = self.free.pop_front() else {
             return Err(BlockError::Full { block: self.id() });
         };
         self.sequence += 1;
         let sequence = self.sequence;
-        self.slots[usize::from(ordinal)] = Some(Allocation {
-            handle,
-            namespace,
-            pod,
-            container: None,
-            sequence,
-        });
+        self.slots[usize::from(ordinal)] = Some(Allocation::new(handle, namespace, pod, sequence));
         Ok(Slot {
             ordinal: u32::from(ordinal),
             sequence,
@@ -457,12 +497,12 @@ impl Block {
 
     fn check_holder(&self, ordinal: u32, handle: &str) -> Result<&Allocation, BlockError> {
         let a = self.occupied(ordinal)?;
-        if &*a.handle != handle {
+        if a.handle() != handle {
             return Err(BlockError::HandleMismatch {
                 block: self.id(),
                 address: self.addr(ordinal),
                 expected: handle.to_owned(),
-                found: a.handle.to_string(),
+                found: a.handle().to_owned(),
             });
         }
         Ok(a)
@@ -516,12 +556,12 @@ impl Block {
         container: &str,
     ) -> Result<bool, BlockError> {
         let a = self.check_holder(ordinal, handle)?;
-        if a.container.as_deref() == Some(container) {
+        if a.container() == Some(container) {
             return Ok(false);
         }
         self.sequence += 1;
         if let Some(Some(a)) = self.slots.get_mut(ordinal as usize) {
-            a.container = Some(container.to_owned());
+            a.container = Some(Box::from(container));
         }
         Ok(true)
     }
@@ -536,7 +576,7 @@ impl Block {
         container: &str,
     ) -> Result<bool, BlockError> {
         let a = self.check_holder(ordinal, handle)?;
-        if a.container.as_deref() != Some(container) {
+        if a.container() != Some(container) {
             return Ok(false);
         }
         self.sequence += 1;

@@ -5,8 +5,8 @@
 //! chosen by the API server (UIDs) or by cluster admins (names), not by anonymous clients, so
 //! resistance to hash flooding is not needed here.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// Multiply-rotate hasher in the style of rustc's FxHasher: one multiply per 8 input bytes.
 #[derive(Default, Clone, Copy)]
@@ -34,9 +34,13 @@ impl Hasher for FastHasher {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
+            // Assembled by hand: a variable-length `copy_from_slice` here becomes a `memcpy`
+            // call, which costs more than hashing a short key.
+            let word = rest
+                .iter()
+                .rev()
+                .fold(0u64, |w, b| (w << 8) | u64::from(*b));
+            self.add(word);
         }
     }
 
@@ -74,7 +78,39 @@ impl Hasher for FastHasher {
 }
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
+
+/// The 64-bit hash of a string, computed once and used as a key of a [`HashKeyed`] map.
+#[inline]
+pub(crate) fn hash_str(s: &str) -> u64 {
+    BuildHasherDefault::<FastHasher>::default().hash_one(s)
+}
+
+/// Passes an already well-mixed `u64` key through unchanged.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed with this; fold anything else in to stay correct.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by [`hash_str`] values: small buckets, and the string is hashed only once.
+/// Two strings may share a hash, so values must be checked against the real key.
+pub(crate) type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use super::{Allocator, Change};
 use crate::block::Block;
 use crate::cidr::{self, Family};
-use crate::hash::FastMap;
+use crate::hash::hash_str;
 use crate::pool::Pool;
 
 /// Index of a block in the allocator's slab.
@@ -40,8 +40,10 @@ const NO_SLOT: SlotRef = SlotRef {
     ordinal: u32::MAX,
 };
 
-/// The addresses a handle holds: one per family, plus any extra ones found in blocks written by
-/// someone else (kept so that releasing the handle frees them too).
+/// The slots of the handles whose hash is the bucket's key: normally one handle with one slot
+/// per family. Extra slots come from hash collisions (astronomically rare) or from blocks
+/// written elsewhere that give a handle two addresses of one family (kept so that releasing the
+/// handle frees them too). Readers check the handle stored in the slot.
 #[derive(Debug)]
 pub(super) struct Holdings {
     v4: SlotRef,
@@ -63,12 +65,20 @@ impl Default for Holdings {
 }
 
 impl Holdings {
-    pub(super) fn get(&self, family: Family) -> Option<SlotRef> {
-        let slot = match family {
+    /// The slots of a family, primary first.
+    pub(super) fn of_family(&self, family: Family) -> impl Iterator<Item = SlotRef> + '_ {
+        let primary = match family {
             Family::V4 => self.v4,
             Family::V6 => self.v6,
         };
-        (slot != NO_SLOT).then_some(slot)
+        let extra = self
+            .extra
+            .iter()
+            .flat_map(move |e| e.iter().filter(move |(f, _)| *f == family).map(|(_, s)| *s));
+        (primary != NO_SLOT)
+            .then_some(primary)
+            .into_iter()
+            .chain(extra)
     }
 
     fn slot_mut(&mut self, family: Family) -> &mut SlotRef {
@@ -116,11 +126,32 @@ impl Holdings {
     }
 }
 
-/// A node's usable blocks in one pool.
-#[derive(Debug, Default)]
-pub(super) struct NodeBlocks {
-    /// Blocks that may have a free slot (lazy: see module docs).
-    pub(super) with_room: Vec<BlockId>,
+/// A node: its name and, per pool, its usable affine blocks that may have a free slot (lazy:
+/// see the module docs). A node uses few pools, so a list beats a map.
+#[derive(Debug)]
+pub(super) struct NodeState {
+    pub(super) name: Arc<str>,
+    rooms: Vec<(PoolId, Vec<BlockId>)>,
+}
+
+impl NodeState {
+    fn room(&mut self, pool: PoolId) -> &mut Vec<BlockId> {
+        let i = match self.rooms.iter().position(|(p, _)| *p == pool) {
+            Some(i) => i,
+            None => {
+                self.rooms.push((pool, Vec::new()));
+                self.rooms.len() - 1
+            }
+        };
+        &mut self.rooms[i].1
+    }
+
+    fn room_if_any(&mut self, pool: PoolId) -> Option<&mut Vec<BlockId>> {
+        self.rooms
+            .iter_mut()
+            .find(|(p, _)| *p == pool)
+            .map(|(_, r)| r)
+    }
 }
 
 /// Everything the allocator knows about one pool name.
@@ -132,8 +163,6 @@ pub(super) struct PoolState {
     pub(super) allocatable: bool,
     /// Usable blocks (of any node or none) that may have a free slot.
     pub(super) with_room: Vec<BlockId>,
-    /// Per node: its usable affine blocks that may have a free slot.
-    pub(super) by_node: FastMap<NodeId, NodeBlocks>,
     /// Next block index never handed out.
     pub(super) cursor: u128,
     /// Block indices below `cursor` that are free again.
@@ -151,7 +180,6 @@ impl PoolState {
             pool: None,
             allocatable: false,
             with_room: Vec::new(),
-            by_node: FastMap::default(),
             cursor: 0,
             reusable: BTreeSet::new(),
             allocated: 0,
@@ -192,6 +220,40 @@ pub(super) fn span(net: &IpNet) -> (Family, u128, u128) {
 }
 
 impl Allocator {
+    /// The handle stored at a slot.
+    fn slot_handle(&self, slot: SlotRef) -> Option<&str> {
+        Some(self.entry(slot.block)?.block.get(slot.ordinal)?.handle())
+    }
+
+    /// The slot `handle` (with hash `hash`) holds in `family`.
+    pub(super) fn handle_slot(&self, handle: &str, hash: u64, family: Family) -> Option<SlotRef> {
+        self.handles
+            .get(&hash)?
+            .of_family(family)
+            .find(|s| self.slot_handle(*s) == Some(handle))
+    }
+
+    /// Every slot `handle` holds.
+    pub(super) fn handle_slots(&self, handle: &str) -> Vec<SlotRef> {
+        let Some(bucket) = self.handles.get(&hash_str(handle)) else {
+            return Vec::new();
+        };
+        bucket
+            .all()
+            .filter(|s| self.slot_handle(*s) == Some(handle))
+            .collect()
+    }
+
+    /// Takes one slot out of the handle index.
+    pub(super) fn forget_slot(&mut self, hash: u64, family: Family, slot: SlotRef) {
+        if let Some(bucket) = self.handles.get_mut(&hash) {
+            bucket.remove(family, slot);
+            if bucket.is_empty() {
+                self.handles.remove(&hash);
+            }
+        }
+    }
+
     pub(super) fn intern_pool(&mut self, name: &str) -> PoolId {
         if let Some(id) = self.pool_ids.get(name) {
             return *id;
@@ -209,18 +271,12 @@ impl Allocator {
         }
         let id = NodeId::try_from(self.nodes.len()).unwrap_or(NodeId::MAX);
         let name: Arc<str> = Arc::from(name);
-        self.nodes.push(name.clone());
+        self.nodes.push(NodeState {
+            name: name.clone(),
+            rooms: Vec::new(),
+        });
         self.node_ids.insert(name, id);
         id
-    }
-
-    pub(super) fn intern_namespace(&mut self, name: &str) -> Arc<str> {
-        if let Some(ns) = self.namespaces.get(name) {
-            return ns.clone();
-        }
-        let ns: Arc<str> = Arc::from(name);
-        self.namespaces.insert(ns.clone());
-        ns
     }
 
     pub(super) fn entry(&self, id: BlockId) -> Option<&Entry> {
@@ -299,8 +355,8 @@ impl Allocator {
             if !entry.block.is_full() {
                 pool.with_room.push(id);
                 entry.in_pool_set = true;
-                if let Some(node) = entry.node {
-                    pool.by_node.entry(node).or_default().with_room.push(id);
+                if let Some(node) = entry.node.and_then(|n| self.nodes.get_mut(n as usize)) {
+                    node.room(entry.pool).push(id);
                     entry.in_node_set = true;
                 }
             }
@@ -308,7 +364,7 @@ impl Allocator {
 
         for (ordinal, a) in entry.block.allocations() {
             self.handles
-                .entry(a.handle.clone())
+                .entry(hash_str(a.handle()))
                 .or_default()
                 .add(family, SlotRef { block: id, ordinal });
         }
@@ -334,8 +390,12 @@ impl Allocator {
             entry.in_pool_set = false;
         }
         if entry.in_node_set {
-            if let Some(nb) = entry.node.and_then(|n| pool.by_node.get_mut(&n)) {
-                nb.with_room.retain(|b| *b != id);
+            if let Some(room) = entry
+                .node
+                .and_then(|n| self.nodes.get_mut(n as usize))
+                .and_then(|n| n.room_if_any(entry.pool))
+            {
+                room.retain(|b| *b != id);
             }
             entry.in_node_set = false;
         }
@@ -345,13 +405,8 @@ impl Allocator {
             pool.reusable.insert(index);
         }
 
-        for (ordinal, a) in entry_allocations(&self.blocks, id) {
-            if let Some(h) = self.handles.get_mut(&*a) {
-                h.remove(family, SlotRef { block: id, ordinal });
-                if h.is_empty() {
-                    self.handles.remove(&*a);
-                }
-            }
+        for (ordinal, hash) in entry_allocations(&self.blocks, id) {
+            self.forget_slot(hash, family, SlotRef { block: id, ordinal });
         }
     }
 
@@ -367,15 +422,15 @@ impl Allocator {
     /// A usable block of `pool` affine to `node` with a free slot.
     pub(super) fn affine_with_room(&mut self, pool: PoolId, node: NodeId) -> Option<BlockId> {
         let blocks = &mut self.blocks;
-        let nb = self.pools[pool as usize].by_node.get_mut(&node)?;
+        let room = self.nodes.get_mut(node as usize)?.room_if_any(pool)?;
         loop {
-            let id = *nb.with_room.last()?;
+            let id = *room.last()?;
             match blocks.get_mut(id as usize).and_then(Option::as_mut) {
                 Some(e) if !e.block.is_full() => return Some(id),
                 Some(e) => e.in_node_set = false,
                 None => {}
             }
-            nb.with_room.pop();
+            room.pop();
         }
     }
 
@@ -407,8 +462,10 @@ impl Allocator {
             pool.with_room.push(id);
             entry.in_pool_set = true;
         }
-        if let (Some(node), false) = (entry.node, entry.in_node_set) {
-            pool.by_node.entry(node).or_default().with_room.push(id);
+        if let (Some(node), false) = (entry.node, entry.in_node_set)
+            && let Some(node) = self.nodes.get_mut(node as usize)
+        {
+            node.room(entry.pool).push(id);
             entry.in_node_set = true;
         }
     }
@@ -433,7 +490,7 @@ impl Allocator {
             if self.overlapping(&cidr).is_some() {
                 continue;
             }
-            let node_name = self.nodes.get(node as usize).cloned();
+            let node_name = self.nodes.get(node as usize).map(|n| n.name.clone());
             let block = Block::empty(cidr, name, node_name).ok()?;
             let id = self.store(block);
             self.mark(id, Change::Create);
@@ -458,22 +515,24 @@ impl Allocator {
         state.cursor = 0;
         state.reusable.clear();
         state.with_room.clear();
-        state.by_node.clear();
+        for node in &mut self.nodes {
+            node.rooms.retain(|(p, _)| *p != pool);
+        }
         for id in ids {
             self.attach(id);
         }
     }
 }
 
-/// The handles and ordinals of a stored block (owned, so indexes can change meanwhile).
-fn entry_allocations(blocks: &[Option<Entry>], id: BlockId) -> Vec<(u32, Arc<str>)> {
+/// The ordinals and handle hashes of a stored block (owned, so indexes can change meanwhile).
+fn entry_allocations(blocks: &[Option<Entry>], id: BlockId) -> Vec<(u32, u64)> {
     blocks
         .get(id as usize)
         .and_then(Option::as_ref)
         .map(|e| {
             e.block
                 .allocations()
-                .map(|(o, a)| (o, a.handle.clone()))
+                .map(|(o, a)| (o, hash_str(a.handle())))
                 .collect()
         })
         .unwrap_or_default()

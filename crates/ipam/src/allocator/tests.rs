@@ -193,7 +193,7 @@ fn release_checks_handle_and_sequence() {
     );
     let r = a.release(got.address, "a", got.sequence).unwrap();
     assert_eq!(r.address, got.address);
-    assert_eq!(&*r.allocation.handle, "a");
+    assert_eq!(r.allocation.handle(), "a");
     assert!(a.find("a", Family::V4).is_none());
     assert_eq!(
         a.release(got.address, "a", got.sequence)
@@ -264,8 +264,7 @@ fn dirty_blocks_are_reported_once_with_create_winning() {
 fn blocks_from_the_api_are_indexed() {
     let mut a = allocator(&[pool("p", "10.0.0.0/24", 26)]);
     let mut b = Block::new(net("10.0.0.64/26"), "p", Some("n1")).unwrap();
-    b.allocate(Arc::from("old"), Arc::from("ns"), Arc::from("old"))
-        .unwrap();
+    b.allocate("old", "ns", "old").unwrap();
     a.insert_block(b).unwrap();
     assert_eq!(a.find("old", Family::V4).unwrap().address, ip("10.0.0.64"));
     // n1 uses its existing block; n2 claims the first free index, skipping nothing.
@@ -291,9 +290,7 @@ fn replacing_a_block_reindexes_its_handles() {
     a.take_dirty();
     // The API's copy no longer has "a" but has "b".
     let mut fresh = Block::new(got.block, "p", Some("n1")).unwrap();
-    fresh
-        .allocate(Arc::from("b"), Arc::from("ns"), Arc::from("b"))
-        .unwrap();
+    fresh.allocate("b", "ns", "b").unwrap();
     a.insert_block(fresh).unwrap();
     assert!(a.find("a", Family::V4).is_none());
     assert!(a.find("b", Family::V4).is_some());
@@ -321,8 +318,7 @@ fn a_block_that_does_not_fit_its_pool_is_kept_but_not_used() {
     let mut a = allocator(&[pool("p", "10.0.0.0/24", 26)]);
     // A /28 written by someone else inside the first /26.
     let mut odd = Block::new(net("10.0.0.16/28"), "p", Some("n1")).unwrap();
-    odd.allocate(Arc::from("x"), Arc::from("ns"), Arc::from("x"))
-        .unwrap();
+    odd.allocate("x", "ns", "x").unwrap();
     a.insert_block(odd).unwrap();
     let got = req("a", "n1", &["p"]).run(&mut a).unwrap();
     assert_eq!(

@@ -65,11 +65,11 @@ impl Block {
                 .allocations()
                 .map(|(ordinal, a)| AllocationRecord {
                     ordinal,
-                    handle: a.handle.to_string(),
-                    namespace: a.namespace.to_string(),
-                    pod: a.pod.to_string(),
-                    container: a.container.clone(),
-                    sequence: a.sequence,
+                    handle: a.handle().to_owned(),
+                    namespace: a.namespace().to_owned(),
+                    pod: a.pod().to_owned(),
+                    container: a.container().map(str::to_owned),
+                    sequence: a.sequence(),
                 })
                 .collect(),
         }
@@ -137,13 +137,9 @@ impl Block {
                     second: address,
                 });
             }
-            *slot = Some(Allocation {
-                handle: Arc::from(r.handle.as_str()),
-                namespace: Arc::from(r.namespace.as_str()),
-                pod: Arc::from(r.pod.as_str()),
-                container: r.container.clone(),
-                sequence: r.sequence,
-            });
+            let mut allocation = Allocation::new(&r.handle, &r.namespace, &r.pod, r.sequence);
+            allocation.container = r.container.as_deref().map(Box::from);
+            *slot = Some(allocation);
         }
         let slots = &block.slots;
         block.free.retain(|o| slots[usize::from(*o)].is_none());

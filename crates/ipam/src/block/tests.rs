@@ -7,8 +7,7 @@ fn block(cidr: &str) -> Block {
 }
 
 fn alloc(b: &mut Block, handle: &str) -> Slot {
-    b.allocate(Arc::from(handle), Arc::from("ns"), Arc::from(handle))
-        .unwrap()
+    b.allocate(handle, "ns", handle).unwrap()
 }
 
 fn record(cidr: &str, allocations: Vec<AllocationRecord>) -> BlockRecord {
@@ -45,7 +44,9 @@ fn allocates_in_order_and_counts() {
     assert_eq!(b.allocated(), 2);
     assert_eq!(b.free_count(), 2);
     assert_eq!(b.find_handle("b"), Some(1));
-    assert_eq!(b.get(1).unwrap().pod.as_ref(), "b");
+    assert_eq!(b.get(1).unwrap().pod(), "b");
+    assert_eq!(b.get(1).unwrap().handle(), "b");
+    assert_eq!(b.get(1).unwrap().namespace(), "ns");
     assert_eq!(b.address(1), Some("10.0.0.1".parse().unwrap()));
 }
 
@@ -60,9 +61,7 @@ fn a_released_address_goes_to_the_back_of_the_queue() {
     assert_eq!(alloc(&mut b, "d").ordinal, 3);
     assert_eq!(alloc(&mut b, "e").ordinal, 0);
     assert!(b.is_full());
-    let err = b
-        .allocate(Arc::from("f"), Arc::from("ns"), Arc::from("f"))
-        .unwrap_err();
+    let err = b.allocate("f", "ns", "f").unwrap_err();
     assert_eq!(err.reason(), "BlockFull");
     assert!(
         err.to_string().contains("10.0.0.0/30 of pool pool-a"),
@@ -74,9 +73,7 @@ fn a_released_address_goes_to_the_back_of_the_queue() {
 fn a_handle_gets_one_address_per_block() {
     let mut b = block("10.0.0.0/30");
     alloc(&mut b, "a");
-    let err = b
-        .allocate(Arc::from("a"), Arc::from("ns"), Arc::from("a"))
-        .unwrap_err();
+    let err = b.allocate("a", "ns", "a").unwrap_err();
     assert_eq!(err.reason(), "HandleExists");
     assert!(err.to_string().contains("10.0.0.0"), "{err}");
 }
@@ -115,7 +112,7 @@ fn release_by_handle() {
     let s = alloc(&mut b, "b");
     let (ordinal, gone) = b.release_handle("b").unwrap();
     assert_eq!(ordinal, s.ordinal);
-    assert_eq!(gone.handle.as_ref(), "b");
+    assert_eq!(gone.handle(), "b");
     assert!(b.release_handle("b").is_none());
     assert_eq!(b.allocated(), 1);
 }
@@ -131,14 +128,11 @@ fn claims_follow_the_newest_sandbox() {
     assert!(b.sequence() > before);
     // A late DEL of the old sandbox leaves the new claim alone.
     assert!(!b.unclaim(s.ordinal, "a", "sandbox-1").unwrap());
-    assert_eq!(
-        b.get(s.ordinal).unwrap().container.as_deref(),
-        Some("sandbox-2")
-    );
+    assert_eq!(b.get(s.ordinal).unwrap().container(), Some("sandbox-2"));
     assert!(b.unclaim(s.ordinal, "a", "sandbox-2").unwrap());
-    assert_eq!(b.get(s.ordinal).unwrap().container, None);
+    assert_eq!(b.get(s.ordinal).unwrap().container(), None);
     // The allocation's own sequence is unchanged by claims.
-    assert_eq!(b.get(s.ordinal).unwrap().sequence, s.sequence);
+    assert_eq!(b.get(s.ordinal).unwrap().sequence(), s.sequence);
     assert_eq!(
         b.claim(s.ordinal, "zz", "c").unwrap_err().reason(),
         "HandleMismatch"
