@@ -218,3 +218,39 @@ async fn event_recorder_events_show_on_the_core_api() {
     assert_eq!(e.type_.as_deref(), Some("Warning"));
     assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2), "{e:?}");
 }
+
+#[tokio::test]
+async fn metadata_watcher_gets_partial_objects() {
+    let (_server, client) = server().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    cms.create(&PostParams::default(), &cm("a")).await.unwrap();
+    let mut s = kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default()).boxed();
+    let mut names = Vec::new();
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .unwrap()
+    {
+        match e.unwrap() {
+            Event::InitApply(m) => names.push(m.metadata.name.unwrap()),
+            Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(names, ["a"]);
+    cms.create(&PostParams::default(), &cm("b")).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
+        Event::Apply(m) => {
+            assert_eq!(m.metadata.name.as_deref(), Some("b"));
+            assert_eq!(
+                m.types.map(|t| t.kind).as_deref(),
+                Some("PartialObjectMetadata")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -337,3 +337,29 @@ async fn list_options_are_validated_like_the_real_server() {
     .await;
     assert_eq!(code, 200);
 }
+
+#[tokio::test]
+async fn legacy_watch_path_for_one_object() {
+    let (_server, client) = server().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    cms.create(&PostParams::default(), &cm("a", json!({})))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &cm("b", json!({})))
+        .await
+        .unwrap();
+    let req = http::Request::get("/api/v1/watch/namespaces/default/configmaps/b?timeoutSeconds=1")
+        .body(vec![])
+        .unwrap();
+    let lines: Vec<String> = client
+        .request_stream(req)
+        .await
+        .unwrap()
+        .lines()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(v["object"]["metadata"]["name"], "b");
+}
