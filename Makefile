@@ -10,11 +10,11 @@ all: test
 
 ## Shows which pod of the legacy-firewall example gets which address.
 demo:
-	$(CARGO) build --quiet -p kubectl-ipam
-	./target/debug/kubectl-ipam plan -f config/examples/legacy-firewall || true
+	$(CARGO) build --quiet --locked -p rangepool-controller -p rangepool-cni -p rangepool-demo
+	./target/debug/rangepool-demo --example config/examples/legacy-firewall --bin-dir target/debug
 
 ## Everything CI runs.
-test: setup fmt-check clippy unit doc-test plan-example
+test: setup fmt-check clippy unit doc-test plan-example demo
 
 ## Installs the tools the tests drive (idempotent).
 setup:

@@ -144,14 +144,8 @@ impl Engine {
                     };
                     let candidates = match self.model.choose(&facts, family) {
                         Ok(candidates) => candidates,
-                        Err((reason, why)) => {
-                            return Decision::Fail {
-                                reason,
-                                message: format!(
-                                    "pod {namespace}/{name} gets no {family} address: {why}"
-                                ),
-                            };
-                        }
+                        // The core's messages already name the pod, the pool and the reason.
+                        Err((reason, message)) => return Decision::Fail { reason, message },
                     };
                     let request = Request {
                         handle: &uid,
@@ -167,14 +161,8 @@ impl Engine {
                             self.metrics.allocations.inc();
                             got
                         }
-                        Err((reason, why)) => {
-                            return Decision::Fail {
-                                reason,
-                                message: format!(
-                                    "pod {namespace}/{name} gets no {family} address: {why}"
-                                ),
-                            };
-                        }
+                        // The core's messages already name the pod, the pool and the reason.
+                        Err((reason, message)) => return Decision::Fail { reason, message },
                     }
                 }
             };

@@ -1,0 +1,332 @@
+//! `make demo`: the real controller and the real CNI plugin, against the in-repo test API server,
+//! on the legacy-firewall example.
+//!
+//! 1. starts the test API server in this process and writes a kubeconfig for it;
+//! 2. applies the CRDs and every manifest of the example directory (pools, namespaces, nodes,
+//!    the kubeadm-config ConfigMap that tells the pod CIDR, and the pods, bound to nodes);
+//! 3. runs the `rangepool-controller` binary against it;
+//! 4. for each pod, runs the `rangepool-ipam` binary with `CNI_COMMAND=ADD` as a container
+//!    runtime would (no network namespace is needed for an IPAM plugin);
+//! 5. prints which pod got which address, or the Event explaining why not, checks that every
+//!    address lies in the pool it came from, and stops everything it started.
+//!
+//! Not product code: it never ships.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use api::{Assignment, IPPool};
+use clap::Parser;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Run rangepool's controller and CNI plugin on an example, against the in-repo test API server"
+)]
+struct Args {
+    /// Directory with the example's manifests.
+    #[arg(long, default_value = "config/examples/legacy-firewall")]
+    example: PathBuf,
+    /// Directory holding the built `rangepool-controller` and `rangepool-ipam` binaries.
+    #[arg(long, default_value = "target/debug")]
+    bin_dir: PathBuf,
+    /// How long to wait for the controller to decide every pod.
+    #[arg(long, default_value_t = 60)]
+    timeout_seconds: u64,
+}
+
+/// A child process that is killed when dropped, so nothing outlives the demo.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let controller_bin = args.bin_dir.join("rangepool-controller");
+    let plugin_bin = args.bin_dir.join("rangepool-ipam");
+    for bin in [&controller_bin, &plugin_bin] {
+        if !bin.exists() {
+            bail!(
+                "{} is missing: build it first (make demo does)",
+                bin.display()
+            );
+        }
+    }
+
+    let server = rangepool_testserver::TestServer::start().await?;
+    let client = server.client()?;
+    println!("test API server: {}", server.url());
+
+    for (_, crd) in api::crd::all() {
+        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(client.clone());
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .context("installing the CRDs")?;
+    }
+    let applied = apply_dir(&client, &args.example).await?;
+    println!("applied {applied} objects from {}", args.example.display());
+
+    let work = tempfile_dir()?;
+    let log = std::fs::File::create(work.join("controller.log"))?;
+    let _controller = Guard(
+        Command::new(&controller_bin)
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig_path())
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--lease-namespace",
+                "kube-system",
+                "--identity",
+                "demo",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting rangepool-controller")?,
+    );
+    println!(
+        "controller started (log: {})",
+        work.join("controller.log").display()
+    );
+
+    let pods: Api<Pod> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
+    let pods = loop {
+        let list = pods.list(&ListParams::default()).await?.items;
+        let decided = list.iter().all(|p| {
+            let a = Assignment::from_annotations(p.annotations()).unwrap_or_default();
+            a.ipv4.is_some() || a.ipv6.is_some() || a.error.is_some()
+        });
+        if decided && !list.is_empty() {
+            break list;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the controller did not decide every pod within {}s; see {}",
+                args.timeout_seconds,
+                work.join("controller.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let pools: BTreeMap<String, IPPool> = Api::<IPPool>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|p| (p.name_any(), p))
+        .collect();
+    let cni_config = json!({
+        "cniVersion": "1.1.0",
+        "name": "demo",
+        "type": "bridge",
+        "ipam": {
+            "type": "rangepool-ipam",
+            "kubeconfig": server.kubeconfig_path(),
+            "timeout": 5,
+            "prefix": "host",
+        }
+    });
+
+    println!();
+    println!(
+        "{:<12} {:<10} {:<8} {:<10} ADDRESS (from rangepool-ipam ADD) / WHY NOT",
+        "POD", "NAMESPACE", "NODE", "POOL"
+    );
+    let mut misplaced = Vec::new();
+    let (mut with, mut without) = (0, 0);
+    for pod in &pods {
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let uid = pod.uid().unwrap_or_default();
+        let reply = cni_add(&plugin_bin, &cni_config, &ns, &name, &uid, &work)?;
+        match reply {
+            Ok(address) => {
+                with += 1;
+                let assignment =
+                    Assignment::from_annotations(pod.annotations()).unwrap_or_default();
+                let pool = assignment
+                    .ipv4
+                    .as_ref()
+                    .map(|a| a.pool.clone())
+                    .unwrap_or_default();
+                let inside = pools
+                    .get(&pool)
+                    .and_then(|p| p.spec.cidr.parse::<ipnet::IpNet>().ok())
+                    .zip(
+                        address
+                            .split('/')
+                            .next()
+                            .and_then(|a| a.parse::<std::net::IpAddr>().ok()),
+                    )
+                    .is_some_and(|(net, addr)| net.contains(&addr));
+                if !inside {
+                    misplaced.push(format!("{ns}/{name}: {address} is not inside pool {pool}"));
+                }
+                println!("{name:<12} {ns:<10} {node:<8} {pool:<10} {address}");
+            }
+            Err(message) => {
+                without += 1;
+                let event = warning_event(&client, &ns, &name).await.unwrap_or(message);
+                println!(
+                    "{name:<12} {ns:<10} {node:<8} {:<10} no address: {event}",
+                    "-"
+                );
+            }
+        }
+    }
+    println!();
+    println!(
+        "{with} pods got an address, {without} got none (the example has three such pods on purpose)."
+    );
+    if !misplaced.is_empty() {
+        for m in &misplaced {
+            eprintln!("WRONG: {m}");
+        }
+        bail!("{} addresses are outside their pool", misplaced.len());
+    }
+    println!("every address lies inside the pool it came from.");
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Runs the plugin's ADD for one pod. `Ok(address)` or `Err(the CNI error message)`.
+fn cni_add(
+    plugin: &Path,
+    config: &Value,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    work: &Path,
+) -> anyhow::Result<Result<String, String>> {
+    let mut child = Command::new(plugin)
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", format!("demo-{uid}"))
+        .env("CNI_NETNS", "/var/run/netns/demo")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", plugin.parent().unwrap_or(Path::new(".")))
+        .env(
+            "CNI_ARGS",
+            format!("K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_UID={uid}"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(work.join("plugin.log"))?)
+        .spawn()
+        .context("running rangepool-ipam")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(config.to_string().as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    let reply: Value =
+        serde_json::from_slice(&out.stdout).context("rangepool-ipam printed no JSON")?;
+    if out.status.success() {
+        let address = reply
+            .pointer("/ips/0/address")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
+        Ok(Ok(address))
+    } else {
+        let msg = reply.get("msg").and_then(Value::as_str).unwrap_or("error");
+        let details = reply.get("details").and_then(Value::as_str).unwrap_or("");
+        Ok(Err(if details.is_empty() {
+            msg.to_owned()
+        } else {
+            format!("{msg}: {details}")
+        }))
+    }
+}
+
+/// The newest Warning Event's note about a pod.
+async fn warning_event(client: &Client, ns: &str, name: &str) -> Option<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let list = events.list(&ListParams::default()).await.ok()?.items;
+    list.into_iter()
+        .rev()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .find(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| {
+            format!(
+                "[{}] {}",
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default()
+            )
+        })
+}
+
+/// Creates every object in the YAML files of `dir`, in an order that satisfies dependencies.
+async fn apply_dir(client: &Client, dir: &Path) -> anyhow::Result<usize> {
+    let mut docs = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        let values: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .with_context(|| format!("reading {}", file.display()))?;
+        docs.extend(values.into_iter().filter(|v| !v.is_null()));
+    }
+    let rank = |v: &Value| match v.get("kind").and_then(Value::as_str) {
+        Some("Namespace") => 0,
+        Some("Node" | "ConfigMap") => 1,
+        Some("IPPool") => 2,
+        _ => 3,
+    };
+    docs.sort_by_key(rank);
+    let count = docs.len();
+    for doc in docs {
+        let obj: DynamicObject = serde_json::from_value(doc)?;
+        let types = obj
+            .types
+            .clone()
+            .context("an object without apiVersion/kind")?;
+        let gvk = GroupVersionKind::try_from(&types)?;
+        let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+        let api: Api<DynamicObject> = match (caps.scope, obj.namespace()) {
+            (kube::discovery::Scope::Namespaced, Some(ns)) => {
+                Api::namespaced_with(client.clone(), &ns, &resource)
+            }
+            (kube::discovery::Scope::Namespaced, None) => {
+                Api::default_namespaced_with(client.clone(), &resource)
+            }
+            (kube::discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
+        };
+        api.create(&PostParams::default(), &obj)
+            .await
+            .with_context(|| format!("creating {} {}", types.kind, obj.name_any()))?;
+    }
+    Ok(count)
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("rangepool-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
