@@ -224,7 +224,9 @@ async fn metadata_watcher_gets_partial_objects() {
     let (_server, client) = server().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     cms.create(&PostParams::default(), &cm("a")).await.unwrap();
-    let mut s = kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default()).boxed();
+    let metas: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::default_namespaced(client.clone());
+    let mut s = watcher::watcher(metas, watcher::Config::default()).boxed();
     let mut names = Vec::new();
     while let Some(e) = tokio::time::timeout(Duration::from_secs(10), s.next())
         .await
