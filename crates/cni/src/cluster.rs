@@ -21,6 +21,8 @@ use crate::request::PodRef;
 
 /// How long a TCP connect to the API server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before watching again after a watch ended.
+const RE_WATCH_PAUSE: Duration = Duration::from_millis(100);
 
 /// A client for the node's API server.
 #[derive(Clone)]
@@ -264,8 +266,10 @@ pub async fn wait_for_assignment(
             Err(_elapsed) => {}
             Ok(Err(e)) => return Err(e),
             Ok(Ok(Watched::Assigned(uid, assignment))) => return Ok((uid, assignment)),
-            Ok(Ok(Watched::Ended)) => {}
+            // A server that keeps closing watches at once must not be hammered.
+            Ok(Ok(Watched::Ended)) => tokio::time::sleep(RE_WATCH_PAUSE.min(left)).await,
             Ok(Ok(Watched::Reread)) => {
+                tokio::time::sleep(RE_WATCH_PAUSE.min(left)).await;
                 let meta = read_pod(&api, pod, log).await?.ok_or_else(not_found)?;
                 match judge(&meta, pod)? {
                     PodState::Assigned { uid, assignment } => return Ok((uid, assignment)),
