@@ -1,0 +1,447 @@
+//! Feeding the manifests to the core, the way the controller does, and collecting what it
+//! decides.
+//!
+//! What is decided here is only what the controller learns from the API server rather than from
+//! the core: which pods want an address at all (bound, not host network, not finished, not
+//! being deleted), the labels of their node and namespace, and each pod's handle. A pod whose
+//! Node or Namespace manifest is missing gets no address, since the selectors cannot be checked
+//! without their labels; the namespaces Kubernetes itself creates (`default`, `kube-system`,
+//! ...) are assumed as Kubernetes creates them when no manifest is given.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipam::age::Age;
+use ipam::allocator::{Allocator, Request};
+use ipam::choice::{PodFacts, PoolCatalog};
+use ipam::cidr::Family;
+use ipam::pool::PoolInput;
+use ipam::validate::{PoolVerdict, Reason};
+use k8s_openapi::api::core::v1::Pod;
+
+use super::settings::Settings;
+use crate::manifests::{Manifests, Skipped, Sourced};
+
+/// The label the API server puts on every namespace, holding its name.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Namespaces every cluster has, with no annotations and only [`NAMESPACE_NAME_LABEL`].
+const BUILT_IN_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Reason label of a pod whose Node manifest is missing (the controller's label for a node it
+/// does not know).
+pub const NODE_UNKNOWN: &str = "NodeUnknown";
+/// Reason label of a pod whose Namespace manifest is missing.
+pub const NAMESPACE_UNKNOWN: &str = "NamespaceUnknown";
+
+/// The result of one plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Pod CIDRs and families used.
+    pub settings: Settings,
+    /// One row per pod and family, pods in file order.
+    pub pods: Vec<PodRow>,
+    /// One row per pool, in file order.
+    pub pools: Vec<PoolRow>,
+    /// Objects not planned, in file order: other kinds, then pods that want no address.
+    pub skipped: Vec<Skipped>,
+    /// Assumptions the plan made, for the reader.
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// True when every pod gets an address and every pool is allocatable or disabled.
+    pub fn clean(&self) -> bool {
+        self.pods.iter().all(|p| p.outcome.address().is_some())
+            && self.pools.iter().all(PoolRow::fine)
+    }
+}
+
+/// What one pod gets in one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRow {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub name: String,
+    /// The node it is bound to.
+    pub node: String,
+    /// The family.
+    pub family: Family,
+    /// The address, or why there is none.
+    pub outcome: Outcome,
+}
+
+/// An address, or the reason there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The pod gets `address` from `pool`.
+    Address {
+        /// The pool.
+        pool: String,
+        /// The address.
+        address: IpAddr,
+    },
+    /// The pod gets no address.
+    Refused {
+        /// The short stable label (the core error's `reason()`).
+        reason: &'static str,
+        /// The message the pod's Event would carry.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// The pool and address, if any.
+    pub fn address(&self) -> Option<(&str, IpAddr)> {
+        match self {
+            Outcome::Address { pool, address } => Some((pool, *address)),
+            Outcome::Refused { .. } => None,
+        }
+    }
+}
+
+/// One pool's verdict and planned usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRow {
+    /// The pool's name.
+    pub name: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// `spec.cidr` (normalised when it parses, else as written).
+    pub cidr: String,
+    /// The block prefix length in effect, or as written when the spec is invalid.
+    pub block_size: Option<i64>,
+    /// `Automatic` or `Manual`, or as written when the spec is invalid.
+    pub assignment_mode: Option<String>,
+    /// The core's verdict.
+    pub reason: Reason,
+    /// The core's message.
+    pub message: String,
+    /// How "older wins" was decided, when it was by name because creation times are unknown.
+    pub note: Option<String>,
+    /// Addresses in the pool's range.
+    pub capacity: u128,
+    /// Addresses the plan gives out from it.
+    pub planned: u128,
+    /// Blocks the plan claims in it.
+    pub blocks: usize,
+}
+
+impl PoolRow {
+    /// True when the pool may give out addresses.
+    pub fn allocatable(&self) -> bool {
+        self.reason == Reason::Ok
+    }
+
+    /// Allocatable, or disabled on purpose.
+    pub fn fine(&self) -> bool {
+        matches!(self.reason, Reason::Ok | Reason::PoolDisabled)
+    }
+}
+
+/// Runs the core over the manifests.
+pub fn compute(manifests: &Manifests, settings: Settings) -> Plan {
+    let inputs: Vec<PoolInput> = manifests
+        .pools
+        .iter()
+        .map(|p| p.object.to_input())
+        .collect();
+    let verdicts = ipam::validate::validate_pools(&inputs, settings.pod_cidrs.as_deref());
+    let catalog = PoolCatalog::new(&verdicts);
+    let mut allocator = Allocator::new();
+    for verdict in &verdicts {
+        if let Some(pool) = &verdict.pool {
+            allocator.set_pool(pool.clone(), verdict.allocatable());
+        }
+    }
+
+    let mut planner = PodPlanner {
+        manifests,
+        catalog: &catalog,
+        allocator: &mut allocator,
+        families: &settings.families,
+        rows: Vec::new(),
+        skipped: Vec::new(),
+        assumed: Vec::new(),
+        seen: HashMap::new(),
+        handles: HashSet::new(),
+    };
+    for pod in &manifests.pods {
+        planner.plan(pod);
+    }
+    let PodPlanner {
+        rows,
+        skipped: skipped_pods,
+        assumed,
+        ..
+    } = planner;
+
+    let mut notes = Vec::new();
+    for ns in assumed {
+        notes.push(format!(
+            "namespace {ns} has no manifest; assumed as Kubernetes creates it (no annotations, label {NAMESPACE_NAME_LABEL}={ns})"
+        ));
+    }
+    let pools = manifests
+        .pools
+        .iter()
+        .zip(&inputs)
+        .zip(&verdicts)
+        .map(|((sourced, input), verdict)| pool_row(sourced, input, verdict, &inputs, &allocator))
+        .collect();
+    let mut skipped = manifests.skipped.clone();
+    skipped.extend(skipped_pods);
+    Plan {
+        settings,
+        pods: rows,
+        pools,
+        skipped,
+        notes,
+    }
+}
+
+/// State while planning pods one by one.
+struct PodPlanner<'a> {
+    manifests: &'a Manifests,
+    catalog: &'a PoolCatalog,
+    allocator: &'a mut Allocator,
+    families: &'a [Family],
+    rows: Vec<PodRow>,
+    skipped: Vec<Skipped>,
+    /// Built-in namespaces used without a manifest, in first-use order.
+    assumed: Vec<String>,
+    /// `namespace/name` -> file of the first pod with it.
+    seen: HashMap<String, PathBuf>,
+    handles: HashSet<String>,
+}
+
+impl PodPlanner<'_> {
+    fn plan(&mut self, sourced: &Sourced<Pod>) {
+        let manifests = self.manifests;
+        let pod = &sourced.object;
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let key = format!("{namespace}/{name}");
+        let skip = |reason: String| Skipped {
+            file: sourced.file.clone(),
+            kind: "Pod".to_owned(),
+            name: key.clone(),
+            reason,
+        };
+        if name.is_empty() {
+            self.skipped
+                .push(skip("no metadata.name: skipped".to_owned()));
+            return;
+        }
+        if let Some(first) = self.seen.get(&key) {
+            self.skipped.push(skip(format!(
+                "duplicate: skipped (a pod of this name is already in {})",
+                first.display()
+            )));
+            return;
+        }
+        self.seen.insert(key.clone(), sourced.file.clone());
+        let spec = pod.spec.as_ref();
+        let Some(node) = spec
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
+        else {
+            self.skipped
+                .push(skip("not bound: skipped (no spec.nodeName)".to_owned()));
+            return;
+        };
+        if spec.and_then(|s| s.host_network).unwrap_or(false) {
+            self.skipped.push(skip(
+                "host network: skipped (uses its node's address)".to_owned(),
+            ));
+            return;
+        }
+        if let Some(phase @ ("Succeeded" | "Failed")) =
+            pod.status.as_ref().and_then(|s| s.phase.as_deref())
+        {
+            self.skipped
+                .push(skip(format!("finished (phase {phase}): skipped")));
+            return;
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.skipped.push(skip(
+                "being deleted (deletionTimestamp set): skipped".to_owned(),
+            ));
+            return;
+        }
+        let handle = pod
+            .metadata
+            .uid
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| key.clone());
+        if !self.handles.insert(handle.clone()) {
+            self.skipped.push(skip(format!(
+                "duplicate: skipped (uid {handle} belongs to an earlier pod)"
+            )));
+            return;
+        }
+
+        let row = |family, outcome| PodRow {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            node: node.to_owned(),
+            family,
+            outcome,
+        };
+        let refuse_all = |this: &mut Self, reason: &'static str, message: String| {
+            for &family in this.families {
+                this.rows.push(row(
+                    family,
+                    Outcome::Refused {
+                        reason,
+                        message: message.clone(),
+                    },
+                ));
+            }
+        };
+        let Some((ns_labels, ns_annotations)) = self.namespace(namespace) else {
+            refuse_all(
+                self,
+                NAMESPACE_UNKNOWN,
+                format!(
+                    "pod {key}: namespace {namespace} has no manifest among the files, so its labels and annotations are unknown; add its Namespace manifest"
+                ),
+            );
+            return;
+        };
+        let Some(node_object) = manifests.nodes.get(node) else {
+            refuse_all(
+                self,
+                NODE_UNKNOWN,
+                format!(
+                    "pod {key}: node {node} has no manifest among the files, so its labels are unknown; add its Node manifest"
+                ),
+            );
+            return;
+        };
+        let empty = BTreeMap::new();
+        let facts = PodFacts {
+            namespace,
+            name,
+            node,
+            annotations: pod.metadata.annotations.as_ref().unwrap_or(&empty),
+            namespace_annotations: &ns_annotations,
+            namespace_labels: &ns_labels,
+            node_labels: node_object
+                .object
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap_or(&empty),
+        };
+        for &family in self.families {
+            let outcome = match self.catalog.choose(&facts, family) {
+                Err(e) => Outcome::Refused {
+                    reason: e.reason(),
+                    message: e.to_string(),
+                },
+                Ok(choice) => {
+                    let request = Request {
+                        handle: &handle,
+                        namespace,
+                        pod: name,
+                        node,
+                        family,
+                        pools: &choice.pools,
+                    };
+                    match self.allocator.allocate(&request) {
+                        Ok(assigned) => Outcome::Address {
+                            pool: assigned.pool.to_string(),
+                            address: assigned.address,
+                        },
+                        Err(e) => Outcome::Refused {
+                            reason: e.reason(),
+                            message: e.to_string(),
+                        },
+                    }
+                }
+            };
+            self.rows.push(row(family, outcome));
+        }
+    }
+
+    /// The namespace's labels (with the one the API server adds) and annotations, or `None`
+    /// when it has no manifest and is not one Kubernetes creates itself.
+    fn namespace(
+        &mut self,
+        name: &str,
+    ) -> Option<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+        let (mut labels, annotations) = match self.manifests.namespaces.get(name) {
+            Some(ns) => (
+                ns.object.metadata.labels.clone().unwrap_or_default(),
+                ns.object.metadata.annotations.clone().unwrap_or_default(),
+            ),
+            None if BUILT_IN_NAMESPACES.contains(&name) => {
+                if !self.assumed.iter().any(|a| a == name) {
+                    self.assumed.push(name.to_owned());
+                }
+                (BTreeMap::new(), BTreeMap::new())
+            }
+            None => return None,
+        };
+        labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned());
+        Some((labels, annotations))
+    }
+}
+
+fn pool_row(
+    sourced: &Sourced<api::IPPool>,
+    input: &PoolInput,
+    verdict: &PoolVerdict,
+    inputs: &[PoolInput],
+    allocator: &Allocator,
+) -> PoolRow {
+    let usage = allocator.usage(&verdict.name).unwrap_or_default();
+    let (block_size, assignment_mode) = match &verdict.pool {
+        Some(pool) => (
+            Some(i64::from(pool.block_prefix())),
+            Some(pool.assignment_mode().as_str().to_owned()),
+        ),
+        None => (input.block_size, input.assignment_mode.clone()),
+    };
+    PoolRow {
+        name: verdict.name.clone(),
+        file: sourced.file.clone(),
+        cidr: verdict
+            .cidr
+            .map_or_else(|| input.cidr.clone(), |c| c.to_string()),
+        block_size,
+        assignment_mode,
+        reason: verdict.reason,
+        message: verdict.message.clone(),
+        note: overlap_note(input, verdict, inputs),
+        capacity: verdict.cidr.as_ref().map_or(0, ipam::cidr::addr_count),
+        planned: usage.allocated,
+        blocks: usage.blocks,
+    }
+}
+
+/// Says so when an overlap was decided by name because creation times are missing or equal.
+fn overlap_note(input: &PoolInput, verdict: &PoolVerdict, inputs: &[PoolInput]) -> Option<String> {
+    let winner = inputs
+        .iter()
+        .find(|i| Some(&i.name) == verdict.overlapped_by.as_ref())?;
+    let mine = Age::new(&input.created, &input.name).created();
+    let theirs = Age::new(&winner.created, &winner.name).created();
+    let (me, them) = (&input.name, &winner.name);
+    match (mine, theirs) {
+        (None, None) => Some(format!(
+            "decided by name: neither {me} nor {them} has a creationTimestamp (as in files not yet applied), so {them}, whose name sorts first, counts as older; in a cluster the pool created first keeps the range"
+        )),
+        (None, Some(_)) => Some(format!(
+            "decided by creation time: {me} has no creationTimestamp, so it counts as newer than {them}"
+        )),
+        (Some(a), Some(b)) if a == b => Some(format!(
+            "decided by name: {me} and {them} have the same creationTimestamp, so {them}, whose name sorts first, counts as older"
+        )),
+        _ => None,
+    }
+}
