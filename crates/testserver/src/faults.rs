@@ -22,6 +22,9 @@ pub struct FailWrites {
     /// only writes to this object name
     #[serde(default)]
     pub name: Option<String>,
+    /// only these verbs (`create`, `update`, `patch`, `delete`, `deletecollection`); empty: all
+    #[serde(default)]
+    pub verbs: Vec<String>,
     /// HTTP status to answer: 409 (Conflict) or 500 (InternalError); others are sent as given
     pub code: u16,
     /// how many writes to fail
@@ -35,9 +38,16 @@ impl FailWrites {
             group: group.to_string(),
             resource: resource.to_string(),
             name: None,
+            verbs: Vec::new(),
             code,
             count,
         }
+    }
+
+    /// Only these verbs (`create`, `update`, `patch`, `delete`, `deletecollection`).
+    pub fn verbs(mut self, verbs: &[&str]) -> Self {
+        self.verbs = verbs.iter().map(|v| v.to_string()).collect();
+        self
     }
 
     /// Only writes to this object.
@@ -109,10 +119,17 @@ impl FaultState {
     }
 
     /// Consume one failure for this write, if a rule matches.
-    pub(crate) fn take(&self, group: &str, resource: &str, name: &str) -> Option<ApiError> {
+    pub(crate) fn take(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        name: &str,
+    ) -> Option<ApiError> {
         let mut i = self.lock();
         let pos = i.rules.iter().position(|r| {
             r.count > 0
+                && (r.verbs.is_empty() || r.verbs.iter().any(|v| v == verb))
                 && r.group == group
                 && r.resource == resource
                 && r.name.as_deref().is_none_or(|n| n == name)

@@ -295,8 +295,8 @@ fn target(shared: &Shared, group: &str, version: &str, rest: &[&str]) -> ApiResu
     })
 }
 
-fn check_fault(shared: &Shared, def: &ResourceDef, name: &str) -> ApiResult<()> {
-    match shared.faults.take(&def.group, &def.resource, name) {
+fn check_fault(shared: &Shared, verb: &str, def: &ResourceDef, name: &str) -> ApiResult<()> {
+    match shared.faults.take(verb, &def.group, &def.resource, name) {
         Some(e) => Err(e),
         None => Ok(()),
     }
@@ -344,7 +344,7 @@ fn resource(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            check_fault(shared, &def, &name)?;
+            check_fault(shared, "create", &def, &name)?;
             let (obj, warnings) = decode(&def, obj, r.field_validation()?)?;
             let out = shared.store.create(&def, &ns, obj, &r.ctx())?;
             Ok(respond(
@@ -356,7 +356,7 @@ fn resource(
         (Method::POST, Some(name)) if sub == Sub::Binding => binding(shared, r, &def, &ns, name),
         (Method::PUT, Some(name)) => {
             let obj = parse_body(&r.body)?;
-            check_fault(shared, &def, name)?;
+            check_fault(shared, "update", &def, name)?;
             let (obj, warnings) = decode(&def, obj, r.field_validation()?)?;
             let create_on_update = matches!(
                 def.builtin,
@@ -378,7 +378,7 @@ fn resource(
         }
         (Method::PATCH, Some(name)) => patch(shared, r, &def, &ns, name, sub, fmt, &include),
         (Method::DELETE, Some(name)) => {
-            check_fault(shared, &def, name)?;
+            check_fault(shared, "delete", &def, name)?;
             let opts = delete_opts(r)?;
             let out = shared.store.delete(&def, &ns, name, &opts)?;
             kubelet_finish(shared, &def, &ns, name, &out);
@@ -389,7 +389,7 @@ fn resource(
             ))
         }
         (Method::DELETE, None) => {
-            check_fault(shared, &def, "")?;
+            check_fault(shared, "deletecollection", &def, "")?;
             let opts = delete_opts(r)?;
             let filter = filter(r, &t)?;
             let (items, _) = shared.store.list(&def, t.ns.as_deref());
@@ -672,7 +672,7 @@ fn patch(
     include: &str,
 ) -> ApiResult<Response<Body>> {
     let pt = PatchType::from_content_type(&r.content_type, def)?;
-    check_fault(shared, def, name)?;
+    check_fault(shared, "patch", def, name)?;
     let fv = r.field_validation()?;
     let mut warnings = Vec::new();
     let mut ctx = r.ctx();

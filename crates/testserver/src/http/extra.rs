@@ -141,7 +141,7 @@ pub(super) fn binding(
     name: &str,
 ) -> ApiResult<Response<Body>> {
     let b = parse_body(&r.body)?;
-    check_fault(shared, def, name)?;
+    check_fault(shared, "create", def, name)?;
     let node = b
         .pointer("/target/name")
         .and_then(Value::as_str)

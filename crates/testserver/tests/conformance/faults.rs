@@ -39,6 +39,22 @@ async fn failing_writes_by_resource_and_name() {
         500
     );
     assert!(pods.get("a").await.is_ok(), "reads are not failed");
+    // only updates of this pod
+    server.faults().fail_writes(
+        FailWrites::new("", "pods", 409, 1)
+            .named("a")
+            .verbs(&["update", "patch"]),
+    );
+    pods.delete("c", &Default::default()).await.unwrap();
+    let p = json!({"metadata": {"labels": {"x": "y"}}});
+    let pp = kube::api::PatchParams::default();
+    assert_eq!(
+        api_err(pods.patch("a", &pp, &kube::api::Patch::Merge(&p)).await).0,
+        409
+    );
+    pods.patch("a", &pp, &kube::api::Patch::Merge(&p))
+        .await
+        .unwrap();
     assert_eq!(server.faults().pending(), 0);
 }
 
