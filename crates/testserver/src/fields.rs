@@ -51,6 +51,8 @@ pub fn list_type(def: &ResourceDef, fields: &[String]) -> ListType {
             | "env"
             | "imagePullSecrets" => "name",
             "ports" if fields.len() >= 2 && fields[fields.len() - 2] != "spec" => "containerPort",
+            // a Service's ports
+            "ports" => "port",
             "volumeMounts" => "mountPath",
             "volumeDevices" => "devicePath",
             "conditions" | "addresses" => "type",

@@ -140,25 +140,110 @@ fn s(v: &Value, p: &str) -> String {
     }
 }
 
-/// Evaluate a simple CRD printer-column JSONPath (`.spec.x`, `.status.conds[0].y`).
-fn json_path(v: &Value, path: &str) -> Option<Value> {
-    let mut cur = v.clone();
-    for seg in path.trim_start_matches('.').split('.') {
-        if seg.is_empty() {
-            continue;
-        }
-        let (field, idx) = match seg.split_once('[') {
-            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (seg, None),
-        };
-        if !field.is_empty() {
-            cur = cur.get(field)?.clone();
-        }
-        if let Some(i) = idx {
-            cur = cur.get(i)?.clone();
+enum Step {
+    Field(String),
+    Index(usize),
+    All,
+    Filter(Vec<String>, String),
+}
+
+fn parse_path(path: &str) -> Option<Vec<Step>> {
+    let p = path.trim().trim_start_matches('{').trim_end_matches('}');
+    let chars: Vec<char> = p.chars().collect();
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '.' => {
+                let start = i + 1;
+                i = start;
+                while i < chars.len() && chars[i] != '.' && chars[i] != '[' {
+                    i += 1;
+                }
+                let f: String = chars[start..i].iter().collect();
+                if !f.is_empty() {
+                    steps.push(Step::Field(f));
+                }
+            }
+            '[' => {
+                let end = chars[i..].iter().position(|c| *c == ']')? + i;
+                let inner: String = chars[i + 1..end].iter().collect();
+                let inner = inner.trim();
+                if inner == "*" {
+                    steps.push(Step::All);
+                } else if let Ok(n) = inner.parse::<usize>() {
+                    steps.push(Step::Index(n));
+                } else {
+                    let cond = inner.strip_prefix("?(@.")?.strip_suffix(')')?;
+                    let (lhs, rhs) = cond.split_once("==")?;
+                    let value = rhs.trim().trim_matches(|c| c == '"' || c == '\'');
+                    steps.push(Step::Filter(
+                        lhs.trim().split('.').map(str::to_string).collect(),
+                        value.to_string(),
+                    ));
+                }
+                i = end + 1;
+            }
+            _ => {
+                // a leading field without a dot
+                let start = i;
+                while i < chars.len() && chars[i] != '.' && chars[i] != '[' {
+                    i += 1;
+                }
+                steps.push(Step::Field(chars[start..i].iter().collect()));
+            }
         }
     }
-    Some(cur)
+    Some(steps)
+}
+
+/// Evaluate a CRD printer-column JSONPath (`.spec.x`, `.a[0].b`, `.a[*].b`,
+/// `.status.conditions[?(@.type=="Ready")].status`); several results are joined by commas.
+fn json_path(v: &Value, path: &str) -> Option<Value> {
+    let mut cur: Vec<&Value> = vec![v];
+    for step in parse_path(path)? {
+        cur = cur
+            .into_iter()
+            .flat_map(|c| -> Vec<&Value> {
+                match &step {
+                    Step::Field(f) => c.get(f.as_str()).into_iter().collect(),
+                    Step::Index(n) => c.get(*n).into_iter().collect(),
+                    Step::All => c.as_array().map(|a| a.iter().collect()).unwrap_or_default(),
+                    Step::Filter(field, want) => c
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter(|it| {
+                                    let mut x = Some(*it);
+                                    for f in field {
+                                        x = x.and_then(|x| x.get(f.as_str()));
+                                    }
+                                    match x {
+                                        Some(Value::String(s)) => s == want,
+                                        Some(other) => {
+                                            *other == Value::String(want.clone())
+                                                || other.to_string().as_str() == want.as_str()
+                                        }
+                                        None => false,
+                                    }
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+    }
+    match cur.len() {
+        0 => None,
+        1 => Some(cur[0].clone()),
+        _ => Some(Value::String(
+            cur.iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+    }
 }
 
 fn age(v: &Value) -> Value {
@@ -493,4 +578,28 @@ pub fn table(def: &ResourceDef, views: &[Value], meta: Option<Value>, include: &
         "columnDefinitions": cols,
         "rows": rows,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printer_column_paths() {
+        let v = json!({"spec": {"cidr": "10.0.0.0/8", "tags": ["a", "b"]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}, {"type": "Allocatable", "status": "True"}]}});
+        assert_eq!(json_path(&v, ".spec.cidr"), Some(json!("10.0.0.0/8")));
+        assert_eq!(json_path(&v, ".spec.tags[1]"), Some(json!("b")));
+        assert_eq!(json_path(&v, ".spec.tags[*]"), Some(json!("a,b")));
+        assert_eq!(
+            json_path(&v, r#".status.conditions[?(@.type=="Allocatable")].status"#),
+            Some(json!("True"))
+        );
+        assert_eq!(
+            json_path(&v, ".status.conditions[?(@.type=='Ready')].status"),
+            Some(json!("False"))
+        );
+        assert_eq!(json_path(&v, ".status.missing"), None);
+    }
 }
