@@ -145,27 +145,76 @@ async fn main_plugin(
     )
 }
 
-/// The controller's part: each pod gets the next free address of the pool its
-/// `cni.projectcalico.org/ipv4pools` annotation names, recorded in the pool's block and then on
-/// the pod. This is the one function to replace with the real controller once it exists (start
-/// it against the test server and wait for the pods' `rangepool.dev/ipv4` annotations).
+/// The controller's part, by the real controller: it runs in this process against the test
+/// server, with a pod CIDR (the /16 around the pools) that contains every pool, until each pod
+/// carries the address it assigned; then it stops.
 async fn controller_assigns(cluster: &Cluster, pods: &[Pod]) {
     let pools = Api::<IPPool>::all(cluster.client.clone());
-    let ctl = cluster.controller();
-    for (i, p) in pods.iter().enumerate() {
-        let wanted: Vec<String> =
-            serde_json::from_str(&p.annotations()[api::keys::IPV4_POOLS]).unwrap();
-        let pool = pools.get(&wanted[0]).await.unwrap();
-        let cidr: IpNet = pool.spec.cidr.parse().unwrap();
-        // The pools are /26 like their one block; skip the block's first address.
-        let offset = u8::try_from(i + 1).unwrap();
-        let IpAddr::V4(base) = cidr.network() else {
-            panic!("IPv4 pools only");
-        };
-        let address = std::net::Ipv4Addr::from(u32::from(base) + u32::from(offset));
-        ctl.assign(p, &pool.name_any(), &cidr.to_string(), &address.to_string())
-            .await;
+    let first = pools.list(&Default::default()).await.unwrap().items[0]
+        .spec
+        .cidr
+        .clone();
+    let pod_cidr = IpNet::new(first.parse::<IpNet>().unwrap().network(), 16)
+        .unwrap()
+        .trunc();
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(cluster.client.clone());
+    for node in pods
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+    {
+        let node: k8s_openapi::api::core::v1::Node =
+            serde_json::from_value(json!({"metadata": {"name": node}})).unwrap();
+        // Already there from an earlier pod: fine.
+        let _ = nodes.create(&Default::default(), &node).await;
     }
+    let settings = rangepool_controller::config::Settings {
+        pod_cidrs: Some(vec![pod_cidr]),
+        families: vec![ipam::cidr::Family::V4],
+        leak_grace: std::time::Duration::from_secs(300),
+        sweep_interval: std::time::Duration::from_secs(60),
+        default_pool: false,
+        strict_affinity: false,
+    };
+    let options = rangepool_controller::run::Options {
+        identity: "e2e".into(),
+        lease_namespace: "kube-system".into(),
+        lease_duration: 15,
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = cluster.client.clone();
+    let controller = tokio::spawn(rangepool_controller::run::run(
+        client,
+        settings,
+        options,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let api = Api::<Pod>::namespaced(cluster.client.clone(), "e2e");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for p in pods {
+        loop {
+            let fresh = api.get(&p.name_any()).await.unwrap();
+            if fresh.annotations().contains_key(api::keys::ASSIGNED_IPV4) {
+                break;
+            }
+            let error = fresh.annotations().get(api::keys::ASSIGNMENT_ERROR);
+            assert!(
+                error.is_none(),
+                "the controller refused {}: {error:?}",
+                p.name_any()
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the controller did not assign {}",
+                p.name_any()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let _ = stop.send(());
+    controller.await.unwrap().unwrap();
 }
 
 /// Whether the test can run here; prints why not.
