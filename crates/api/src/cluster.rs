@@ -2,17 +2,23 @@
 
 use ipnet::IpNet;
 
-/// Name and namespace of the ConfigMap where kubeadm keeps its `ClusterConfiguration`.
+/// Namespace and name of the ConfigMap where kubeadm keeps its `ClusterConfiguration`.
 pub const KUBEADM_CONFIG: (&str, &str) = ("kube-system", "kubeadm-config");
 
-/// A pod CIDR that is not a strictly masked CIDR.
+/// The kubeadm `ClusterConfiguration` names no usable pod CIDR.
 #[derive(Debug, thiserror::Error)]
-#[error("podSubnet of the kubeadm ClusterConfiguration: {0}")]
-pub struct PodSubnetError(#[from] pub ipam::cidr::CidrError);
+pub enum PodSubnetError {
+    /// `networking.podSubnet` holds something that is not a strictly masked CIDR.
+    #[error("podSubnet of the kubeadm ClusterConfiguration: {0}")]
+    Cidr(#[from] ipam::cidr::CidrError),
+    /// The document is not YAML of the expected shape.
+    #[error("the kubeadm ClusterConfiguration cannot be read: {0}")]
+    Unreadable(String),
+}
 
 /// The pod CIDRs in a kubeadm `ClusterConfiguration` YAML document: `networking.podSubnet`,
-/// comma-separated for dual stack. `None` when the document or the field is absent or the
-/// document is not YAML.
+/// comma-separated for dual stack. `None` when the field is absent; an error when the document
+/// cannot be read, so that a broken ConfigMap is reported rather than taken for "no pod CIDR".
 pub fn kubeadm_pod_cidrs(
     cluster_configuration: &str,
 ) -> Result<Option<Vec<IpNet>>, PodSubnetError> {
@@ -25,9 +31,8 @@ pub fn kubeadm_pod_cidrs(
     struct Networking {
         pod_subnet: Option<String>,
     }
-    let Ok(config) = serde_saphyr::from_str::<ClusterConfiguration>(cluster_configuration) else {
-        return Ok(None);
-    };
+    let config = serde_saphyr::from_str::<ClusterConfiguration>(cluster_configuration)
+        .map_err(|e| PodSubnetError::Unreadable(e.to_string()))?;
     let Some(subnet) = config.networking.and_then(|n| n.pod_subnet) else {
         return Ok(None);
     };
@@ -66,7 +71,10 @@ mod tests {
             .unwrap()
             .is_none()
         );
-        assert!(kubeadm_pod_cidrs("{{{ not yaml").unwrap().is_none());
+        assert!(matches!(
+            kubeadm_pod_cidrs("{{{ not yaml"),
+            Err(PodSubnetError::Unreadable(_))
+        ));
         assert!(
             kubeadm_pod_cidrs("networking:\n  podSubnet: ''\n")
                 .unwrap()

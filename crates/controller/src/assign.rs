@@ -111,7 +111,17 @@ impl Engine {
                 };
             }
         };
-        let ns = self.stores.namespaces.get(&ObjectRef::new(&namespace));
+        // Annotations count once, so a namespace the cache has not seen yet must not be read as
+        // one without annotations: the pod would be pinned to the wrong pool for good.
+        let Some(ns) = self.stores.namespaces.get(&ObjectRef::new(&namespace)) else {
+            return Decision::Fail {
+                reason: "NamespaceUnknown",
+                message: format!(
+                    "pod {namespace}/{name} gets no address: namespace {namespace} is not known to the controller yet"
+                ),
+            };
+        };
+        let ns = Some(ns);
         let ns_labels = labels_of(ns.as_ref());
         let ns_annotations = ns
             .as_ref()

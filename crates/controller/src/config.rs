@@ -97,9 +97,12 @@ pub enum ConfigError {
     /// `--families` names something other than ipv4 / ipv6.
     #[error("--families: {0:?} is not ipv4 or ipv6")]
     Family(String),
-    /// The kubeadm-config ConfigMap could not be read for another reason than absence.
+    /// The kubeadm-config ConfigMap could not be fetched for another reason than absence.
     #[error("reading kube-system/kubeadm-config: {0}")]
-    Kubeadm(#[source] kube::Error),
+    KubeadmFetch(#[source] kube::Error),
+    /// The kubeadm-config ConfigMap holds no usable pod CIDR.
+    #[error("kube-system/kubeadm-config: {0}")]
+    Kubeadm(#[from] api::cluster::PodSubnetError),
 }
 
 impl Settings {
@@ -179,17 +182,14 @@ async fn kubeadm_pod_cidrs(client: &Client) -> Result<Option<Vec<IpNet>>, Config
     let Some(cm) = configmaps
         .get_opt(name)
         .await
-        .map_err(ConfigError::Kubeadm)?
+        .map_err(ConfigError::KubeadmFetch)?
     else {
         return Ok(None);
     };
     let Some(doc) = cm.data.as_ref().and_then(|d| d.get("ClusterConfiguration")) else {
         return Ok(None);
     };
-    api::cluster::kubeadm_pod_cidrs(doc).map_err(|e| ConfigError::PodCidr {
-        source_name: "kube-system/kubeadm-config podSubnet",
-        error: e.0,
-    })
+    api::cluster::kubeadm_pod_cidrs(doc).map_err(ConfigError::Kubeadm)
 }
 
 /// Parses durations such as `90s`, `5m`, `1h`, `250ms` (a bare number is seconds).

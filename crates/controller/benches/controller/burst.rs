@@ -1,0 +1,368 @@
+//! The burst: bound pods created all at once with the controller running in-process; how long
+//! until every pod is annotated, how many API writes that took, and the ceiling — how fast the
+//! controller's own client merely patches an annotation onto the same pods.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use api::{Assignment, FamilyAssignment, IPAMBlock, IPPool};
+use futures::StreamExt;
+use ipam::cidr::Family;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+use rangepool_controller::config::Settings;
+use rangepool_controller::run::{Options, run};
+use tokio::sync::oneshot;
+
+use crate::cluster::{
+    Cluster, Op, WatchLog, env_usize, http_get, metric_lines, node_name, pod, print_writes,
+    quantile, secs,
+};
+
+const NAMESPACE: &str = "burst";
+const POD_CIDR: &str = "10.244.0.0/16";
+/// The controller's `PATCH_CONCURRENCY` (src/assign.rs), which the ceiling uses too.
+const PATCH_CONCURRENCY: usize = 32;
+
+/// The controller running in-process, as the integration tests run it.
+struct InProcess {
+    client: Client,
+    metrics: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcess {
+    fn start(client: Client, settings: Settings) -> InProcess {
+        // Options takes an address, and `run` does not say which port :0 got; pick one.
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let options = Options {
+            identity: "bench-controller".into(),
+            lease_namespace: "kube-system".into(),
+            lease_duration: 15,
+            metrics_addr: metrics,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(client.clone(), settings, options, async {
+            let _ = stopped.await;
+        }));
+        InProcess {
+            client,
+            metrics,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        http_get(self.metrics, "/metrics")
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("warning: the controller stopped with an error: {e:#}"),
+                Err(e) => eprintln!("warning: the controller task failed: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub async fn run_burst() {
+    let pods = env_usize("BENCH_PODS", 1000);
+    let nodes = env_usize("BENCH_NODES", 50);
+    let create_concurrency = env_usize("BENCH_CREATE_CONCURRENCY", pods).max(1);
+    let patience = Duration::from_secs(env_usize("BENCH_TIMEOUT_SECS", 600) as u64);
+    println!("burst_pods: {pods}");
+    println!("burst_nodes: {nodes}");
+    println!("burst_create_concurrency: {create_concurrency}");
+
+    let cluster = Cluster::start().await;
+    cluster.nodes(nodes, 64).await;
+    cluster.namespace(NAMESPACE).await;
+    cluster.pool("burst", POD_CIDR, 26).await;
+
+    let settings = Settings {
+        pod_cidrs: Some(vec![POD_CIDR.parse().expect("CIDR")]),
+        families: vec![Family::V4],
+        leak_grace: Duration::from_secs(300),
+        sweep_interval: Duration::from_secs(60),
+        default_pool: false,
+        strict_affinity: false,
+    };
+    let controller = InProcess::start(
+        cluster.server.client().expect("controller's client"),
+        settings,
+    );
+    wait_until_leading(&cluster, &controller, patience).await;
+
+    // Follow every kind anyone writes, from before the first create.
+    let rv0 = cluster.server.resource_version();
+    let client = &cluster.client;
+    let mut log = WatchLog::default();
+    log.follow(
+        Api::<Pod>::namespaced(client.clone(), NAMESPACE),
+        "pod",
+        rv0,
+        |p: &Pod| p.annotations().contains_key(api::keys::ASSIGNED_IPV4),
+    );
+    log.follow(Api::<IPAMBlock>::all(client.clone()), "ipamblock", rv0, |_| false);
+    log.follow(Api::<IPPool>::all(client.clone()), "ippool", rv0, |_| false);
+    log.follow(Api::<Lease>::all(client.clone()), "lease", rv0, |_| false);
+    log.follow(Api::<Event>::all(client.clone()), "event", rv0, |_| false);
+
+    let fixtures: Vec<Pod> = (0..pods)
+        .map(|i| {
+            pod(
+                &format!("web-{i:05}"),
+                NAMESPACE,
+                &node_name(i % nodes),
+                BTreeMap::new(),
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let created = cluster.create_pods(fixtures, create_concurrency).await;
+    let all_created = start.elapsed();
+    let annotated_by_then = log.marked_count("pod");
+
+    let deadline = Instant::now() + patience;
+    while log.marked_count("pod") < pods && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let all_annotated = start.elapsed();
+    let marks = log.marks("pod");
+    let done = marks.len();
+    let rv_done = marks.values().map(|(rv, _)| *rv).max().unwrap_or(rv0);
+
+    println!("burst_create_seconds: {}", secs(all_created));
+    println!("burst_annotated_when_all_created: {annotated_by_then}");
+    println!("burst_annotated: {done}");
+    if done < pods {
+        println!("burst_timed_out_after_seconds: {}", secs(all_annotated));
+    }
+    println!("burst_seconds: {}", secs(all_annotated));
+    let assign_rate = done as f64 / all_annotated.as_secs_f64();
+    println!("burst_assignment_pods_per_second: {assign_rate:.0}");
+
+    // Latency of each pod: from its create request to the watch showing its annotation.
+    let mut latencies: Vec<Duration> = (0..pods)
+        .filter_map(|i| {
+            let (_, seen) = marks.get(&format!("{NAMESPACE}/web-{i:05}"))?;
+            Some(seen.saturating_duration_since(created[i].1))
+        })
+        .collect();
+    latencies.sort();
+    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
+        println!(
+            "burst_latency_{name}_seconds: {}",
+            secs(quantile(&latencies, q))
+        );
+    }
+
+    // Writes: every change committed from just before the first create to the last annotation.
+    let counts = log.settle(rv0, rv_done, Duration::from_secs(5)).await;
+    let delta = rv_done - rv0;
+    println!("burst_rv_delta: {delta}");
+    print_writes("burst", &counts, delta);
+    let creates = counts.get(&("pod", Op::Create)).copied().unwrap_or(0);
+    let controller_writes = delta.saturating_sub(creates);
+    println!("burst_controller_writes: {controller_writes}");
+    println!(
+        "burst_controller_writes_per_pod: {:.3}",
+        controller_writes as f64 / pods as f64
+    );
+    let metrics = controller.metrics().await;
+    for line in metric_lines(&metrics, "rangepool_write_conflicts")
+        .into_iter()
+        .chain(metric_lines(&metrics, "rangepool_failures"))
+        .chain(metric_lines(&metrics, "rangepool_allocations"))
+    {
+        println!("burst_metric: {line}");
+    }
+
+    // What the controller writes once the burst is over.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rv_settled = cluster.server.resource_version();
+    let after = log.settle(rv_done, rv_settled, Duration::from_secs(2)).await;
+    println!("burst_after_3s_rv_delta: {}", rv_settled - rv_done);
+    print_writes("burst_after_3s", &after, rv_settled - rv_done);
+
+    println!("burst_consistent: {}", check_consistency(&cluster).await);
+
+    // The ceiling, with the controller stopped so that it does not undo the fake annotations.
+    let client = controller.client.clone();
+    controller.stop().await;
+    drop(log);
+    let names: Vec<(String, String)> = created
+        .iter()
+        .enumerate()
+        .map(|(i, (uid, _))| (format!("web-{i:05}"), uid.clone()))
+        .collect();
+    let rv_before = cluster.server.resource_version();
+    let concurrent = ceiling(&client, &names, PATCH_CONCURRENCY, 1).await;
+    let rv_mid = cluster.server.resource_version();
+    let sequential = ceiling(&client, &names, 1, 2).await;
+    let rv_after = cluster.server.resource_version();
+    let concurrent_rate = pods as f64 / concurrent.as_secs_f64();
+    let sequential_rate = pods as f64 / sequential.as_secs_f64();
+    println!("ceiling_concurrency: {PATCH_CONCURRENCY}");
+    println!("ceiling_concurrent_seconds: {}", secs(concurrent));
+    println!("ceiling_concurrent_patches_per_second: {concurrent_rate:.0}");
+    println!("ceiling_concurrent_writes: {}", rv_mid - rv_before);
+    println!("ceiling_sequential_seconds: {}", secs(sequential));
+    println!("ceiling_sequential_patches_per_second: {sequential_rate:.0}");
+    println!("ceiling_sequential_writes: {}", rv_after - rv_mid);
+    println!(
+        "assignment_vs_ceiling_ratio: {:.3} (target >= 0.5)",
+        assign_rate / concurrent_rate
+    );
+    println!(
+        "assignment_vs_sequential_ceiling_ratio: {:.3}",
+        assign_rate / sequential_rate
+    );
+    println!(
+        "writes_per_pod: {:.3} (target <= 2)",
+        controller_writes as f64 / pods as f64
+    );
+}
+
+/// Waits until the controller leads and has written the pool's status, then until the API
+/// server has been quiet for a moment, so the burst starts from an idle controller.
+async fn wait_until_leading(cluster: &Cluster, controller: &InProcess, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    let pools: Api<IPPool> = Api::all(cluster.client.clone());
+    loop {
+        let leading = metric_lines(&controller.metrics().await, "rangepool_leader")
+            .iter()
+            .any(|l| l.ends_with(" 1"));
+        let status = pools
+            .get("burst")
+            .await
+            .ok()
+            .and_then(|p| p.allocatable().map(|c| c.status.clone()));
+        if leading && status.as_deref() == Some("True") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the controller never led");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut rv = cluster.server.resource_version();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_millis(500) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = cluster.server.resource_version();
+        if now != rv {
+            rv = now;
+            quiet_since = Instant::now();
+        }
+    }
+}
+
+/// Patches a (fake) assignment onto every pod through the controller's own annotate function,
+/// with `concurrency` in flight. `round` makes the values differ from the previous round's, so
+/// that every patch is a real write.
+async fn ceiling(
+    client: &Client,
+    pods: &[(String, String)],
+    concurrency: usize,
+    round: u8,
+) -> Duration {
+    let start = Instant::now();
+    futures::stream::iter(pods.iter().enumerate())
+        .map(|(i, (name, uid))| {
+            let client = client.clone();
+            async move {
+                let address = Ipv4Addr::new(10, 250 + round, (i / 250) as u8, (i % 250) as u8);
+                let assignment = Assignment {
+                    ipv4: Some(FamilyAssignment {
+                        address: IpAddr::V4(address),
+                        pool: "burst".into(),
+                        block: format!("10-{}-{}-0-24", 250 + round, i / 250),
+                    }),
+                    ..Default::default()
+                };
+                rangepool_controller::pods::annotate(&client, NAMESPACE, name, uid, &assignment)
+                    .await
+                    .expect("ceiling patch");
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<()>>()
+        .await;
+    start.elapsed()
+}
+
+/// Every annotated address is recorded for that pod's UID in the block the annotation names,
+/// and no address is given twice.
+async fn check_consistency(cluster: &Cluster) -> String {
+    let blocks = Api::<IPAMBlock>::all(cluster.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list blocks");
+    let mut recorded: HashMap<IpAddr, (String, String)> = HashMap::new();
+    for block in &blocks.items {
+        let Ok(cidr) = ipam::cidr::parse_strict(&block.spec.cidr) else {
+            return format!("false (block {} has a bad cidr)", block.name_any());
+        };
+        for (ordinal, a) in &block.spec.allocations {
+            let Some(address) = ordinal
+                .parse()
+                .ok()
+                .and_then(|o| ipam::cidr::nth_addr(&cidr, o))
+            else {
+                return format!("false (block {} has a bad ordinal)", block.name_any());
+            };
+            recorded.insert(address, (a.handle.clone(), block.name_any()));
+        }
+    }
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), NAMESPACE)
+        .list(&ListParams::default())
+        .await
+        .expect("list pods");
+    let mut problems = 0;
+    let mut addresses = HashMap::new();
+    for p in &pods.items {
+        let ok = Assignment::from_annotations(p.annotations())
+            .ok()
+            .and_then(|a| a.ipv4)
+            .is_some_and(|v4| {
+                addresses.insert(v4.address, p.name_any()).is_none()
+                    && recorded.get(&v4.address)
+                        == Some(&(p.uid().unwrap_or_default(), v4.block.clone()))
+            });
+        if !ok {
+            problems += 1;
+        }
+    }
+    if problems == 0 {
+        format!(
+            "true ({} pods, {} blocks, {} recorded addresses)",
+            pods.items.len(),
+            blocks.items.len(),
+            recorded.len()
+        )
+    } else {
+        format!("false ({problems} pods whose annotation no block records for them)")
+    }
+}

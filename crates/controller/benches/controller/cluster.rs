@@ -1,0 +1,403 @@
+//! What both measurements share: the test API server with our CRDs, object builders, concurrent
+//! creation, a log of every change the API server commits (with its resourceVersion, so writes
+//! can be counted exactly), and a tiny HTTP GET for the controller's endpoints.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api::{IPPool, IPPoolSpec};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ObjectMeta, PostParams, WatchEvent, WatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use rangepool_testserver::TestServer;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A test API server with rangepool's CRDs installed, and a client for the benchmark's own
+/// requests (the "scheduler"; the controller gets a client of its own).
+pub struct Cluster {
+    pub server: TestServer,
+    pub client: Client,
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        let server = TestServer::start().await.expect("test API server starts");
+        let client = server.client().expect("client for the test API server");
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for (_, crd) in api::crd::all() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("CRD created");
+        }
+        Cluster { server, client }
+    }
+
+    /// Creates nodes `node-00000` .. concurrently.
+    pub async fn nodes(&self, count: usize, concurrency: usize) {
+        let api: Api<Node> = Api::all(self.client.clone());
+        futures::stream::iter(0..count)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let node = Node {
+                        metadata: ObjectMeta {
+                            name: Some(node_name(i)),
+                            labels: Some(BTreeMap::from([
+                                ("kubernetes.io/hostname".to_owned(), node_name(i)),
+                                ("kubernetes.io/os".to_owned(), "linux".to_owned()),
+                                (
+                                    "topology.kubernetes.io/zone".to_owned(),
+                                    format!("zone-{}", i % 3),
+                                ),
+                            ])),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    api.create(&PostParams::default(), &node)
+                        .await
+                        .expect("node created");
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    pub async fn namespace(&self, name: &str) {
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace created");
+    }
+
+    pub async fn pool(&self, name: &str, cidr: &str, block_size: i32) {
+        let spec = IPPoolSpec {
+            cidr: cidr.to_owned(),
+            block_size: Some(block_size),
+            ..Default::default()
+        };
+        Api::<IPPool>::all(self.client.clone())
+            .create(&PostParams::default(), &IPPool::new(name, spec))
+            .await
+            .expect("pool created");
+    }
+
+    /// Creates the pods with at most `concurrency` requests in flight; returns each pod's UID
+    /// (in the order given) and when its create was sent.
+    pub async fn create_pods(&self, pods: Vec<Pod>, concurrency: usize) -> Vec<(String, Instant)> {
+        let client = self.client.clone();
+        let mut out: Vec<(usize, String, Instant)> = futures::stream::iter(pods.into_iter().enumerate())
+            .map(|(i, pod)| {
+                let api: Api<Pod> =
+                    Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+                async move {
+                    let sent = Instant::now();
+                    let created = api
+                        .create(&PostParams::default(), &pod)
+                        .await
+                        .expect("pod created");
+                    (i, created.uid().expect("created pod has a UID"), sent)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        out.sort_by_key(|(i, ..)| *i);
+        out.into_iter().map(|(_, uid, sent)| (uid, sent)).collect()
+    }
+}
+
+pub fn node_name(i: usize) -> String {
+    format!("node-{i:05}")
+}
+
+/// A pod as a Deployment would create it: labels, one container with ports, resources, env and
+/// probes. The controller drops all but a few fields from its cache; the test server keeps it all.
+pub fn pod(name: &str, namespace: &str, node: &str, annotations: BTreeMap<String, String>) -> Pod {
+    let app = name.rsplit_once('-').map_or(name, |(a, _)| a);
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app": app, "pod-template-hash": "5d9c7b8f6d", "tier": "backend"},
+            "annotations": annotations,
+        },
+        "spec": {
+            "nodeName": node,
+            "serviceAccountName": "default",
+            "containers": [{
+                "name": "app",
+                "image": "registry.example.com/team/app:1.27.3",
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                "env": [
+                    {"name": "MODE", "value": "production"},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                              "limits": {"memory": "256Mi"}},
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 5},
+            }],
+        },
+    }))
+    .expect("pod fixture decodes")
+}
+
+/// What kind of change the API server committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// One change seen on a watch.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub rv: u64,
+    pub resource: &'static str,
+    pub op: Op,
+}
+
+#[derive(Default)]
+struct LogState {
+    seen: Vec<Seen>,
+    /// (resource, namespace/name) -> first change that carried the mark: (rv, when seen).
+    marked: HashMap<(&'static str, String), (u64, Instant)>,
+}
+
+/// Every change of the followed kinds after a resourceVersion. The test server bumps its one
+/// global resourceVersion exactly once per write that changes an object, so the changes seen
+/// between two resourceVersions are the successful writes between them, and the difference
+/// between the two versions checks that no kind was left out.
+#[derive(Default)]
+pub struct WatchLog {
+    state: Arc<Mutex<LogState>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl WatchLog {
+    /// Follows `api` from `from_rv`; `mark` flags objects of interest (e.g. annotated pods),
+    /// whose first flagged change is remembered with the instant it was seen.
+    pub fn follow<K>(&mut self, api: Api<K>, resource: &'static str, from_rv: u64, mark: fn(&K) -> bool)
+    where
+        K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    {
+        let state = self.state.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let mut rv = from_rv;
+            loop {
+                let stream = match api.watch(&WatchParams::default(), &rv.to_string()).await {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        eprintln!("warning: watch of {resource} failed: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let mut stream = std::pin::pin!(stream);
+                while let Some(event) = stream.next().await {
+                    let (op, obj) = match event {
+                        Ok(WatchEvent::Added(o)) => (Op::Create, o),
+                        Ok(WatchEvent::Modified(o)) => (Op::Update, o),
+                        Ok(WatchEvent::Deleted(o)) => (Op::Delete, o),
+                        Ok(WatchEvent::Bookmark(b)) => {
+                            rv = b.metadata.resource_version.parse().unwrap_or(rv);
+                            continue;
+                        }
+                        Ok(WatchEvent::Error(e)) => {
+                            eprintln!("warning: watch of {resource} ended: {e:?}");
+                            if e.code == 410 {
+                                return;
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            eprintln!("warning: watch of {resource} broke: {e}");
+                            break;
+                        }
+                    };
+                    let obj_rv: u64 = obj
+                        .resource_version()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(rv);
+                    rv = rv.max(obj_rv);
+                    let marked = mark(&obj);
+                    let mut st = state.lock().expect("watch log lock");
+                    st.seen.push(Seen {
+                        rv: obj_rv,
+                        resource,
+                        op,
+                    });
+                    if marked {
+                        let key = format!(
+                            "{}/{}",
+                            obj.namespace().unwrap_or_default(),
+                            obj.name_any()
+                        );
+                        st.marked
+                            .entry((resource, key))
+                            .or_insert((obj_rv, Instant::now()));
+                    }
+                }
+            }
+        }));
+    }
+
+    /// How many objects of `resource` carried the mark at least once.
+    pub fn marked_count(&self, resource: &'static str) -> usize {
+        let st = self.state.lock().expect("watch log lock");
+        st.marked.keys().filter(|(r, _)| *r == resource).count()
+    }
+
+    /// namespace/name -> (resourceVersion, instant) of the first marked change.
+    pub fn marks(&self, resource: &'static str) -> HashMap<String, (u64, Instant)> {
+        let st = self.state.lock().expect("watch log lock");
+        st.marked
+            .iter()
+            .filter(|((r, _), _)| *r == resource)
+            .map(|((_, k), v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// Changes with `after < rv <= upto`, by resource and kind of change.
+    pub fn count(&self, after: u64, upto: u64) -> BTreeMap<(&'static str, Op), u64> {
+        let st = self.state.lock().expect("watch log lock");
+        let mut out = BTreeMap::new();
+        for s in st.seen.iter().filter(|s| s.rv > after && s.rv <= upto) {
+            *out.entry((s.resource, s.op)).or_default() += 1;
+        }
+        out
+    }
+
+    /// Waits (at most `patience`) until the log accounts for every resourceVersion in
+    /// `(after, upto]`; returns the counts.
+    pub async fn settle(
+        &self,
+        after: u64,
+        upto: u64,
+        patience: Duration,
+    ) -> BTreeMap<(&'static str, Op), u64> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let counts = self.count(after, upto);
+            if counts.values().sum::<u64>() >= upto - after || Instant::now() >= deadline {
+                return counts;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for WatchLog {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Prints `prefix_writes_<resource>_<op>: n` for each kind, and the writes no followed watch
+/// saw (there should be none).
+pub fn print_writes(prefix: &str, counts: &BTreeMap<(&'static str, Op), u64>, rv_delta: u64) {
+    let mut attributed = 0;
+    for ((resource, op), n) in counts {
+        println!("{prefix}_writes_{resource}_{}: {n}", op.as_str());
+        attributed += n;
+    }
+    println!(
+        "{prefix}_writes_unattributed: {}",
+        rv_delta.saturating_sub(attributed)
+    );
+}
+
+/// A `GET` over a fresh connection; the status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The samples of a metric family from an OpenMetrics text, as `name{labels} value` lines.
+pub fn metric_lines<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(family))
+        .collect()
+}
+
+/// The `q` quantile (nearest rank) of sorted samples.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// A number from the environment, or the default.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .replace('_', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Resident set size of a process, from `/proc/<pid>/status`: (VmRSS, VmHWM) in KiB.
+pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+pub fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}

@@ -1,0 +1,359 @@
+//! Memory: the real controller binary, as a separate process, against a test API server that
+//! holds a large cluster's pods; its resident set once it has loaded (and verified) everything,
+//! and again after it idled.
+//!
+//! Two ways to get there (`BENCH_MEMORY_MODE`):
+//! - `preload` (default): the state a running cluster has — blocks recording every address and
+//!   pods annotated accordingly — is created before the controller starts; it only loads and
+//!   verifies. The addresses are decided by the controller's own model (the same allocator, the
+//!   same block specs), so the controller finds nothing to change.
+//! - `assign`: bound pods without addresses; the controller assigns every one.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use api::{Assignment, IPAMBlock, IPPool};
+use futures::StreamExt;
+use ipam::cidr::Family;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
+use rangepool_controller::model::{BlockWrite, Model, Request};
+
+use crate::cluster::{
+    Cluster, WatchLog, env_usize, http_get, mib, node_name, pod, print_writes, rss_kib, secs,
+};
+
+const POD_CIDR: &str = "10.0.0.0/8";
+const POOL: &str = "bench";
+const BLOCK_SIZE: i32 = 26;
+
+/// The controller binary; killed (and reaped) when dropped, whatever happened.
+struct ControllerProcess {
+    child: Child,
+    addr: mpsc::Receiver<SocketAddr>,
+    warnings: std::sync::Arc<std::sync::Mutex<(u64, Vec<String>)>>,
+}
+
+impl ControllerProcess {
+    fn spawn(kubeconfig: &std::path::Path) -> ControllerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rangepool-controller"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--pod-cidr", POD_CIDR])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .arg("--no-default-pool")
+            .args(["--log-format", "json"])
+            .args(["--lease-namespace", "kube-system"])
+            .args(["--identity", "bench-controller"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the controller binary starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, addr) = mpsc::channel();
+        let warnings = std::sync::Arc::new(std::sync::Mutex::new((0, Vec::new())));
+        let seen = warnings.clone();
+        // Drain stderr (a full pipe would stall the controller), find the metrics address, and
+        // keep the last few warnings.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let fields = &v["fields"];
+                if fields["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("serving /metrics"))
+                    && let Some(a) = fields["addr"].as_str().and_then(|a| a.parse().ok())
+                {
+                    let _ = tx.send(a);
+                }
+                if matches!(v["level"].as_str(), Some("WARN" | "ERROR")) {
+                    let mut w = seen.lock().expect("warnings lock");
+                    w.0 += 1;
+                    if w.1.len() < 5 {
+                        w.1.push(line);
+                    }
+                }
+            }
+        });
+        ControllerProcess {
+            child,
+            addr,
+            warnings,
+        }
+    }
+
+    async fn metrics_addr(&self, patience: Duration) -> SocketAddr {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Ok(a) = self.addr.try_recv() {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the controller never said where it serves /metrics"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn run_memory() {
+    let pods = env_usize("BENCH_MEMORY_PODS", 150_000);
+    let nodes = env_usize("BENCH_MEMORY_NODES", 5_000).max(1);
+    let namespaces = env_usize("BENCH_MEMORY_NAMESPACES", 50).max(1);
+    let concurrency = env_usize("BENCH_SETUP_CONCURRENCY", 64).max(1);
+    let idle = Duration::from_secs(env_usize("BENCH_IDLE_SECS", 10) as u64);
+    let patience = Duration::from_secs(env_usize("BENCH_TIMEOUT_SECS", 600) as u64);
+    let mode = std::env::var("BENCH_MEMORY_MODE").unwrap_or_else(|_| "preload".into());
+    let preload = match mode.as_str() {
+        "preload" => true,
+        "assign" => false,
+        other => panic!("BENCH_MEMORY_MODE={other:?}: use preload or assign"),
+    };
+    println!("memory_pods: {pods}");
+    println!("memory_nodes: {nodes}");
+    println!("memory_namespaces: {namespaces}");
+    println!("memory_mode: {mode}");
+
+    let setup = Instant::now();
+    let cluster = Cluster::start().await;
+    cluster.pool(POOL, POD_CIDR, BLOCK_SIZE).await;
+    cluster.nodes(nodes, concurrency).await;
+    for n in 0..namespaces {
+        cluster.namespace(&namespace(n)).await;
+    }
+    let nodes_done = setup.elapsed();
+
+    // Who gets which address, decided by the controller's own model with placeholder handles
+    // (the real handles are the UIDs the API server gives the pods).
+    let mut model = Model::new(false);
+    let plan: Vec<Option<api::FamilyAssignment>> = if preload {
+        let pool = IPPool::new(
+            POOL,
+            api::IPPoolSpec {
+                cidr: POD_CIDR.into(),
+                block_size: Some(BLOCK_SIZE),
+                ..Default::default()
+            },
+        );
+        model.set_pools(
+            &[pool.to_input()],
+            Some(&[POD_CIDR.parse().expect("CIDR")]),
+        );
+        let pools = vec![POOL.to_owned()];
+        (0..pods)
+            .map(|i| {
+                let request = Request {
+                    handle: &placeholder(i),
+                    namespace: &namespace(i % namespaces),
+                    pod: &pod_name(i),
+                    node: &node_name(i % nodes),
+                    family: Family::V4,
+                    pools: &pools,
+                };
+                Some(model.allocate(&request).expect("the pool has room"))
+            })
+            .collect()
+    } else {
+        vec![None; pods]
+    };
+    let fixtures: Vec<Pod> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, planned)| {
+            let annotations: BTreeMap<String, String> = planned
+                .as_ref()
+                .map(|v4| {
+                    Assignment {
+                        ipv4: Some(v4.clone()),
+                        ..Default::default()
+                    }
+                    .to_annotations()
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+                    .collect()
+                })
+                .unwrap_or_default();
+            pod(
+                &pod_name(i),
+                &namespace(i % namespaces),
+                &node_name(i % nodes),
+                annotations,
+            )
+        })
+        .collect();
+    let pods_start = Instant::now();
+    let uids: Vec<String> = cluster
+        .create_pods(fixtures, concurrency)
+        .await
+        .into_iter()
+        .map(|(uid, _)| uid)
+        .collect();
+    let pods_done = pods_start.elapsed();
+
+    let blocks_start = Instant::now();
+    let mut blocks = 0;
+    if preload {
+        let writes: Vec<(String, api::IPAMBlockSpec)> = model
+            .take_writes()
+            .into_iter()
+            .filter_map(|w| match w {
+                BlockWrite::Create { name, mut spec } => {
+                    for a in spec.allocations.values_mut() {
+                        let i: usize = a
+                            .handle
+                            .strip_prefix("placeholder-")
+                            .and_then(|i| i.parse().ok())
+                            .expect("a placeholder handle");
+                        a.handle = uids[i].clone();
+                    }
+                    Some((name, spec))
+                }
+                _ => None,
+            })
+            .collect();
+        blocks = writes.len();
+        let api: Api<IPAMBlock> = Api::all(cluster.client.clone());
+        futures::stream::iter(writes)
+            .map(|(name, spec)| {
+                let api = api.clone();
+                async move {
+                    api.create(&PostParams::default(), &IPAMBlock::new(&name, spec))
+                        .await
+                        .expect("block created");
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect::<Vec<()>>()
+            .await;
+    }
+    let blocks_done = blocks_start.elapsed();
+    drop(model);
+    println!("memory_setup_nodes_namespaces_seconds: {}", secs(nodes_done));
+    println!("memory_setup_pods_seconds: {}", secs(pods_done));
+    println!(
+        "memory_setup_pods_per_second: {:.0}",
+        pods as f64 / pods_done.as_secs_f64()
+    );
+    println!("memory_setup_blocks: {blocks}");
+    println!("memory_setup_blocks_seconds: {}", secs(blocks_done));
+    println!("memory_setup_seconds: {}", secs(setup.elapsed()));
+    if let Some((rss, _)) = rss_kib(std::process::id()) {
+        println!(
+            "memory_bench_process_rss_mib: {} (the test API server holding the cluster, and this benchmark)",
+            mib(rss)
+        );
+    }
+
+    // Everything the controller writes from here on.
+    let rv0 = cluster.server.resource_version();
+    let client = &cluster.client;
+    let mut log = WatchLog::default();
+    log.follow(Api::<Pod>::all(client.clone()), "pod", rv0, |p: &Pod| {
+        p.annotations().contains_key(api::keys::ASSIGNED_IPV4)
+    });
+    log.follow(Api::<IPAMBlock>::all(client.clone()), "ipamblock", rv0, |_| false);
+    log.follow(Api::<IPPool>::all(client.clone()), "ippool", rv0, |_| false);
+    log.follow(Api::<Lease>::all(client.clone()), "lease", rv0, |_| false);
+    log.follow(Api::<Event>::all(client.clone()), "event", rv0, |_| false);
+
+    let started = Instant::now();
+    let controller = ControllerProcess::spawn(cluster.server.kubeconfig_path());
+    let pid = controller.child.id();
+    let addr = controller.metrics_addr(patience).await;
+    let deadline = Instant::now() + patience;
+    while http_get(addr, "/readyz").await.map(|(s, _)| s) != Some(200) {
+        assert!(Instant::now() < deadline, "the controller never got ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready = started.elapsed();
+    let rss_ready = rss_kib(pid);
+
+    // Loaded: the pool's status counts every address (written after the leader's first step,
+    // which checks every pod against the blocks); in assign mode, every pod is annotated too.
+    let pools: Api<IPPool> = Api::all(client.clone());
+    loop {
+        let allocated = pools
+            .get(POOL)
+            .await
+            .ok()
+            .and_then(|p| p.status.and_then(|s| s.allocated));
+        let annotated = preload || log.marked_count("pod") >= pods;
+        if allocated == Some(pods as i64) && annotated {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller did not account for every pod in time (pool status allocated: {allocated:?}, pods annotated: {})",
+            log.marked_count("pod")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let loaded = started.elapsed();
+    let rss_loaded = rss_kib(pid);
+    tokio::time::sleep(idle).await;
+    let rss_idle = rss_kib(pid);
+    let rv1 = cluster.server.resource_version();
+    let counts = log.settle(rv0, rv1, Duration::from_secs(5)).await;
+
+    println!("memory_controller_ready_seconds: {}", secs(ready));
+    println!("memory_controller_loaded_seconds: {}", secs(loaded));
+    let show = |label: &str, rss: Option<(u64, u64)>| match rss {
+        Some((rss, hwm)) => {
+            println!("memory_{label}_vmrss_mib: {}", mib(rss));
+            println!("memory_{label}_vmhwm_mib: {}", mib(hwm));
+        }
+        None => println!("memory_{label}_vmrss_mib: unavailable (process gone?)"),
+    };
+    show("at_ready", rss_ready);
+    show("at_loaded", rss_loaded);
+    show(&format!("after_idle_{}s", idle.as_secs()), rss_idle);
+    if let Some((rss, hwm)) = rss_idle {
+        println!(
+            "memory_vmrss_per_1000_pods_mib: {:.2}",
+            rss as f64 / 1024.0 / pods as f64 * 1000.0
+        );
+        println!(
+            "memory_target: VmRSS {} MiB, VmHWM {} MiB (target <= 300 MiB)",
+            mib(rss),
+            mib(hwm)
+        );
+    }
+    println!("memory_controller_rv_delta: {}", rv1 - rv0);
+    print_writes("memory_controller", &counts, rv1 - rv0);
+    let warnings = controller.warnings.lock().expect("warnings lock").clone();
+    println!("memory_controller_warnings: {}", warnings.0);
+    for w in warnings.1 {
+        println!("memory_controller_warning: {w}");
+    }
+    drop(controller);
+}
+
+fn namespace(n: usize) -> String {
+    format!("team-{n:03}")
+}
+
+fn pod_name(i: usize) -> String {
+    format!("app-{:04}-{i:06}", i % 997)
+}
+
+fn placeholder(i: usize) -> String {
+    format!("placeholder-{i}")
+}
