@@ -131,16 +131,14 @@ fn run_ops(ops: &[Op], strict: bool) -> Result<(), TestCaseError> {
                 };
                 match a.allocate(&req) {
                     Ok(got) => {
-                        let pool = pools.iter().find(|p| *p.name() == *got.pool).unwrap();
+                        let got_pool = a.pool_name(got.pool).to_owned();
+                        let pool = pools.iter().find(|p| p.name() == got_pool).unwrap();
                         prop_assert!(pool.cidr().contains(&got.address), "address left its pool");
                         prop_assert!(got.block.contains(&got.address), "address left its block");
                         prop_assert!(cidr::contains(&pool.cidr(), &got.block));
                         if got.new {
                             prop_assert!(before.is_none());
-                            prop_assert!(
-                                names.iter().any(|n| *n == *got.pool),
-                                "pool not asked for"
-                            );
+                            prop_assert!(names.contains(&got_pool), "pool not asked for");
                             let clash = model.insert(got.address, (handle.clone(), got.sequence));
                             prop_assert!(clash.is_none(), "{} handed out while held", got.address);
                             if strict {

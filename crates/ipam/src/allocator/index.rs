@@ -88,6 +88,13 @@ impl Holdings {
         }
     }
 
+    /// A bucket holding just `slot`.
+    pub(super) fn with(family: Family, slot: SlotRef) -> Holdings {
+        let mut h = Holdings::default();
+        *h.slot_mut(family) = slot;
+        h
+    }
+
     pub(super) fn add(&mut self, family: Family, slot: SlotRef) {
         let primary = self.slot_mut(family);
         if *primary == NO_SLOT {

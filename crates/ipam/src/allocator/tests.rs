@@ -65,7 +65,8 @@ fn a_node_fills_its_own_block_first() {
     assert_eq!(first.address, ip("10.0.0.0"));
     assert_eq!(first.block, net("10.0.0.0/28"));
     assert!(first.created_block && first.new);
-    assert_eq!(&*first.pool, "p");
+    assert_eq!(a.pool_name(first.pool), "p");
+    assert_eq!(a.pool_ref("p"), Some(first.pool));
     let second = req("b", "n1", &["p"]).run(&mut a).unwrap();
     assert_eq!(second.address, ip("10.0.0.1"));
     assert!(!second.created_block);
@@ -140,10 +141,10 @@ fn exhaustion_falls_through_to_the_next_pool_and_names_all_pools() {
         let got = req(&format!("s{i}"), "n1", &["small", "big"])
             .run(&mut a)
             .unwrap();
-        assert_eq!(&*got.pool, "small");
+        assert_eq!(a.pool_name(got.pool), "small");
     }
     let spill = req("s4", "n1", &["small", "big"]).run(&mut a).unwrap();
-    assert_eq!(&*spill.pool, "big");
+    assert_eq!(a.pool_name(spill.pool), "big");
     let err = req("x", "n1", &["small"]).run(&mut a).unwrap_err();
     match err {
         AllocError::Exhausted { pools, .. } => assert_eq!(pools, vec!["small".to_owned()]),
@@ -388,5 +389,17 @@ fn a_pool_changing_shape_reindexes_its_blocks() {
     assert!(
         a.find("a", Family::V4).is_some(),
         "blocks outlive their pool"
+    );
+}
+
+#[test]
+fn the_allocator_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync + 'static>(_: &T) -> bool {
+        true
+    }
+    let a = allocator(&[pool("p", "10.0.0.0/24", 26)]);
+    assert!(
+        shareable(&a),
+        "the controller keeps it behind a lock across tasks"
     );
 }
