@@ -34,7 +34,9 @@
 //!   [`Allocator::allocate`] a [`Request`] (node's blocks, then a new block, then, without strict
 //!   affinity, another node's block, pool after pool), release by address and sequence or by
 //!   handle, usage per pool, node affinity release, returnable empty blocks, and
-//!   [`Allocator::take_dirty`] to batch block writes.
+//!   [`Allocator::take_dirty`] to batch block writes. Results name their pool with a copyable
+//!   [`PoolRef`]; [`Allocator::pool_name`] gives the name (no reference counting in the hot
+//!   path).
 //!
 //! # Typical use (the controller)
 //!
@@ -66,6 +68,7 @@
 //!     })
 //!     .expect("room in the pool");
 //! assert_eq!(got.address.to_string(), "10.244.0.0");
+//! assert_eq!(allocator.pool_name(got.pool), "general");
 //! assert!(got.created_block);
 //! // Write each changed block once, then annotate the pods.
 //! for dirty in allocator.take_dirty() {

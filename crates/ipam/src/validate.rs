@@ -12,6 +12,7 @@
 //! terminating or invalid for another reason: its blocks may still hold addresses, and handing
 //! the same range to a newer pool would give one address to two pods.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use ipnet::IpNet;
@@ -123,13 +124,14 @@ impl PoolVerdict {
 struct Claim {
     cidr: IpNet,
     age: Age,
+    /// The CIDR as text, the last tie-break, so that "older" is a total order even for two
+    /// pools with the same name and creation time.
+    text: String,
 }
 
 impl Claim {
-    /// Strict "older than" (time, name, then CIDR text so that it is a total order even for two
-    /// pools with the same name).
-    fn older_than(&self, other: &Claim) -> bool {
-        (&self.age, self.cidr.to_string()) < (&other.age, other.cidr.to_string())
+    fn key(&self) -> (&Age, &str) {
+        (&self.age, &self.text)
     }
 }
 
@@ -142,15 +144,21 @@ pub fn validate_pools(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<
             cidr::parse_strict(&i.cidr).ok().map(|cidr| Claim {
                 cidr,
                 age: Age::new(&i.created, &i.name),
+                text: cidr.to_string(),
             })
         })
         .collect();
+
+    let mut name_counts: HashMap<&str, usize> = HashMap::new();
+    for i in inputs {
+        *name_counts.entry(i.name.as_str()).or_default() += 1;
+    }
 
     inputs
         .iter()
         .enumerate()
         .map(|(index, input)| {
-            let same_name = inputs.iter().filter(|o| o.name == input.name).count();
+            let same_name = name_counts.get(input.name.as_str()).copied().unwrap_or(0);
             if same_name > 1 {
                 return PoolVerdict {
                     name: input.name.clone(),
@@ -182,11 +190,11 @@ pub fn validate_pools(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<
                             .enumerate()
                             .filter_map(|(j, c)| Some((j, c.as_ref()?)))
                             .filter(|(j, c)| {
-                                *j != index && cidr::overlaps(&c.cidr, &me.cidr) && c.older_than(me)
+                                *j != index
+                                    && cidr::overlaps(&c.cidr, &me.cidr)
+                                    && c.key() < me.key()
                             })
-                            .min_by(|(_, a), (_, b)| {
-                                (&a.age, a.cidr.to_string()).cmp(&(&b.age, b.cidr.to_string()))
-                            })
+                            .min_by(|(_, a), (_, b)| a.key().cmp(&b.key()))
                             .map(|(j, c)| (inputs[j].name.clone(), c.cidr))
                     });
                     judge(pool, pod_cidrs, winner)
