@@ -186,17 +186,25 @@ impl Model {
         &mut self,
         request: &Request<'_>,
     ) -> Result<FamilyAssignment, (&'static str, String)> {
-        self.allocator
+        let got = self
+            .allocator
             .allocate(request)
-            .map(|a| assignment(a.address, &a.pool, &a.block))
-            .map_err(|e| (e.reason(), e.to_string()))
+            .map_err(|e| (e.reason(), e.to_string()))?;
+        Ok(assignment(
+            got.address,
+            self.allocator.pool_name(got.pool),
+            &got.block,
+        ))
     }
 
     /// What `handle` holds in `family`.
     pub fn find(&self, handle: &str, family: Family) -> Option<FamilyAssignment> {
-        self.allocator
-            .find(handle, family)
-            .map(|a| assignment(a.address, &a.pool, &a.block))
+        let got = self.allocator.find(handle, family)?;
+        Some(assignment(
+            got.address,
+            self.allocator.pool_name(got.pool),
+            &got.block,
+        ))
     }
 
     /// Releases everything `handle` holds; returns how many addresses.
