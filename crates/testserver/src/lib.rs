@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod cel;
 mod decode;
 mod discovery;
 mod error;

@@ -290,6 +290,10 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, sub: Sub) -
         None => {
             if let Some(s) = &def.schema {
                 causes.extend(schema::validate(s, obj));
+                // CEL rules only run on objects that pass the structural checks, as on a real server
+                if causes.is_empty() {
+                    causes.extend(crate::cel::validate(s, obj, old));
+                }
             }
         }
         _ => {}

@@ -453,3 +453,41 @@ spec: {cidr: 10.244.0.0/16, assignmentMode: Automatic}
         "release secrets purged"
     );
 }
+
+#[tokio::test]
+async fn kubectl_applies_the_project_crds_and_enforces_their_cel_rules() {
+    let crds = std::fs::canonicalize(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crds"))
+        .expect("the repository's crds/ directory");
+    let k = Kubectl::new().await;
+    let out = k.ok(&["apply", "-f", &crds.display().to_string()]).await;
+    assert!(
+        out.contains("ippools.rangepool.dev") && out.contains("ipamblocks.rangepool.dev"),
+        "{out}"
+    );
+    let pool = |cidr: &str, block: u32| {
+        format!(
+            "apiVersion: rangepool.dev/v1\nkind: IPPool\nmetadata:\n  name: p\nspec:\n  cidr: {cidr}\n  blockSize: {block}\n"
+        )
+    };
+    // blockSize range is a CEL rule on spec
+    let bad = k.file("bad.yaml", &pool("10.244.0.0/16", 40));
+    let err = k.fails(&["apply", "-f", &bad]).await;
+    assert!(
+        err.contains("is invalid") && err.contains("spec.blockSize"),
+        "{err}"
+    );
+    let good = k.file("good.yaml", &pool("10.244.0.0/16", 26));
+    k.ok(&["apply", "-f", &good]).await;
+    // cidr is immutable: a transition rule
+    let moved = k.file("moved.yaml", &pool("10.245.0.0/16", 26));
+    let err = k.fails(&["apply", "-f", &moved]).await;
+    assert!(
+        err.contains("is invalid") && err.contains("spec.cidr"),
+        "{err}"
+    );
+    let table = k.ok(&["get", "ipp"]).await;
+    assert!(
+        table.lines().next().unwrap().contains("ALLOCATABLE"),
+        "{table}"
+    );
+}
