@@ -1,6 +1,6 @@
 //! Structural schemas of CRDs (`openAPIV3Schema`): pruning of unknown fields, defaulting and
 //! validation of custom resources, with the real server's messages. CEL rules
-//! (`x-kubernetes-validations`) are not evaluated.
+//! (`x-kubernetes-validations`) are evaluated separately, in `cel.rs`.
 
 use serde_json::{Map, Value};
 
