@@ -74,7 +74,23 @@ pub fn list(
     let views: Vec<Value> = stored.iter().map(|s| to_view(def, s)).collect();
     match fmt {
         Format::Full => {
-            json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta, "items": views})
+            // items of built-in lists carry no apiVersion/kind on a real server (typed encoding);
+            // items of custom resource lists do
+            let items: Vec<Value> = if def.builtin.is_some() {
+                views
+                    .into_iter()
+                    .map(|mut v| {
+                        if let Some(o) = v.as_object_mut() {
+                            o.remove("apiVersion");
+                            o.remove("kind");
+                        }
+                        v
+                    })
+                    .collect()
+            } else {
+                views
+            };
+            json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta, "items": items})
         }
         Format::Metadata => json!({
             "kind": "PartialObjectMetadataList",

@@ -706,3 +706,39 @@ async fn garbage_collection_follows_owner_references() {
     let kept = cms.get("orphan").await.unwrap();
     assert!(kept.metadata.owner_references.is_none_or(|r| r.is_empty()));
 }
+
+#[tokio::test]
+async fn list_items_carry_types_only_for_custom_resources() {
+    let (_server, client) = server().await;
+    create_pod(&client, pod("a").build()).await;
+    install_crd(&client, ippool_crd()).await;
+    ippool_api(&client)
+        .create(
+            &PostParams::default(),
+            &ippool("p", json!({"cidr": "10.0.0.0/16"})),
+        )
+        .await
+        .unwrap();
+    let (_, pods) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        "",
+    )
+    .await;
+    let pods: serde_json::Value = serde_json::from_str(&pods).unwrap();
+    assert_eq!(pods["kind"], "PodList");
+    assert!(pods["items"][0].get("kind").is_none() && pods["items"][0].get("apiVersion").is_none());
+    let (_, pools) = raw(
+        &client,
+        "GET",
+        "/apis/rangepool.dev/v1/ippools",
+        "application/json",
+        "",
+    )
+    .await;
+    let pools: serde_json::Value = serde_json::from_str(&pools).unwrap();
+    assert_eq!(pools["items"][0]["kind"], "IPPool");
+    assert_eq!(pools["items"][0]["apiVersion"], "rangepool.dev/v1");
+}
