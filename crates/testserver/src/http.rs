@@ -382,9 +382,34 @@ fn resource(
             let opts = delete_opts(r)?;
             let out = shared.store.delete(&def, &ns, name, &opts)?;
             kubelet_finish(shared, &def, &ns, name, &out);
+            let uid = out
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let still_there = shared
+                .store
+                .get(&def, &ns, name)
+                .is_ok_and(|o| o.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid));
+            // a real server answers a completed delete with the object only for some resources
+            // (pods, namespaces, services, custom resources) and with a Success Status otherwise
+            let returns_object = matches!(
+                def.builtin,
+                None | Some(Builtin::Pod) | Some(Builtin::Namespace) | Some(Builtin::Service)
+            );
+            if still_there || returns_object || opts.dry_run {
+                return Ok(respond(
+                    200,
+                    &render::object(&def, &out, Format::Full, &include),
+                    &[],
+                ));
+            }
+            let mut details = json!({"name": name, "kind": def.resource, "uid": uid});
+            if !def.group.is_empty() {
+                details["group"] = json!(def.group);
+            }
             Ok(respond(
                 200,
-                &render::object(&def, &out, Format::Full, &include),
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
                 &[],
             ))
         }

@@ -742,3 +742,48 @@ async fn list_items_carry_types_only_for_custom_resources() {
     assert_eq!(pools["items"][0]["kind"], "IPPool");
     assert_eq!(pools["items"][0]["apiVersion"], "rangepool.dev/v1");
 }
+
+#[tokio::test]
+async fn delete_answers_object_or_status_per_resource() {
+    let (_server, client) = server().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    pods.create(&PostParams::default(), &pod("a").build())
+        .await
+        .unwrap();
+    assert!(
+        pods.delete("a", &DeleteParams::default())
+            .await
+            .unwrap()
+            .is_left(),
+        "pods return the object"
+    );
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let status = cms
+        .delete("c", &DeleteParams::default())
+        .await
+        .unwrap()
+        .right()
+        .expect("a Status");
+    assert_eq!(
+        status.status,
+        Some(kube::core::response::StatusSummary::Success)
+    );
+    assert_eq!(status.details.unwrap().name, "c");
+    let held: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "held", "finalizers": ["x.dev/y"]}}))
+            .unwrap();
+    cms.create(&PostParams::default(), &held).await.unwrap();
+    let marked = cms
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("the marked object");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+}
