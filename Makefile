@@ -14,7 +14,7 @@ demo:
 	./target/debug/rangepool-demo --example config/examples/legacy-firewall --bin-dir target/debug
 
 ## Everything CI runs.
-test: setup fmt-check clippy unit doc-test plan-example demo
+test: setup fmt-check clippy unit doc-test plan-example demo chart
 
 ## Installs the tools the tests drive (idempotent).
 setup:
@@ -43,6 +43,10 @@ bench:
 ## ADD latency of the CNI plugin next to Debian's host-local plugin.
 bench-cni: setup
 	$(CARGO) bench -p rangepool-cni --bench add_latency
+
+## The Helm chart: lint, render, validate, refuse bad values, installer script, test-server install.
+chart:
+	bash tests/chart/check.sh
 
 ## Regenerates crds/ from the Rust types.
 crds:

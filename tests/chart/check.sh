@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# Checks of the Helm chart charts/rangepool, run by `make chart` (and so by `make test`):
+#   1. the chart's CRDs are byte-identical to the generated crds/;
+#   2. `helm lint --strict` and `helm template` with every values set in tests/chart/values/, each
+#      rendering checked against its expectations (tests/chart/rendered.py) and every manifest
+#      validated with kubernetes-validate --strict for Kubernetes 1.33.0;
+#   3. every values set in tests/chart/bad-values/ is refused, with a message naming the bad field;
+#   4. the node installer script (charts/rangepool/files/install-cni.sh) against temporary
+#      directories: atomic install, kubeconfig modes, token rotation, conflist;
+#   5. helm install / upgrade / uninstall against the in-repo test API server, and the CNI plugin
+#      using the kubeconfig the installer wrote.
+# Idempotent: installs what it needs under .tools/ (git-ignored) only when missing.
+# Prints what it checked; exits non-zero on the first failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+CHART=charts/rangepool
+KUBE_VERSION=1.33.0
+KV_VERSION=1.37.0
+HERE=tests/chart
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+step() { echo; echo "== $*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "  ok: $*"; }
+
+# --- tools ----------------------------------------------------------------------------------------
+bash tests/tools/install-k8s-tools.sh >/dev/null
+HELM="$ROOT/.tools/bin/helm"
+KUBECTL="$ROOT/.tools/bin/kubectl"
+export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
+
+VENV="$ROOT/.tools/venv"
+PY="$VENV/bin/python"
+if ! { [ -x "$PY" ] && "$PY" -c "import kubernetes_validate, yaml, jsonschema" 2>/dev/null; }; then
+    echo "installing kubernetes-validate ${KV_VERSION} into .tools/venv"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet "kubernetes-validate==${KV_VERSION}"
+fi
+"$PY" -c "import kubernetes_validate" || fail "kubernetes-validate is not importable from $VENV"
+KV="$VENV/bin/kubernetes-validate"
+echo "helm $("$HELM" version --template '{{.Version}}'), kubernetes-validate $("$KV" --version 2>&1 | tail -n 1)"
+
+# The validator must be able to fail: a Deployment with a misspelled field is refused.
+cat > "$WORK/canary.yaml" <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: canary}
+spec:
+  replica: 2
+  selector: {matchLabels: {a: b}}
+  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}
+EOF
+if "$KV" --strict -k "$KUBE_VERSION" --quiet "$WORK/canary.yaml" >/dev/null 2>&1; then
+    fail "kubernetes-validate --strict accepted a Deployment with an unknown field"
+fi
+
+# --- 1. CRDs ----------------------------------------------------------------------------------------
+step "chart CRDs are the generated crds/ (refresh: make crds && cp crds/*.yaml $CHART/crds/)"
+want="$(cd crds && ls ./*.yaml)"
+have="$(cd "$CHART/crds" && ls ./*.yaml)"
+[ "$want" == "$have" ] || fail "$CHART/crds has [$have], crds/ has [$want]"
+for f in crds/*.yaml; do
+    cmp -s "$f" "$CHART/crds/$(basename "$f")" \
+        || fail "$CHART/crds/$(basename "$f") differs from $f: run make crds && cp crds/*.yaml $CHART/crds/"
+    ok "$(basename "$f") identical"
+done
+
+# --- 2. good values -------------------------------------------------------------------------------
+render() { # name values-file [extra helm args] -> $WORK/<name>.yaml
+    local name="$1" values="$2"
+    shift 2
+    "$HELM" template rangepool "$CHART" --namespace kube-system --kube-version "$KUBE_VERSION" \
+        --include-crds -f "$values" "$@" > "$WORK/$name.yaml"
+}
+for values in "$HERE"/values/*.yaml; do
+    name="$(basename "$values" .yaml)"
+    step "values set $name"
+    "$HELM" lint --strict --quiet "$CHART" -f "$values" --kube-version "$KUBE_VERSION" >/dev/null \
+        || { "$HELM" lint --strict "$CHART" -f "$values" --kube-version "$KUBE_VERSION"; fail "helm lint --strict with $values"; }
+    ok "helm lint --strict"
+    render "$name" "$values" || fail "helm template with $values"
+    ok "helm template ($(grep -c '^kind:' "$WORK/$name.yaml") objects)"
+    "$PY" "$HERE/rendered.py" split "$WORK/$name.yaml" "$WORK/$name.builtin.yaml"
+    "$KV" --strict -k "$KUBE_VERSION" "$WORK/$name.builtin.yaml" > "$WORK/$name.kv" 2>&1 \
+        || { cat "$WORK/$name.kv"; fail "kubernetes-validate --strict -k $KUBE_VERSION with $values"; }
+    if grep -q "Couldn't find schema" "$WORK/$name.kv"; then
+        cat "$WORK/$name.kv"; fail "kubernetes-validate has no schema for an object it was given"
+    fi
+    ok "kubernetes-validate --strict -k $KUBE_VERSION: $(grep -c ' passed ' "$WORK/$name.kv") objects passed (CRDs as apiextensions.k8s.io/v1)"
+    "$PY" "$HERE/rendered.py" pools "$WORK/$name.yaml" crds
+    "$PY" "$HERE/rendered.py" expect "$name" "$WORK/$name.yaml"
+done
+
+# The chart's ConfigMap carries the installer script unchanged.
+"$PY" - "$WORK/defaults.yaml" "$CHART/files/install-cni.sh" <<'EOF'
+import sys, yaml
+cm = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap"][0]
+assert cm["data"]["install-cni.sh"] == open(sys.argv[2]).read(), "ConfigMap script differs from the file"
+print("  ok: the node ConfigMap carries files/install-cni.sh byte for byte")
+EOF
+
+# --- 3. bad values ----------------------------------------------------------------------------------
+step "bad values are refused with a message naming the field"
+for values in "$HERE"/bad-values/*.yaml; do
+    name="$(basename "$values" .yaml)"
+    grep -q '^# expect: ' "$values" || fail "$values has no '# expect:' line"
+    if "$HELM" template rangepool "$CHART" --kube-version "$KUBE_VERSION" -f "$values" > "$WORK/bad.out" 2>&1; then
+        fail "$name: helm template accepted $values"
+    fi
+    while IFS= read -r want; do
+        grep -qF -- "$want" "$WORK/bad.out" || { cat "$WORK/bad.out"; fail "$name: message lacks \"$want\""; }
+    done < <(sed -n 's/^# expect: //p' "$values")
+    case "$(sed -n 's/^# refused-by: //p' "$values")" in
+        schema)
+            if "$HELM" lint --strict "$CHART" -f "$values" --kube-version "$KUBE_VERSION" > /dev/null 2>&1; then
+                fail "$name: helm lint accepted $values"
+            fi ;;
+        template) ;; # helm lint logs a template's `fail` instead of failing; template and install fail
+        *) fail "$values has no '# refused-by: schema|template' line" ;;
+    esac
+    ok "$name: refused ($(grep -m1 -oE "at '[^']*'[^\n]*|cni\.[a-z]+:[^(]*" "$WORK/bad.out" | head -n 1 | cut -c1-90))"
+done
+
+# --- 4. the installer script ------------------------------------------------------------------------
+step "node installer script (files/install-cni.sh)"
+shells=(sh)
+command -v busybox >/dev/null 2>&1 && shells+=("busybox sh") || echo "  note: busybox not installed here; the script is checked with sh only"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca \
+    -keyout "$WORK/ca.key" -out "$WORK/ca.crt" >/dev/null 2>&1 || fail "openssl could not make a test CA"
+
+# Runs the installer against $1 (a fresh directory) in the background; sets INSTALLER_PID.
+start_installer() {
+    local dir="$1" shell="$2"
+    shift 2
+    mkdir -p "$dir/bin" "$dir/conf" "$dir/token" "$dir/image"
+    cp "$WORK/ca.crt" "$dir/token/ca.crt"
+    printf 'token-one' > "$dir/token/token"
+    printf '#!/bin/sh\necho fake plugin\n' > "$dir/image/rangepool-ipam"
+    # $shell is "sh" or "busybox sh": split on purpose.
+    # shellcheck disable=SC2086
+    env CNI_BIN_DIR="$dir/bin" CNI_CONF_DIR="$dir/conf" TOKEN_DIR="$dir/token" \
+        PLUGIN_SRC="$dir/image/rangepool-ipam" NODE_NAME=node-a CHECK_SECONDS=1 "$@" \
+        $shell "$CHART/files/install-cni.sh" > "$dir/log" 2>&1 &
+    INSTALLER_PID=$!
+    PIDS+=("$INSTALLER_PID")
+}
+wait_for() { # seconds description command...
+    local n="$1" what="$2"
+    shift 2
+    for _ in $(seq $((n * 10))); do "$@" && return 0; sleep 0.1; done
+    fail "timed out waiting for: $what"
+}
+rotate_token() { # like the kubelet: write aside, then rename over
+    printf '%s' "$2" > "$1/token/.tmp" && mv -f "$1/token/.tmp" "$1/token/token"
+}
+conflist_src="$WORK/10-rangepool.conflist"
+"$PY" - "$WORK/conflist-ptp.yaml" "$conflist_src" <<'EOF'
+import sys, yaml
+cm = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap"][0]
+open(sys.argv[2], "w").write(cm["data"]["10-rangepool.conflist"])
+EOF
+for shell in "${shells[@]}"; do
+    d="$WORK/node-$(echo "$shell" | tr ' ' '-')"
+    start_installer "$d" "$shell" CONFLIST_SRC="$conflist_src" KUBERNETES_SERVICE_HOST=fd00::1 KUBERNETES_SERVICE_PORT=443
+    kc="$d/conf/rangepool/kubeconfig"
+    wait_for 10 "installer ($shell) writes the conflist" test -f "$d/conf/10-rangepool.conflist"
+    { cmp -s "$d/image/rangepool-ipam" "$d/bin/rangepool-ipam" && [ -x "$d/bin/rangepool-ipam" ]; } \
+        || fail "$shell: plugin not installed as an executable copy"
+    { [ "$(stat -c %a "$d/conf/rangepool")" == 700 ] && [ "$(stat -c %a "$kc")" == 600 ]; } \
+        || fail "$shell: kubeconfig dir/file modes are $(stat -c %a "$d/conf/rangepool")/$(stat -c %a "$kc"), want 700/600"
+    [ "$("$KUBECTL" --kubeconfig "$kc" config view --raw -o jsonpath='{.users[0].user.token}')" == token-one ] \
+        || fail "$shell: kubeconfig does not carry the projected token"
+    [ "$("$KUBECTL" --kubeconfig "$kc" config view --raw -o jsonpath='{.clusters[0].cluster.server}')" == "https://[fd00::1]:443" ] \
+        || fail "$shell: kubeconfig server is not the kubernetes Service (IPv6 in brackets)"
+    "$KUBECTL" --kubeconfig "$kc" config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' \
+        | base64 -d | cmp -s - "$d/token/ca.crt" || fail "$shell: kubeconfig CA differs from ca.crt"
+    grep -q '"nodeName": "node-a"' "$d/conf/10-rangepool.conflist" || fail "$shell: node name not put in the conflist"
+    ok "$shell: plugin installed (0755), kubeconfig 0600 in a 0700 dir with token, CA and server, conflist with node name"
+    rotate_token "$d" token-two
+    wait_for 10 "kubeconfig rewritten after token rotation ($shell)" \
+        grep -q '"token-two"' "$kc"
+    [ "$(stat -c %a "$kc")" == 600 ] || fail "$shell: rewritten kubeconfig is not 0600"
+    ok "$shell: rotated token reaches the kubeconfig within seconds, still 0600"
+    rm -f "$kc" "$d/bin/rangepool-ipam"
+    wait_for 10 "missing files put back ($shell)" test -s "$kc" -a -x "$d/bin/rangepool-ipam"
+    ok "$shell: deleted kubeconfig and plugin are put back"
+    kill -TERM "$INSTALLER_PID"
+    wait "$INSTALLER_PID" || fail "$shell: installer did not exit 0 on SIGTERM: $(cat "$d/log")"
+    { [ -x "$d/bin/rangepool-ipam" ] && [ -s "$kc" ]; } || fail "$shell: files removed on exit"
+    leftovers="$(find "$d/bin" "$d/conf" -name '.*tmp*')"
+    [ -z "$leftovers" ] || fail "$shell: temporary files left: $leftovers"
+    ok "$shell: exits 0 on SIGTERM, leaves the plugin and kubeconfig, no temporary files"
+done
+# Without a token the installer refuses rather than writing a kubeconfig that cannot work.
+d="$WORK/node-no-token"
+mkdir -p "$d/empty"
+start_installer "$d" sh KUBERNETES_SERVICE_HOST=10.96.0.1 TOKEN_DIR="$d/empty"
+if wait "$INSTALLER_PID"; then fail "installer succeeded without a token"; fi
+grep -q "no ServiceAccount token" "$d/log" || fail "missing token message: $(cat "$d/log")"
+[ ! -e "$d/conf/rangepool/kubeconfig" ] || fail "kubeconfig written without a token"
+ok "missing token: exits non-zero with a clear message, writes no kubeconfig"
+
+# --- 5. install against the test API server ---------------------------------------------------------
+step "helm install / upgrade / uninstall against rangepool-testserver"
+# RANGEPOOL_BIN_DIR: a directory that already holds both binaries (skips the build).
+if [ -n "${RANGEPOOL_BIN_DIR:-}" ]; then
+    BIN_DIR="$RANGEPOOL_BIN_DIR"
+    echo "  note: using rangepool-testserver and rangepool-ipam from $BIN_DIR"
+else
+    cargo build --quiet --locked -p rangepool-testserver -p rangepool-cni --bin rangepool-testserver --bin rangepool-ipam
+    BIN_DIR="$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
+fi
+"$BIN_DIR/rangepool-testserver" --port 0 --kubeconfig-out "$WORK/ts/kubeconfig" > "$WORK/ts.out" 2> "$WORK/ts.err" &
+PIDS+=($!)
+wait_for 30 "test API server listening" grep -q '^listening on ' "$WORK/ts.out"
+URL="$(sed -n 's/^listening on //p' "$WORK/ts.out")"
+export KUBECONFIG="$WORK/ts/kubeconfig"
+echo "  note: the test API server serves no policy/v1 PodDisruptionBudget, so this install sets podDisruptionBudget.enabled=false (rendering and validation of the PDB are checked above)"
+install_args=(--namespace kube-system -f "$HERE/values/conflist-ptp.yaml"
+    -f "$HERE/values/pools.yaml" --set podDisruptionBudget.enabled=false --set cni.apiServer="$URL")
+"$HELM" install rangepool "$CHART" "${install_args[@]}" > "$WORK/install.out" 2>&1 \
+    || { cat "$WORK/install.out"; fail "helm install"; }
+grep -q "STATUS: deployed" "$WORK/install.out" || fail "helm install did not deploy"
+ok "helm install (CRDs, RBAC, Deployment, DaemonSet, Service, ConfigMap, IPPools)"
+[ "$("$KUBECTL" get crd -o name | sort | tr '\n' ' ')" == "customresourcedefinition.apiextensions.k8s.io/ipamblocks.rangepool.dev customresourcedefinition.apiextensions.k8s.io/ippools.rangepool.dev " ] \
+    || fail "CRDs not installed"
+[ "$("$KUBECTL" get ippools -o jsonpath='{range .items[*]}{.metadata.name}={.spec.cidr} {end}')" == "batch=10.244.129.0/24 general=10.244.0.0/17 payments=10.244.128.0/24 " ] \
+    || fail "pools not created as declared: $("$KUBECTL" get ippools -o wide)"
+ok "IPPools accepted by the server's CRD validation"
+[ "$("$KUBECTL" -n kube-system get deploy rangepool-controller -o jsonpath='{.spec.replicas}')" == 2 ] || fail "Deployment"
+"$KUBECTL" -n kube-system get ds rangepool-node -o name > /dev/null || fail "DaemonSet"
+ok "controller Deployment and node DaemonSet stored"
+
+# The installer writes a kubeconfig for this server, and the plugin uses it (CNI STATUS lists
+# IPAMBlocks with it) with the conflist that was installed.
+d="$WORK/node-live"
+"$KUBECTL" -n kube-system get configmap rangepool-node -o jsonpath='{.data.10-rangepool\.conflist}' > "$WORK/live.conflist"
+start_installer "$d" sh CONFLIST_SRC="$WORK/live.conflist" API_SERVER="$URL"
+wait_for 10 "installer writes the live conflist" test -f "$d/conf/10-rangepool.conflist"
+kill -TERM "$INSTALLER_PID"; wait "$INSTALLER_PID" || true
+"$PY" - "$d/conf/10-rangepool.conflist" "$d/conf/rangepool/kubeconfig" > "$WORK/status.in" <<'EOF'
+import json, sys
+conf = json.load(open(sys.argv[1]))
+plugin = dict(conf["plugins"][0], cniVersion=conf["cniVersion"], name=conf["name"])
+plugin["ipam"]["kubeconfig"] = sys.argv[2]   # the host path /etc/cni/net.d/... lives under the test dir here
+print(json.dumps(plugin))
+EOF
+CNI_COMMAND=STATUS "$BIN_DIR/rangepool-ipam" < "$WORK/status.in" > "$WORK/status.out" 2> "$WORK/status.err" \
+    || { cat "$WORK/status.out" "$WORK/status.err"; fail "rangepool-ipam STATUS with the installed conflist and kubeconfig"; }
+ok "rangepool-ipam STATUS succeeds with the chart's conflist and the installer's kubeconfig"
+
+"$HELM" upgrade rangepool "$CHART" "${install_args[@]}" --set logFormat=json > "$WORK/upgrade.out" 2>&1 \
+    || { cat "$WORK/upgrade.out"; fail "helm upgrade"; }
+"$KUBECTL" -n kube-system get deploy rangepool-controller -o jsonpath='{.spec.template.spec.containers[0].args}' \
+    | grep -q -- '--log-format=json' || fail "upgrade did not change the controller's args"
+ok "helm upgrade changes the controller's flags"
+"$HELM" uninstall rangepool --namespace kube-system > "$WORK/uninstall.out" 2>&1 \
+    || { cat "$WORK/uninstall.out"; fail "helm uninstall"; }
+"$KUBECTL" -n kube-system get deploy rangepool-controller > /dev/null 2>&1 && fail "Deployment left after uninstall"
+[ "$("$KUBECTL" get crd -o name | wc -l)" == 2 ] || fail "CRDs removed by uninstall"
+[ "$("$KUBECTL" get ippools -o name | wc -l)" == 3 ] || fail "pools removed by uninstall despite keepPoolsOnUninstall"
+ok "helm uninstall removes the workloads, keeps the CRDs and (keepPoolsOnUninstall) the pools"
+"$HELM" install rangepool "$CHART" "${install_args[@]}" > "$WORK/reinstall.out" 2>&1 \
+    || { cat "$WORK/reinstall.out"; fail "helm install after uninstall (adopting the kept pools)"; }
+ok "a second helm install adopts the kept pools"
+
+echo
+echo "chart checks passed"

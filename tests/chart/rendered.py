@@ -1,0 +1,296 @@
+"""Checks on the chart's rendered manifests, for tests/chart/check.sh.
+
+    rendered.py split RENDERED OUT_BUILTIN        built-in kinds to OUT_BUILTIN; notes on the rest
+    rendered.py pools RENDERED CRD_DIR            IPPools against the IPPool CRD's schema
+    rendered.py expect NAME RENDERED              what values set NAME must render (EXPECTATIONS)
+
+Every command prints what it checked and exits 1 on the first failed check.
+"""
+
+import json
+import sys
+
+import yaml
+
+# Kinds that kubernetes-validate has no schema for; each is checked another way (printed).
+CUSTOM = {
+    ("rangepool.dev/v1", "IPPool"): "validated against the IPPool CRD's openAPIV3Schema below "
+    "(CEL rules are not evaluated here; the test API server install below applies the schema "
+    "and its CEL rules)",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "not validated: the Prometheus Operator's "
+    "CRD is not available here; checked field by field by the expectations instead",
+}
+
+
+def load(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+def split(rendered, out):
+    docs = load(rendered)
+    builtin = []
+    for d in docs:
+        key = (d.get("apiVersion"), d.get("kind"))
+        if key in CUSTOM:
+            print(f"  note: skipping {key[1]} {d['metadata']['name']} for kubernetes-validate: {CUSTOM[key]}")
+        elif "." in key[0].split("/")[0] and not key[0].split("/")[0].endswith(".k8s.io"):
+            fail(f"{key[1]} ({key[0]}) is neither built in nor known to this check")
+        else:
+            builtin.append(d)
+    with open(out, "w") as f:
+        yaml.safe_dump_all(builtin, f, sort_keys=False)
+    print(f"  {len(builtin)} built-in objects to validate, {len(docs) - len(builtin)} custom")
+
+
+def pools_schema(rendered, crd_dir):
+    import jsonschema
+
+    with open(f"{crd_dir}/ippools.rangepool.dev.yaml") as f:
+        crd = yaml.safe_load(f)
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    n = 0
+    for d in load(rendered):
+        if d.get("kind") != "IPPool":
+            continue
+        body = {k: v for k, v in d.items() if k not in ("apiVersion", "kind", "metadata")}
+        try:
+            jsonschema.validate(body, schema)
+        except jsonschema.ValidationError as e:
+            fail(f"IPPool {d['metadata']['name']}: {e.message} at {list(e.absolute_path)}")
+        n += 1
+    print(f"  {n} IPPool(s) match the CRD schema")
+
+
+# --- expectations per values set ---------------------------------------------------------------
+
+
+class Rendered:
+    def __init__(self, path):
+        self.docs = load(path)
+
+    def all(self, kind):
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def one(self, kind, name=None):
+        found = [d for d in self.all(kind) if name is None or d["metadata"]["name"] == name]
+        if len(found) != 1:
+            fail(f"expected one {kind} {name or ''}, found {len(found)}")
+        return found[0]
+
+    def controller(self):
+        return self.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+    def args(self):
+        return self.controller()["args"]
+
+    def node_pod(self):
+        return self.one("DaemonSet")["spec"]["template"]["spec"]
+
+    def conflist(self):
+        data = self.one("ConfigMap")["data"]
+        lists = [k for k in data if k.endswith(".conflist")]
+        return json.loads(data[lists[0]]) if lists else None
+
+    def rules(self, kind, name_suffix):
+        role = [d for d in self.all(kind) if d["metadata"]["name"].endswith(name_suffix)]
+        return role[0]["rules"] if role else None
+
+
+def check(cond, what):
+    if not cond:
+        fail(what)
+    print(f"  ok: {what}")
+
+
+def common(r):
+    """What every values set must render."""
+    dep = r.one("Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    c = r.controller()
+    check(pod["serviceAccountName"].endswith("-controller"), "controller runs as its own ServiceAccount")
+    check(pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["runAsNonRoot"] is True,
+          "controller runAsNonRoot")
+    for name, sc in (("controller", c["securityContext"]),
+                     ("node installer", r.node_pod()["containers"][0]["securityContext"])):
+        check(sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+              and sc["capabilities"]["drop"] == ["ALL"] and sc["seccompProfile"]["type"] == "RuntimeDefault",
+              f"{name}: read-only root, no privilege escalation, all capabilities dropped, seccomp RuntimeDefault")
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    check(env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"},
+          "POD_NAME/POD_NAMESPACE from the downward API for the Lease")
+    port = c["ports"][0]
+    check(c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+          and c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+          and port["name"] == "metrics", "liveness /healthz and readiness /readyz on the metrics port")
+    check(any(a == f"--metrics-addr=0.0.0.0:{port['containerPort']}" or
+              a == f"--metrics-addr=[::]:{port['containerPort']}" for a in r.args()),
+          "--metrics-addr listens on the metrics port")
+    check("resources" in c and "requests" in c["resources"], "controller has resource requests")
+
+    node = r.node_pod()
+    check(node["hostNetwork"] is True and node["priorityClassName"] == "system-node-critical",
+          "node DaemonSet: hostNetwork, system-node-critical")
+    check(node["tolerations"] == [{"operator": "Exists"}], "node DaemonSet tolerates every taint")
+    check(node["automountServiceAccountToken"] is False, "node pod has no default token mount")
+    paths = {v["name"]: v["hostPath"]["path"] for v in node["volumes"] if "hostPath" in v}
+    check(set(paths) == {"cni-bin", "cni-conf"}, f"node DaemonSet mounts only the CNI dirs {sorted(paths.values())}")
+    token = [v for v in node["volumes"] if v["name"] == "token"][0]["projected"]["sources"]
+    sat = token[0]["serviceAccountToken"]
+    check(sat["expirationSeconds"] >= 600 and token[1]["configMap"]["name"] == "kube-root-ca.crt",
+          f"projected token with explicit expirationSeconds ({sat['expirationSeconds']}) and the cluster CA")
+
+    lease = r.rules("Role", "-lease")
+    check(lease is not None and all(rule["apiGroups"] == ["coordination.k8s.io"] for rule in lease)
+          and {v for rule in lease for v in rule["verbs"]} == {"get", "create", "update", "patch"},
+          "controller Lease Role: get/create/update/patch leases only")
+    ctl = r.rules("ClusterRole", "-controller")
+    check(not any("secrets" in rule["resources"] or "*" in rule["verbs"] or "*" in rule["resources"]
+                  for rule in ctl), "controller ClusterRole: no secrets, no wildcards")
+    node_rules = r.rules("ClusterRole", "-node")
+    verbs = {(g, res, v) for rule in node_rules for g in rule["apiGroups"] for res in rule["resources"]
+             for v in rule["verbs"]}
+    writes = {(g, res, v) for g, res, v in verbs if v not in ("get", "list", "watch")}
+    check(writes == {("rangepool.dev", "ipamblocks", "patch")}, "node ClusterRole writes nothing but ipamblocks (patch)")
+    check(("", "pods", "watch") in verbs and not any(res == "secrets" for _, res, _ in verbs),
+          "node ClusterRole reads pods, never secrets")
+    pdb = r.all("PodDisruptionBudget")
+    check(all(p["spec"]["maxUnavailable"] == 1 for p in pdb), "PodDisruptionBudget maxUnavailable 1 (when rendered)")
+
+
+def defaults(r):
+    dep = r.one("Deployment")
+    check(dep["spec"]["replicas"] == 2, "2 controller replicas")
+    a = r.args()
+    check(not any(x.startswith("--pod-cidr") for x in a), "no --pod-cidr: pod CIDRs come from kubeadm-config")
+    check("--no-default-pool" not in a and "--strict-affinity" not in a, "default pool on, strict affinity off")
+    check({"--leak-grace-period=5m", "--log-format=text", "--metrics-addr=0.0.0.0:9090"} <= set(a),
+          "leak grace 5m, text logs, metrics on 0.0.0.0:9090")
+    cm = r.rules("Role", "-kubeadm-config")
+    check(cm == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kubeadm-config"],
+                  "verbs": ["get"]}], "kubeadm-config Role: get that one ConfigMap")
+    check(r.one("Role", "rangepool-controller-kubeadm-config")["metadata"]["namespace"] == "kube-system",
+          "kubeadm-config Role lives in kube-system")
+    check(r.conflist() is None, "no conflist: the admin's CNI configuration is left alone")
+    check(len(r.all("PodDisruptionBudget")) == 1 and not r.all("ServiceMonitor") and not r.all("IPPool"),
+          "a PodDisruptionBudget, no ServiceMonitor, no IPPool")
+    check(not any(e["name"] == "CONFLIST_SRC" for e in r.node_pod()["containers"][0]["env"]),
+          "installer is not told to write a conflist")
+    sat = [v for v in r.node_pod()["volumes"] if v["name"] == "token"][0]["projected"]["sources"][0]
+    check(sat["serviceAccountToken"]["expirationSeconds"] == 3600 and "audience" not in sat["serviceAccountToken"],
+          "token lives 3600 s, audience the API server's own")
+
+
+def documented(r):
+    check([x for x in r.args() if x.startswith("--pod-cidr")] == ["--pod-cidr=10.244.0.0/16"],
+          "--pod-cidr=10.244.0.0/16 from --set podCIDRs={10.244.0.0/16}")
+    check(r.rules("Role", "-kubeadm-config") is None, "no kubeadm-config Role when podCIDRs is set")
+
+
+def dual_stack(r):
+    a = r.args()
+    check([x for x in a if x.startswith("--pod-cidr")] == ["--pod-cidr=10.244.0.0/16", "--pod-cidr=fd00:10:244::/56"],
+          "one --pod-cidr per pod CIDR")
+    check({"--families=ipv4,ipv6", "--log-format=json", "--strict-affinity", "--leak-grace-period=10m"} <= set(a),
+          "families, json logs, strict affinity, leak grace period from values")
+
+
+def ipv6_only(r):
+    check("--metrics-addr=[::]:9090" in r.args(), "IPv6-only cluster: metrics on [::]:9090")
+
+
+def expect_pools(r):
+    ps = {p["metadata"]["name"]: p for p in r.all("IPPool")}
+    check(set(ps) == {"general", "payments", "batch"}, "one IPPool per pools entry")
+    check(ps["payments"]["spec"] == {"cidr": "10.244.128.0/24", "blockSize": 28, "assignmentMode": "Manual",
+                                     "namespaceSelector": "kubernetes.io/metadata.name == 'payments'"},
+          "payments pool fields as declared")
+    check(ps["general"]["spec"] == {"cidr": "10.244.0.0/17"}, "unset fields are left out (controller defaults)")
+    check(ps["batch"]["spec"]["disabled"] is True and "has(node-role" in ps["batch"]["spec"]["nodeSelector"],
+          "disabled and nodeSelector rendered")
+    check(all(p["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for p in ps.values()),
+          "pools kept on uninstall")
+    check("--no-default-pool" in r.args(), "declared pools turn the default pool off")
+
+
+def conflist_ptp(r):
+    cl = r.conflist()
+    check(cl is not None and cl["cniVersion"] == "1.1.0", "conflist written, cniVersion 1.1.0")
+    main = cl["plugins"][0]
+    check(main["type"] == "ptp" and main["mtu"] == 1450 and main["ipMasq"] is True, "main plugin ptp, mtu 1450")
+    check(main["ipam"] == {"type": "rangepool-ipam", "kubeconfig": "/etc/cni/net.d/rangepool/kubeconfig",
+                           "timeout": 20, "prefix": {"ipv4": 16}, "gateway": {"ipv4": "10.244.0.1"},
+                           "routes": [{"dst": "0.0.0.0/0"}], "logLevel": "info", "nodeName": "__NODE_NAME__"},
+          "ipam section: rangepool-ipam with kubeconfig, timeout, prefix, gateway, routes, node name placeholder")
+    check(cl["plugins"][1] == {"type": "portmap", "capabilities": {"portMappings": True}}, "extra plugins chained")
+    env = {e["name"]: e.get("value") for e in r.node_pod()["containers"][0]["env"]}
+    check(env["CONFLIST_SRC"] == "/rangepool/10-rangepool.conflist" and env["API_SERVER"] == "https://192.0.2.10:6443",
+          "installer told to write the conflist, API server from values")
+    sat = [v for v in r.node_pod()["volumes"] if v["name"] == "token"][0]["projected"]["sources"][0]
+    check(sat["serviceAccountToken"] == {"path": "token", "expirationSeconds": 7200,
+                                         "audience": "https://kubernetes.default.svc.cluster.local"},
+          "token lifetime and audience from values")
+
+
+def conflist_bridge(r):
+    cl = r.conflist()
+    main = cl["plugins"][0]
+    check(main["type"] == "bridge" and main["bridge"] == "cni0" and main["isGateway"] is True, "main plugin bridge cni0")
+    check(main["ipam"]["prefix"] == "pool" and main["ipam"]["kubeconfig"] == "/etc/cni/custom.d/rangepool/kubeconfig"
+          and main["ipam"]["dns"]["nameservers"] == ["10.96.0.10"], "pool prefix, kubeconfig under confDir, dns")
+    check(len(cl["plugins"]) == 1, "no extra plugins")
+    paths = {v["name"]: v["hostPath"]["path"] for v in r.node_pod()["volumes"] if "hostPath" in v}
+    check(paths == {"cni-bin": "/usr/libexec/cni", "cni-conf": "/etc/cni/custom.d"}, "binDir and confDir from values")
+    node_rules = r.rules("ClusterRole", "-node")
+    check({"apiGroups": ["rangepool.dev"], "resources": ["ippools"], "verbs": ["get"]} in node_rules,
+          "\"pool\" prefix style grants the node plugin get on ippools")
+
+
+def servicemonitor(r):
+    sm = r.one("ServiceMonitor")
+    svc = r.one("Service")
+    check(sm["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
+          "ServiceMonitor scrapes /metrics on the metrics port every 15s")
+    check(all(svc["metadata"]["labels"].get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items()),
+          "ServiceMonitor selects the metrics Service")
+    check(sm["metadata"]["labels"]["release"] == "prometheus", "extra ServiceMonitor labels")
+    check(svc["spec"]["ports"][0]["port"] == 9464 and "--metrics-addr=0.0.0.0:9464" in r.args(), "metrics port 9464")
+    check(not r.all("PodDisruptionBudget") and r.one("Deployment")["spec"]["replicas"] == 1,
+          "one replica, no PodDisruptionBudget")
+    check("--no-default-pool" in r.args(), "defaultPool: false gives --no-default-pool")
+
+
+EXPECTATIONS = {
+    "defaults": defaults,
+    "documented": documented,
+    "dual-stack": dual_stack,
+    "ipv6-only": ipv6_only,
+    "pools": expect_pools,
+    "conflist-ptp": conflist_ptp,
+    "conflist-bridge": conflist_bridge,
+    "servicemonitor": servicemonitor,
+}
+
+
+def main(argv):
+    cmd = argv[1]
+    if cmd == "split":
+        split(argv[2], argv[3])
+    elif cmd == "pools":
+        pools_schema(argv[2], argv[3])
+    elif cmd == "expect":
+        name, r = argv[2], Rendered(argv[3])
+        if name not in EXPECTATIONS:
+            fail(f"no expectations for values set {name}: add them to {__file__}")
+        common(r)
+        EXPECTATIONS[name](r)
+    else:
+        fail(f"unknown command {cmd}")
+
+if __name__ == "__main__":
+    main(sys.argv)
