@@ -72,7 +72,13 @@ pub fn prepare_update(def: &ResourceDef, sub: Sub, new: &mut Value, old: &Value)
         Sub::Binding => {}
         Sub::Status => {
             let status = new.get("status").cloned();
+            // server-side apply computed the field ownership of this write; other writers' entries
+            // are recomputed from the stored object afterwards
+            let managed = new.pointer("/metadata/managedFields").cloned();
             *new = old.clone();
+            if let Some(m) = managed {
+                new["metadata"]["managedFields"] = m;
+            }
             match status {
                 Some(s) => new["status"] = s,
                 None => {

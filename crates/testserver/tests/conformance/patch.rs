@@ -276,3 +276,67 @@ async fn lease_locking_through_apply_conflicts() {
         .unwrap();
     assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("b"));
 }
+
+#[tokio::test]
+async fn status_apply_tracks_ownership_per_manager() {
+    let (_server, client) = server().await;
+    install_crd(&client, ippool_crd()).await;
+    let api = ippool_api(&client);
+    api.create(
+        &PostParams::default(),
+        &ippool("p", json!({"cidr": "10.1.0.0/16"})),
+    )
+    .await
+    .unwrap();
+    let st = |free: i64, extra: bool| {
+        let mut s = json!({"free": free});
+        if extra {
+            s["observedGeneration"] = json!(1);
+        }
+        json!({"apiVersion": "rangepool.dev/v1", "kind": "IPPool", "metadata": {"name": "p"}, "status": s})
+    };
+    let p = api
+        .patch_status(
+            "p",
+            &PatchParams::apply("ctl-a"),
+            &Patch::Apply(st(5, true)),
+        )
+        .await
+        .unwrap();
+    let entry = p
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .find(|m| m.manager.as_deref() == Some("ctl-a"))
+        .unwrap();
+    assert_eq!(entry.subresource.as_deref(), Some("status"));
+    // another manager's different value conflicts
+    assert_eq!(
+        api_err(
+            api.patch_status(
+                "p",
+                &PatchParams::apply("ctl-b"),
+                &Patch::Apply(st(6, false))
+            )
+            .await
+        )
+        .0,
+        409
+    );
+    // the owner stops applying observedGeneration: it is removed
+    let p = api
+        .patch_status(
+            "p",
+            &PatchParams::apply("ctl-a"),
+            &Patch::Apply(st(5, false)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        p.data["status"].get("observedGeneration").is_none(),
+        "{}",
+        p.data["status"]
+    );
+    assert_eq!(p.data["status"]["free"], 5);
+}
