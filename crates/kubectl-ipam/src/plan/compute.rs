@@ -354,7 +354,7 @@ impl PodPlanner<'_> {
                     };
                     match self.allocator.allocate(&request) {
                         Ok(assigned) => Outcome::Address {
-                            pool: assigned.pool.to_string(),
+                            pool: self.allocator.pool_name(assigned.pool).to_owned(),
                             address: assigned.address,
                         },
                         Err(e) => Outcome::Refused {
