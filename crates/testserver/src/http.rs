@@ -575,20 +575,37 @@ fn list(
 ) -> ApiResult<Response<Body>> {
     check_list_options(r, false)?;
     let filter = filter(r, t)?;
-    let (items, mut rv) = shared.store.list(&t.def, t.ns.as_deref());
+    let exact = match (r.q("resourceVersionMatch"), r.q("resourceVersion")) {
+        (Some("Exact"), Some(v)) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?,
+        ),
+        _ => None,
+    };
+    let token = r.q("continue").map(decode_continue).transpose()?;
+    // continue pages and Exact lists are served from the snapshot at their resourceVersion
+    let (items, rv) = match (&token, exact) {
+        (Some(tok), _) => {
+            let items = shared.store.list_at(&t.def, t.ns.as_deref(), tok.rv).map_err(|e| {
+                if e.code == 410 {
+                    ApiError::new(
+                        Reason::Expired,
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                    )
+                } else {
+                    e
+                }
+            })?;
+            (items, tok.rv)
+        }
+        (None, Some(rv)) => (shared.store.list_at(&t.def, t.ns.as_deref(), rv)?, rv),
+        (None, None) => shared.store.list(&t.def, t.ns.as_deref()),
+    };
     let mut matched: Vec<Arc<Value>> = items
         .into_iter()
         .filter(|o| filter.matches(&t.def, o))
         .collect();
-    if let Some(tok) = r.q("continue") {
-        let tok = decode_continue(tok)?;
-        if tok.rv < shared.store.compacted() {
-            return Err(ApiError::new(
-                Reason::Expired,
-                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-            ));
-        }
-        rv = tok.rv;
+    if let Some(tok) = &token {
         let key = |o: &Value| {
             (
                 o.pointer("/metadata/namespace")

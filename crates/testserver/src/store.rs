@@ -176,11 +176,6 @@ impl Store {
         st.trim_history();
     }
 
-    /// Watches and continue tokens from a resourceVersion below this one get 410.
-    pub fn compacted(&self) -> u64 {
-        self.lock().compacted
-    }
-
     /// Forget all retained history: watches from any resourceVersion older than now get 410.
     pub fn compact(&self) {
         let mut st = self.lock();
@@ -200,6 +195,61 @@ impl Store {
     pub fn list(&self, def: &ResourceDef, ns: Option<&str>) -> (Vec<Arc<Value>>, u64) {
         let st = self.lock();
         (st.list(&def.storage, ns), st.rv)
+    }
+
+    /// The objects as they were at resourceVersion `rv`, rebuilt from the retained history (410
+    /// Expired when it is no longer retained, 504 when `rv` is in the future).
+    pub fn list_at(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        rv: u64,
+    ) -> ApiResult<Vec<Arc<Value>>> {
+        let st = self.lock();
+        if rv > st.rv {
+            return Err(ApiError::new(
+                Reason::Timeout,
+                format!("Too large resource version: {rv}, current: {}", st.rv),
+            ));
+        }
+        if rv < st.compacted {
+            return Err(ApiError::new(
+                Reason::Expired,
+                format!(
+                    "The resourceVersion for the provided list is too old: {rv} ({})",
+                    st.compacted
+                ),
+            ));
+        }
+        let key_of = |o: &Value| {
+            (
+                meta(o, "namespace").unwrap_or_default(),
+                meta(o, "name").unwrap_or_default(),
+            )
+        };
+        let mut snapshot: BTreeMap<ObjKey, Arc<Value>> = st
+            .list(&def.storage, ns)
+            .into_iter()
+            .map(|o| (key_of(&o), o))
+            .collect();
+        for c in st.history.iter().rev().take_while(|c| c.rv > rv) {
+            if c.storage != def.storage {
+                continue;
+            }
+            let key = key_of(&c.object);
+            if ns.is_some_and(|n| n != key.0) {
+                continue;
+            }
+            match (c.kind, &c.prev) {
+                (ChangeKind::Added, _) | (_, None) => {
+                    snapshot.remove(&key);
+                }
+                (_, Some(prev)) => {
+                    snapshot.insert(key, prev.clone());
+                }
+            }
+        }
+        Ok(snapshot.into_values().collect())
     }
 
     /// Start a watch: the changes after `from` (or 410), plus a receiver for what follows, taken

@@ -787,3 +787,72 @@ async fn delete_answers_object_or_status_per_resource() {
         .expect("the marked object");
     assert!(marked.metadata.deletion_timestamp.is_some());
 }
+
+#[tokio::test]
+async fn continue_pages_and_exact_lists_are_snapshots() {
+    let (server, client) = server().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let cm = |n: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": n}, "data": {"v": "1"}})).unwrap()
+    };
+    for n in ["a", "b", "c", "d"] {
+        cms.create(&PostParams::default(), &cm(n)).await.unwrap();
+    }
+    let first = cms.list(&ListParams::default().limit(2)).await.unwrap();
+    let rv = first.metadata.resource_version.clone().unwrap();
+    // changes between pages are not seen by the rest of the list
+    cms.delete("c", &DeleteParams::default()).await.unwrap();
+    cms.patch(
+        "d",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    cms.create(&PostParams::default(), &cm("e")).await.unwrap();
+    let token = first.metadata.continue_.clone().unwrap();
+    let rest = cms
+        .list(&ListParams::default().continue_token(&token))
+        .await
+        .unwrap();
+    let names: Vec<String> = rest
+        .items
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["c", "d"]);
+    assert_eq!(rest.items[1].data.as_ref().unwrap()["v"], "1");
+    assert_eq!(rest.metadata.resource_version.as_deref(), Some(rv.as_str()));
+    // an Exact list at the first page's resourceVersion sees the same snapshot
+    let exact = cms
+        .list(
+            &ListParams::default()
+                .at(&rv)
+                .matching(kube::api::VersionMatch::Exact),
+        )
+        .await
+        .unwrap();
+    assert_eq!(exact.items.len(), 4);
+    // once the history is gone, both expire
+    server.faults().compact();
+    assert_eq!(
+        api_err(
+            cms.list(&ListParams::default().continue_token(&token))
+                .await
+        )
+        .0,
+        410
+    );
+    assert_eq!(
+        api_err(
+            cms.list(
+                &ListParams::default()
+                    .at(&rv)
+                    .matching(kube::api::VersionMatch::Exact)
+            )
+            .await
+        )
+        .0,
+        410
+    );
+}
