@@ -31,6 +31,10 @@ pub enum Reason {
     InternalError,
     /// 504
     Timeout,
+    /// 429
+    TooManyRequests,
+    /// 503
+    ServiceUnavailable,
 }
 
 impl Reason {
@@ -49,6 +53,8 @@ impl Reason {
             Reason::Invalid => "Invalid",
             Reason::InternalError => "InternalError",
             Reason::Timeout => "Timeout",
+            Reason::TooManyRequests => "TooManyRequests",
+            Reason::ServiceUnavailable => "ServiceUnavailable",
         }
     }
 
@@ -65,6 +71,8 @@ impl Reason {
             Reason::Invalid => 422,
             Reason::InternalError => 500,
             Reason::Timeout => 504,
+            Reason::TooManyRequests => 429,
+            Reason::ServiceUnavailable => 503,
         }
     }
 }

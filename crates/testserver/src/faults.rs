@@ -25,7 +25,7 @@ pub struct FailWrites {
     /// only these verbs (`create`, `update`, `patch`, `delete`, `deletecollection`); empty: all
     #[serde(default)]
     pub verbs: Vec<String>,
-    /// HTTP status to answer: 409 (Conflict) or 500 (InternalError); others are sent as given
+    /// HTTP status to answer: 409 (Conflict), 500 (InternalError), or another code with its usual reason (429 TooManyRequests, 503 ServiceUnavailable, 504 Timeout, ...)
     pub code: u16,
     /// how many writes to fail
     pub count: u32,
@@ -145,11 +145,17 @@ impl FaultState {
             500 => {
                 ApiError::internal("Internal error occurred: injected fault (rangepool-testserver)")
             }
-            c => ApiError::new(
-                Reason::InternalError,
-                "injected fault (rangepool-testserver)",
-            )
-            .with_code(c),
+            c => {
+                let reason = match c {
+                    403 => Reason::Forbidden,
+                    404 => Reason::NotFound,
+                    429 => Reason::TooManyRequests,
+                    503 => Reason::ServiceUnavailable,
+                    504 => Reason::Timeout,
+                    _ => Reason::InternalError,
+                };
+                ApiError::new(reason, "injected fault (rangepool-testserver)").with_code(c)
+            }
         };
         Some(err)
     }

@@ -55,6 +55,13 @@ async fn failing_writes_by_resource_and_name() {
     pods.patch("a", &pp, &kube::api::Patch::Merge(&p))
         .await
         .unwrap();
+    server
+        .faults()
+        .fail_writes(FailWrites::new("", "pods", 429, 1));
+    // kube-rs retries 429/503/504 by itself: the fault is consumed, the create succeeds
+    pods.create(&PostParams::default(), &pod("d").build())
+        .await
+        .unwrap();
     assert_eq!(server.faults().pending(), 0);
 }
 
