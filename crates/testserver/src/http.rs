@@ -324,10 +324,8 @@ fn resource(
     };
     let is_watch = t.watch_path || matches!(r.q("watch"), Some("true") | Some("1"));
     match (r.method.clone(), t.name.as_deref()) {
-        (Method::GET, None) if is_watch => Ok(start_watch(shared, r, &t, None, fmt, include)?),
-        (Method::GET, Some(name)) if is_watch => {
-            Ok(start_watch(shared, r, &t, Some(name), fmt, include)?)
-        }
+        (Method::GET, None) if is_watch => Ok(start_watch(shared, r, &t, fmt, include)?),
+        (Method::GET, Some(_)) if is_watch => Ok(start_watch(shared, r, &t, fmt, include)?),
         (Method::GET, None) => list(shared, r, &t, fmt, &include),
         (Method::GET, Some(name)) => {
             let obj = shared.store.get(&def, &ns, name)?;
@@ -658,7 +656,6 @@ fn start_watch(
     shared: &Arc<Shared>,
     r: &Req,
     t: &Target,
-    _name: Option<&str>,
     fmt: Format,
     include: String,
 ) -> ApiResult<Response<Body>> {
