@@ -244,3 +244,24 @@ async fn deleting_a_crd_removes_its_resources() {
         "no longer served"
     );
 }
+
+#[tokio::test]
+async fn await_condition_sees_crds_established() {
+    use kube::runtime::wait::{await_condition, conditions};
+    let (_server, client) = server().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let waiting = tokio::spawn(await_condition(
+        crds.clone(),
+        "ippools.rangepool.dev",
+        conditions::is_crd_established(),
+    ));
+    crds.create(&PostParams::default(), &ippool_crd())
+        .await
+        .unwrap();
+    let crd = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(crd.unwrap().spec.names.kind, "IPPool");
+}
