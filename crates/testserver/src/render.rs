@@ -262,6 +262,26 @@ fn json_path(v: &Value, path: &str) -> Option<Value> {
     }
 }
 
+/// Roles from `node-role.kubernetes.io/<role>` labels, as kubectl prints them.
+fn node_roles(v: &Value) -> String {
+    let mut roles: Vec<&str> = v
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.keys()
+                .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort_unstable();
+    if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    }
+}
+
 fn age(v: &Value) -> Value {
     json!(human_age(&s(v, "/metadata/creationTimestamp")))
 }
@@ -396,7 +416,7 @@ fn columns_and_cells(def: &ResourceDef, views: &[Value]) -> (Vec<Value>, Vec<Vec
                     vec![
                         name(v),
                         json!(ready),
-                        json!("<none>"),
+                        json!(node_roles(v)),
                         age(v),
                         json!(s(v, "/status/nodeInfo/kubeletVersion")),
                     ]
