@@ -273,6 +273,25 @@ async fn kubectl_pods_namespaces_events() {
         ])
         .await;
     assert_eq!(ns, "team");
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = json!({"metadata": {"name": "node-1", "labels": {"node-role.kubernetes.io/worker": ""}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.33.0",
+        "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "", "kernelVersion": "", "kubeProxyVersion": "",
+        "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""}}});
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(node).unwrap(),
+        )
+        .await
+        .unwrap();
+    let table = k.ok(&["get", "nodes"]).await;
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[2], row[4]),
+        ("node-1", "Ready", "worker", "v1.33.0"),
+        "{table}"
+    );
     k.ok(&["delete", "namespace", "team"]).await;
     assert!(k.fails(&["get", "ns", "team"]).await.contains("NotFound"));
 }
