@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --locked -p kubectl-ipam || exit 1
-out=$(./target/debug/kubectl-ipam plan -f config/examples/legacy-firewall 2>&1)
+out=$("${CARGO_TARGET_DIR:-target}/debug/kubectl-ipam" plan -f config/examples/legacy-firewall 2>&1)
 status=$?
 echo "$out"
 fail() { echo "plan-example: FAILED: $*" >&2; exit 1; }
