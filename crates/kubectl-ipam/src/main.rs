@@ -1,17 +1,32 @@
 //! `kubectl ipam`: the admin's view of rangepool.
 //!
-//! `plan` runs the real allocation core over manifests on disk, with no cluster. It must not hold
-//! rules of its own: every decision comes from the `ipam` crate, as in the controller.
+//! `plan` and `import-calico` work on files with no cluster; `show`, `check` and `release` talk
+//! to the cluster through a kubeconfig found as kubectl finds it. None of them holds rules of
+//! its own: pool validation, pool choice and allocation come from the `ipam` crate, resource
+//! types and annotation keys from `api`, and the one write (`release`) uses the controller's
+//! guard. Must not depend on the controller or the CNI plugin.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod check;
+mod cluster;
+mod import;
 mod manifests;
 mod plan;
+mod records;
+mod release;
+mod show;
+mod snapshot;
+mod text;
 
+use std::io::Write;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+use cluster::Access;
 
 /// Manage rangepool IP pools and addresses.
 #[derive(Parser, Debug)]
@@ -19,6 +34,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Path to the kubeconfig file (default: KUBECONFIG, else ~/.kube/config, else the
+    /// in-cluster service account).
+    #[arg(long, global = true, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -51,9 +73,88 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Show the cluster's pools and how many of their addresses are used.
+    ///
+    /// One row per pool: range, block size, assignment mode, whether it gives addresses (the
+    /// controller's Allocatable condition and its reason), capacity, used and free addresses,
+    /// and blocks. Used addresses are counted from the IPAMBlocks themselves, so the numbers
+    /// are right even when the controller is down. With --nodes, one row per block: its node,
+    /// pool and usage.
+    ///
+    /// Exit status: 0, or 2 when the cluster cannot be read.
+    #[command(after_long_help = SHOW_JSON_HELP)]
+    Show {
+        /// Also list every block with its node and usage.
+        #[arg(long)]
+        nodes: bool,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = ShowOutput::Table)]
+        output: ShowOutput,
+    },
+    /// Check the cluster's addresses for leaks, forgeries, duplicates and stuck pods.
+    ///
+    /// Reports allocations whose pod no longer exists, finished pods still holding addresses,
+    /// pod annotations naming addresses no block records for the pod, addresses recorded
+    /// twice, pods holding two addresses of a family, blocks outside any pool or not matching
+    /// their pool, overlapping blocks, bound pods without an address (with the controller's
+    /// reason), and pools that give no addresses.
+    ///
+    /// Exit status: 0 when there is no problem, 1 when there is one, 2 when the cluster cannot
+    /// be read.
+    #[command(after_long_help = CHECK_JSON_HELP)]
+    Check {
+        /// Output format; `-o json` is the report `release --from-report` reads.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Release leaked addresses: allocations whose pod is gone.
+    ///
+    /// Each allocation's pod is looked up live by the namespace and name its allocation
+    /// records; the address is released only if that pod no longer exists or has another UID
+    /// (it was re-created), as the controller's leak sweep decides. The write tests the block's
+    /// sequence number and the allocation's handle, so it fails safely if the controller
+    /// changed the block meanwhile; it is then retried a few times on a fresh read.
+    ///
+    /// Exit status: 0 when every address asked for is free now, 1 when one was refused or not
+    /// released, 2 when the cluster or the report cannot be read.
+    Release(ReleaseArgs),
+    /// Convert Calico IPPool manifests to rangepool.dev/v1 (YAML on stdout).
+    ///
+    /// Reads projectcalico.org/v3 and crd.projectcalico.org/v1 IPPools (also inside Lists).
+    /// Lists on stderr the fields kept without effect here (natOutgoing, ipipMode, vxlanMode,
+    /// disableBGPExport, allowedUses Tunnel/LoadBalancer) and the fields dropped (awsSubnetID,
+    /// Calico v1 fields, server-set metadata), and validates each pool as the controller does.
+    ///
+    /// Exit status: 0 converted, 1 a pool is refused (then nothing is printed on stdout), 2 the
+    /// file cannot be read or holds no Calico IPPool.
+    ImportCalico {
+        /// The manifest file (`-` for stdin).
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
-/// The `-o json` shape, shown by `kubectl ipam plan --help`; keep in step with `plan/json.rs`.
+#[derive(ClapArgs, Debug)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(false)))]
+struct ReleaseArgs {
+    /// Release this address (every allocation of it, each checked on its own).
+    #[arg(long, value_name = "ADDR", group = "which")]
+    ip: Option<IpAddr>,
+    /// Release the LeakedAllocation entries of a `kubectl ipam check -o json` report (`-` for
+    /// stdin). Each is checked again before it is released.
+    #[arg(long, value_name = "FILE", group = "which")]
+    from_report: Option<PathBuf>,
+    /// Release even when the pod still exists (it keeps using the address until re-created).
+    #[arg(long)]
+    force: bool,
+    /// Check everything and send the write in dry-run mode; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The `-o json` shape of `plan`, shown by `kubectl ipam plan --help`; keep in step with
+/// `plan/json.rs`.
 const PLAN_JSON_HELP: &str = "\
 -o json prints one object (fields are only ever added, never renamed):
   podCIDRs       the pod CIDRs used ([] when unknown)
@@ -67,14 +168,59 @@ const PLAN_JSON_HELP: &str = "\
   skipped        objects not planned: file, kind, name, reason
   notes          assumptions the plan made";
 
+/// The `-o json|yaml` shape of `show`; keep in step with `show.rs`.
+const SHOW_JSON_HELP: &str = "\
+-o json / -o yaml print one object (fields are only ever added, never renamed):
+  pools   one entry per pool, by name: name, cidr, blockSize, assignmentMode, disabled,
+          allocatable (true/false, null before the controller wrote a status), reason, message,
+          capacity, used, free (counted from the blocks), blocks, statusUsed (status.allocated)
+  blocks  with --nodes only, by node (blocks without a node last): node (null when none), block,
+          cidr, pool, used, size
+  notes   blocks of pools that do not exist, status counts that disagree with the blocks";
+
+/// The `-o json` shape of `check`; keep in step with `check/finding.rs`.
+const CHECK_JSON_HELP: &str = "\
+-o json prints one report (fields are only ever added, never renamed):
+  reportVersion  1
+  generatedAt    when the cluster was read (RFC 3339)
+  server         the API server
+  clean          true exactly when the exit status is 0
+  checked        pools, blocks, allocations, pods: how much was looked at
+  problems       findings that make the exit status 1, each with kind and message:
+                 LeakedAllocation, FinishedPodHoldsAddress, UnrecordedAddress, DuplicateAddress,
+                 DuplicateHandle, BlockWithoutPool, BlockNotMatchingPool, InvalidBlock,
+                 OverlappingBlocks, PodWithoutAddress, PoolNotAllocatable
+  notes          findings that are not problems: PoolDisabled, PoolTerminating, PodWaiting,
+                 PodStuckTerminating
+An allocation (in LeakedAllocation, FinishedPodHoldsAddress, and the holders of duplicates) is
+address, block, pool, ordinal, handle, sequence, namespace, pod. The crate's README lists the
+fields of every kind.";
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Output {
     Table,
     Json,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ShowOutput {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// Writes command output to stdout. A closed pipe (`| head`) is not worth a panic; the exit
+/// status still tells the result.
+pub(crate) fn print(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let access = Access {
+        kubeconfig: cli.kubeconfig,
+        context: cli.context,
+    };
     match cli.command {
         Command::Plan {
             dir,
@@ -87,5 +233,30 @@ fn main() -> ExitCode {
             families,
             json: matches!(output, Output::Json),
         }),
+        Command::Show { nodes, output } => show::run(&show::Args {
+            access,
+            nodes,
+            format: match output {
+                ShowOutput::Table => show::Format::Table,
+                ShowOutput::Json => show::Format::Json,
+                ShowOutput::Yaml => show::Format::Yaml,
+            },
+        }),
+        Command::Check { output } => check::run(&check::Args {
+            access,
+            json: matches!(output, Output::Json),
+        }),
+        Command::Release(r) => release::run(&release::Args {
+            access,
+            target: match (r.ip, r.from_report) {
+                (Some(ip), _) => release::Target::Ip(ip),
+                (None, Some(file)) => release::Target::Report(file),
+                // clap requires exactly one of them.
+                (None, None) => return ExitCode::from(2),
+            },
+            force: r.force,
+            dry_run: r.dry_run,
+        }),
+        Command::ImportCalico { file } => import::run(&import::Args { file }),
     }
 }

@@ -1,10 +1,12 @@
-//! Builders for manifest directories and a runner for the built `kubectl-ipam` binary.
+//! Builders for manifest directories and clusters, and runners for the built `kubectl-ipam` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
+
+pub mod cluster;
 
 /// The result of one run of the binary.
 pub struct Run {

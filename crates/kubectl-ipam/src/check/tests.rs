@@ -1,0 +1,510 @@
+//! The rules of `check` over hand-built snapshots: one test per rule, each with the case that
+//! must be flagged and the neighbouring case that must not.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use api::{
+    BlockAllocation, IPAMBlock, IPAMBlockSpec, IPPool, IPPoolSpec, IPPoolStatus, PoolCondition,
+};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::find::Findings;
+use super::finding::{Finding, PodState};
+use super::*;
+use crate::snapshot::Snapshot;
+
+/// The moment every snapshot is read at.
+fn now() -> Timestamp {
+    "2025-01-01T01:00:00Z".parse().unwrap()
+}
+
+fn ago(seconds: i64) -> Time {
+    Time(now() - SignedDuration::from_secs(seconds))
+}
+
+struct PodB(Pod);
+
+fn pod(ns: &str, name: &str, uid: &str) -> PodB {
+    PodB(Pod {
+        metadata: ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            uid: Some(uid.into()),
+            creation_timestamp: Some(ago(3600)),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some("node-1".into()),
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        }),
+    })
+}
+
+impl PodB {
+    fn annotated(mut self, k: &str, v: &str) -> Self {
+        self.0
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(k.into(), v.into());
+        self
+    }
+    /// Annotated the way the controller annotates an assigned pod.
+    fn assigned(self, address: &str, pool: &str, block: &str) -> Self {
+        self.annotated(api::keys::ASSIGNED_IPV4, address)
+            .annotated(
+                api::keys::ASSIGNED_POOLS,
+                &format!(r#"{{"ipv4":"{pool}"}}"#),
+            )
+            .annotated(
+                api::keys::ASSIGNED_BLOCKS,
+                &format!(r#"{{"ipv4":"{block}"}}"#),
+            )
+    }
+    fn phase(mut self, phase: &str) -> Self {
+        self.0.status.as_mut().unwrap().phase = Some(phase.into());
+        self
+    }
+    fn created(mut self, seconds_ago: i64) -> Self {
+        self.0.metadata.creation_timestamp = Some(ago(seconds_ago));
+        self
+    }
+    fn deleting_since(mut self, seconds_ago: i64) -> Self {
+        self.0.metadata.deletion_timestamp = Some(ago(seconds_ago));
+        self
+    }
+    fn unbound(mut self) -> Self {
+        self.0.spec.as_mut().unwrap().node_name = None;
+        self
+    }
+}
+
+struct BlockB(IPAMBlock);
+
+fn block(cidr: &str, pool: &str) -> BlockB {
+    let name = ipam::cidr::block_name(&cidr.parse().unwrap());
+    let mut b = IPAMBlock::new(
+        &name,
+        IPAMBlockSpec {
+            cidr: cidr.into(),
+            pool: pool.into(),
+            affinity: Some("node-1".into()),
+            sequence_number: 0,
+            allocations: BTreeMap::new(),
+        },
+    );
+    b.metadata.creation_timestamp = Some(ago(7200));
+    BlockB(b)
+}
+
+impl BlockB {
+    /// Records ordinal `ordinal` for the pod `namespace/name` with `uid`.
+    fn holds(mut self, ordinal: u32, uid: &str, namespace: &str, name: &str) -> Self {
+        let spec = &mut self.0.spec;
+        spec.sequence_number += 1;
+        spec.allocations.insert(
+            ordinal.to_string(),
+            BlockAllocation {
+                handle: uid.into(),
+                namespace: namespace.into(),
+                pod: name.into(),
+                container: None,
+                sequence: spec.sequence_number,
+            },
+        );
+        self
+    }
+    fn named(mut self, name: &str) -> Self {
+        self.0.metadata.name = Some(name.into());
+        self
+    }
+}
+
+fn pool(name: &str, cidr: &str, condition: Option<(&str, &str)>) -> IPPool {
+    let mut p = IPPool::new(
+        name,
+        IPPoolSpec {
+            cidr: cidr.into(),
+            ..Default::default()
+        },
+    );
+    p.status = condition.map(|(status, reason)| IPPoolStatus {
+        conditions: vec![PoolCondition {
+            type_: "Allocatable".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: format!("pool {name}: {reason} (the controller's words)"),
+            observed_generation: None,
+        }],
+        ..Default::default()
+    });
+    p
+}
+
+fn ok_pool(name: &str, cidr: &str) -> IPPool {
+    pool(name, cidr, Some(("True", "OK")))
+}
+
+fn snapshot(pools: Vec<IPPool>, blocks: Vec<BlockB>, pods: Vec<PodB>) -> Snapshot {
+    Snapshot {
+        pools,
+        blocks: blocks.into_iter().map(|b| b.0).collect(),
+        pods: pods.into_iter().map(|p| p.0).collect(),
+        at: now(),
+    }
+}
+
+fn kinds(list: &[Finding]) -> Vec<&'static str> {
+    list.iter().map(Finding::kind).collect()
+}
+
+/// One healthy pod with its block and annotation.
+fn healthy() -> (Vec<IPPool>, Vec<BlockB>, Vec<PodB>) {
+    (
+        vec![ok_pool("general", "10.244.0.0/24")],
+        vec![block("10.244.0.0/26", "general").holds(0, "u-a", "web", "a")],
+        vec![pod("web", "a", "u-a").assigned("10.244.0.0", "general", "10-244-0-0-26")],
+    )
+}
+
+#[test]
+fn a_consistent_cluster_has_no_problem_and_no_note() {
+    let (pools, blocks, pods) = healthy();
+    let f = find(&snapshot(pools, blocks, pods));
+    assert_eq!(f, Findings::default());
+}
+
+#[test]
+fn an_allocation_of_a_missing_pod_is_a_leak_with_the_block_age_as_bound() {
+    let (pools, blocks, _) = healthy();
+    let f = find(&snapshot(pools, blocks, vec![]));
+    assert_eq!(kinds(&f.problems), ["LeakedAllocation"]);
+    let Finding::LeakedAllocation(leak) = &f.problems[0] else {
+        unreachable!()
+    };
+    assert_eq!(leak.pod_state, PodState::NotFound);
+    assert_eq!(leak.holder.address.to_string(), "10.244.0.0");
+    assert_eq!(
+        (leak.holder.handle.as_str(), leak.holder.sequence),
+        ("u-a", 1)
+    );
+    assert_eq!(leak.gone_before, None);
+    assert_eq!(leak.block_created.as_deref(), Some("2024-12-31T23:00:00Z"));
+    assert!(
+        leak.message.contains("pod not found") && leak.message.contains("at most 2h old"),
+        "{}",
+        leak.message
+    );
+}
+
+#[test]
+fn a_re_created_pod_makes_the_old_allocation_a_leak_gone_before_the_new_pod() {
+    let (pools, blocks, _) = healthy();
+    let f = find(&snapshot(
+        pools,
+        blocks,
+        vec![pod("web", "a", "u-a2").created(600)],
+    ));
+    let Finding::LeakedAllocation(leak) = &f.problems[0] else {
+        panic!("{f:?}")
+    };
+    assert_eq!(leak.pod_state, PodState::Recreated);
+    assert_eq!(leak.current_uid.as_deref(), Some("u-a2"));
+    assert_eq!(leak.gone_before.as_deref(), Some("2025-01-01T00:50:00Z"));
+    assert!(leak.message.contains("10m ago"), "{}", leak.message);
+    // The new pod has no address yet and was created long ago: that is a problem too.
+    assert_eq!(
+        kinds(&f.problems),
+        ["LeakedAllocation", "PodWithoutAddress"]
+    );
+}
+
+#[test]
+fn a_finished_pod_holding_an_address_is_flagged_but_a_running_one_is_not() {
+    let (pools, blocks, _) = healthy();
+    let f = find(&snapshot(
+        pools,
+        blocks,
+        vec![pod("web", "a", "u-a").phase("Succeeded")],
+    ));
+    assert_eq!(kinds(&f.problems), ["FinishedPodHoldsAddress"]);
+    assert!(f.problems[0].message().contains("Succeeded"));
+}
+
+#[test]
+fn a_pod_long_past_its_deletion_time_is_noted_with_its_addresses() {
+    let (pools, blocks, _) = healthy();
+    let stuck = pod("web", "a", "u-a")
+        .assigned("10.244.0.0", "general", "10-244-0-0-26")
+        .deleting_since(3600);
+    let f = find(&snapshot(pools.clone(), blocks, vec![stuck]));
+    assert!(f.problems.is_empty(), "{f:?}");
+    assert_eq!(kinds(&f.notes), ["PodStuckTerminating"]);
+    let Finding::PodStuckTerminating(s) = &f.notes[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        s.addresses,
+        ["10.244.0.0".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert!(s.message.contains("1h ago"), "{}", s.message);
+
+    let (_, blocks, _) = healthy();
+    let in_grace = pod("web", "a", "u-a")
+        .assigned("10.244.0.0", "general", "10-244-0-0-26")
+        .deleting_since(5);
+    let f = find(&snapshot(pools, blocks, vec![in_grace]));
+    assert_eq!(f, Findings::default());
+}
+
+#[test]
+fn forged_stale_and_misplaced_annotations_are_unrecorded_addresses() {
+    let pools = vec![ok_pool("general", "10.244.0.0/24")];
+    let blocks = vec![
+        block("10.244.0.0/26", "general")
+            .holds(0, "u-a", "web", "a")
+            .holds(1, "u-b", "web", "b"),
+    ];
+    let pods = vec![
+        pod("web", "a", "u-a").assigned("10.244.0.0", "general", "10-244-0-0-26"),
+        pod("web", "b", "u-b").assigned("10.244.0.1", "general", "10-244-0-64-26"),
+        pod("web", "thief", "u-t").assigned("10.244.0.0", "general", "10-244-0-0-26"),
+        pod("web", "forger", "u-f").assigned("10.244.0.9", "general", "10-244-0-0-26"),
+        pod("web", "garbled", "u-g")
+            .unbound()
+            .annotated(api::keys::ASSIGNED_IPV4, "10.244.0.300"),
+    ];
+    let f = find(&snapshot(pools, blocks, pods));
+    assert_eq!(kinds(&f.problems), ["UnrecordedAddress"; 4], "{f:#?}");
+    let why = |pod: &str| {
+        f.problems
+            .iter()
+            .find_map(|p| match p {
+                Finding::UnrecordedAddress(u) if u.pod == pod => Some(u.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no finding for {pod}"))
+    };
+    assert!(
+        why("b").message.contains("not the block 10-244-0-64-26"),
+        "{}",
+        why("b").message
+    );
+    let thief = why("thief");
+    assert_eq!(thief.recorded.len(), 1);
+    assert_eq!(thief.recorded[0].handle, "u-a");
+    assert!(thief.message.contains("for web/a"), "{}", thief.message);
+    assert!(why("forger").message.contains("no block records it"));
+    let garbled = why("garbled");
+    assert_eq!(garbled.family, None);
+    assert_eq!(garbled.address.as_deref(), Some("10.244.0.300"));
+}
+
+#[test]
+fn one_address_in_two_blocks_is_a_duplicate_and_the_blocks_overlap() {
+    let pools = vec![ok_pool("general", "10.244.0.0/24")];
+    let blocks = vec![
+        block("10.244.0.0/26", "general").holds(5, "u-a", "web", "a"),
+        block("10.244.0.0/28", "general").holds(5, "u-b", "web", "b"),
+    ];
+    let pods = vec![
+        pod("web", "a", "u-a").assigned("10.244.0.5", "general", "10-244-0-0-26"),
+        pod("web", "b", "u-b").assigned("10.244.0.5", "general", "10-244-0-0-28"),
+    ];
+    let f = find(&snapshot(pools, blocks, pods));
+    assert_eq!(
+        kinds(&f.problems),
+        [
+            "BlockNotMatchingPool",
+            "OverlappingBlocks",
+            "DuplicateAddress"
+        ],
+        "{f:#?}"
+    );
+    let Finding::DuplicateAddress(d) = &f.problems[2] else {
+        unreachable!()
+    };
+    assert_eq!(d.address.unwrap().to_string(), "10.244.0.5");
+    let handles: Vec<&str> = d.holders.iter().map(|h| h.handle.as_str()).collect();
+    assert_eq!(handles, ["u-a", "u-b"]);
+    assert!(
+        f.problems[0].message().contains("/28 block"),
+        "{}",
+        f.problems[0].message()
+    );
+}
+
+#[test]
+fn one_pod_with_two_addresses_of_a_family_is_a_duplicate_handle() {
+    let pools = vec![ok_pool("general", "10.244.0.0/24")];
+    let blocks = vec![
+        block("10.244.0.0/26", "general").holds(0, "u-a", "web", "a"),
+        block("10.244.0.64/26", "general").holds(0, "u-a", "web", "a"),
+    ];
+    let pods = vec![pod("web", "a", "u-a").assigned("10.244.0.0", "general", "10-244-0-0-26")];
+    let f = find(&snapshot(pools, blocks, pods));
+    assert_eq!(kinds(&f.problems), ["DuplicateHandle"], "{f:#?}");
+    let Finding::DuplicateHandle(d) = &f.problems[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (d.handle.as_deref(), d.family.as_deref()),
+        (Some("u-a"), Some("ipv4"))
+    );
+    assert_eq!(d.holders.len(), 2);
+}
+
+#[test]
+fn blocks_of_missing_pools_outside_their_pool_misnamed_or_corrupt_are_flagged() {
+    let pools = vec![ok_pool("general", "10.244.0.0/24")];
+    let blocks = vec![
+        block("10.244.0.0/26", "gone"),
+        block("10.244.9.0/26", "general"),
+        block("10.244.0.64/26", "general").named("my-block"),
+        block("10.244.0.128/26", "general")
+            .holds(0, "u-x", "web", "x")
+            .holds(1, "u-x", "web", "x"),
+    ];
+    let x = pod("web", "x", "u-x").assigned("10.244.0.128", "general", "10-244-0-128-26");
+    let f = find(&snapshot(pools, blocks, vec![x]));
+    let got: Vec<(&str, String)> = f
+        .problems
+        .iter()
+        .filter(|p| p.kind() != "DuplicateHandle")
+        .map(|p| (p.kind(), p.subject()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("BlockWithoutPool", "block 10-244-0-0-26".to_owned()),
+            ("BlockNotMatchingPool", "block 10-244-9-0-26".to_owned()),
+            ("InvalidBlock", "block my-block".to_owned()),
+            ("InvalidBlock", "block 10-244-0-128-26".to_owned()),
+        ],
+        "{f:#?}"
+    );
+    assert!(f.problems[0].message().contains("lies in pool general"));
+    assert!(
+        f.problems[1]
+            .message()
+            .contains("outside the range 10.244.0.0/24")
+    );
+    assert!(
+        f.problems[2]
+            .message()
+            .contains("must be named 10-244-0-64-26")
+    );
+}
+
+#[test]
+fn bound_pods_without_an_address_say_why_and_fresh_ones_are_only_noted() {
+    let pools = vec![ok_pool("general", "10.244.0.0/24")];
+    let pods = vec![
+        pod("web", "refused", "u-r").annotated(
+            api::keys::ASSIGNMENT_ERROR,
+            "pod web/refused: annotation names pool \"payment\", which does not exist",
+        ),
+        pod("web", "fresh", "u-f").created(5),
+        pod("web", "forgotten", "u-o").created(600),
+        pod("web", "pending", "u-p").unbound(),
+        pod("web", "done", "u-d").phase("Failed"),
+    ];
+    let f = find(&snapshot(pools, vec![], pods));
+    let subjects: Vec<String> = f.problems.iter().map(Finding::subject).collect();
+    assert_eq!(subjects, ["pod web/forgotten", "pod web/refused"], "{f:#?}");
+    let Finding::PodWithoutAddress(refused) = &f.problems[1] else {
+        unreachable!()
+    };
+    assert_eq!(
+        refused.message,
+        "pod web/refused on node node-1 has waited for 1h without an address: annotation names pool \"payment\", which does not exist"
+    );
+    assert!(f.problems[0].message().contains("without an error"));
+    assert_eq!(kinds(&f.notes), ["PodWaiting"]);
+    assert_eq!(f.notes[0].subject(), "pod web/fresh");
+}
+
+#[test]
+fn pools_without_status_or_not_allocatable_are_problems_disabled_and_terminating_are_notes() {
+    let pools = vec![
+        pool("dmz", "192.168.0.0/24", Some(("False", "OutsidePodCIDR"))),
+        pool("fresh", "10.244.1.0/24", None),
+        pool("old", "10.244.2.0/24", Some(("False", "PoolDisabled"))),
+        pool("leaving", "10.244.3.0/24", Some(("False", "Terminating"))),
+        ok_pool("general", "10.244.0.0/24"),
+    ];
+    let blocks = vec![block("10.244.3.0/26", "leaving").holds(0, "u-a", "web", "a")];
+    let f = find(&snapshot(
+        pools,
+        blocks,
+        vec![pod("web", "a", "u-a").assigned("10.244.3.0", "leaving", "10-244-3-0-26")],
+    ));
+    let problems: Vec<String> = f.problems.iter().map(Finding::subject).collect();
+    assert_eq!(problems, ["pool dmz", "pool fresh"]);
+    assert_eq!(
+        f.problems[0].message(),
+        "pool dmz: OutsidePodCIDR (the controller's words)"
+    );
+    assert!(
+        f.problems[1]
+            .message()
+            .contains("has not written its status")
+    );
+    assert_eq!(kinds(&f.notes), ["PoolTerminating", "PoolDisabled"]);
+    let Finding::PoolTerminating(t) = &f.notes[0] else {
+        unreachable!()
+    };
+    assert_eq!(t.allocations, 1);
+}
+
+#[test]
+fn a_leak_round_trips_through_the_report_with_flat_fields() {
+    let (pools, blocks, _) = healthy();
+    let f = find(&snapshot(pools, blocks, vec![]));
+    let json = serde_json::to_value(&f.problems[0]).unwrap();
+    assert_eq!(json["kind"], "LeakedAllocation");
+    assert_eq!(json["address"], "10.244.0.0");
+    assert_eq!(json["block"], "10-244-0-0-26");
+    assert_eq!(json["ordinal"], 0);
+    assert_eq!(json["handle"], "u-a");
+    assert_eq!(json["podState"], "NotFound");
+    let back: Finding = serde_json::from_value(json).unwrap();
+    assert_eq!(back, f.problems[0]);
+}
+
+#[test]
+fn the_text_report_names_each_problem_and_the_exit_status() {
+    let (pools, blocks, _) = healthy();
+    let snapshot = snapshot(pools, blocks, vec![]);
+    let f = find(&snapshot);
+    let report = Report {
+        report_version: REPORT_VERSION,
+        generated_at: now().to_string(),
+        server: "https://cluster.example:6443/".into(),
+        clean: false,
+        checked: Counts::default(),
+        problems: f.problems,
+        notes: f.notes,
+    };
+    let text = render(&report);
+    assert!(
+        text.contains("  LeakedAllocation: 10.244.0.0 held by web/a\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Result: 1 problem(s); exit status 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl ipam release --from-report"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.len() <= 120), "{text}");
+}

@@ -1,0 +1,417 @@
+//! `kubectl ipam import-calico -f FILE`: Calico IPPool manifests (`projectcalico.org/v3`, and
+//! `crd.projectcalico.org/v1` as `kubectl get ippools.crd.projectcalico.org -o yaml` prints
+//! them) converted to `rangepool.dev/v1`.
+//!
+//! The field names are the same; what changes is what the fields do. Fields rangepool accepts
+//! but does not act on (it does not program the data plane) are kept and listed on stderr, so
+//! nobody expects NAT or encapsulation from them; fields rangepool does not have are dropped and
+//! listed; metadata the API server sets is dropped. Every converted pool goes through the
+//! core's validation ([`ipam::pool::Pool::parse`]); if one is refused, nothing is printed on
+//! stdout, so `import-calico ... | kubectl apply -f -` never applies half a migration.
+//!
+//! Exit status: 0 converted, 1 a pool is refused, 2 the file cannot be read or holds no pool.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use api::{IPPool, IPPoolSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Map, Value};
+
+/// API versions read as Calico pools.
+const CALICO_VERSIONS: [&str; 2] = ["projectcalico.org/v3", "crd.projectcalico.org/v1"];
+/// Fields rangepool acts on.
+const EFFECTIVE: [&str; 6] = [
+    "cidr",
+    "blockSize",
+    "nodeSelector",
+    "namespaceSelector",
+    "disabled",
+    "assignmentMode",
+];
+/// Fields kept and validated as Calico validates them, with no effect here.
+const INERT: [&str; 4] = ["natOutgoing", "ipipMode", "vxlanMode", "disableBGPExport"];
+/// Annotations that belong to the old object, not to the pool.
+const DROPPED_ANNOTATIONS: [&str; 2] = [
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "projectcalico.org/metadata",
+];
+
+/// Exit status when a pool is refused.
+const EXIT_REFUSED: u8 = 1;
+/// Exit status when the file cannot be used.
+const EXIT_INPUT: u8 = 2;
+
+/// What `kubectl ipam import-calico` was asked.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// The manifest file (`-` for stdin).
+    pub file: PathBuf,
+}
+
+/// Something about one pool a person should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remark {
+    /// Kept, but rangepool does not act on it.
+    Inert {
+        /// The pool.
+        pool: String,
+        /// The field (and value).
+        field: String,
+        /// Why it does nothing here.
+        why: &'static str,
+    },
+    /// Not in the output.
+    Dropped {
+        /// The pool.
+        pool: String,
+        /// The field (and value).
+        field: String,
+        /// Why.
+        why: String,
+    },
+    /// Converted, but it may not do what was meant.
+    Warning {
+        /// The pool.
+        pool: String,
+        /// What to look at.
+        message: String,
+    },
+}
+
+impl fmt::Display for Remark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Remark::Inert { pool, field, why } => {
+                write!(f, "pool {pool}: {field}: kept, no effect here: {why}")
+            }
+            Remark::Dropped { pool, field, why } => {
+                write!(f, "pool {pool}: {field}: dropped: {why}")
+            }
+            Remark::Warning { pool, message } => write!(f, "pool {pool}: warning: {message}"),
+        }
+    }
+}
+
+/// A pool the core refuses, with its reason label and message (which names the pool).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The pool's name (empty when it has none).
+    pub pool: String,
+    /// `InvalidCIDR`, `InvalidField`, ...
+    pub reason: &'static str,
+    /// The message.
+    pub message: String,
+}
+
+/// The result of a conversion.
+#[derive(Debug, Clone, Default)]
+pub struct Conversion {
+    /// The converted pools, in file order.
+    pub pools: Vec<IPPool>,
+    /// What each pool lost or keeps without effect.
+    pub remarks: Vec<Remark>,
+    /// Pools the core refuses.
+    pub refused: Vec<Refused>,
+    /// Documents that are not Calico pools, and why they were skipped.
+    pub skipped: Vec<String>,
+}
+
+/// The file cannot be used at all.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// Reading failed.
+    #[error("{0}: {1}")]
+    Read(String, #[source] std::io::Error),
+    /// Not YAML.
+    #[error("{0}: not valid YAML or JSON: {1}")]
+    Syntax(String, String),
+    /// No pool in it.
+    #[error("{0}: holds no Calico IPPool (apiVersion {versions})", versions = CALICO_VERSIONS.join(" or "))]
+    Empty(String),
+}
+
+/// Runs the command; returns the exit status in the module docs.
+pub fn run(args: &Args) -> ExitCode {
+    let shown = args.file.display().to_string();
+    let text = if shown == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(&args.file)
+    };
+    let conversion = text
+        .map_err(|e| InputError::Read(shown.clone(), e))
+        .and_then(|t| convert(&t, &shown));
+    let conversion = match conversion {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kubectl ipam import-calico: {e}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    for s in &conversion.skipped {
+        eprintln!("skipped: {s}");
+    }
+    for r in &conversion.remarks {
+        eprintln!("{r}");
+    }
+    if !conversion.refused.is_empty() {
+        for r in &conversion.refused {
+            eprintln!("refused: {} ({})", r.message, r.reason);
+        }
+        eprintln!(
+            "kubectl ipam import-calico: {} of {} pool(s) refused; nothing printed, fix them and run again",
+            conversion.refused.len(),
+            conversion.refused.len() + conversion.pools.len()
+        );
+        return ExitCode::from(EXIT_REFUSED);
+    }
+    match render(&conversion.pools, &shown) {
+        Ok(out) => {
+            crate::print(&out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubectl ipam import-calico: cannot write YAML: {e}");
+            ExitCode::from(EXIT_INPUT)
+        }
+    }
+}
+
+/// Converts every Calico IPPool in `text` (YAML documents or JSON, `List`s included).
+pub fn convert(text: &str, file: &str) -> Result<Conversion, InputError> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| InputError::Syntax(file.to_owned(), e.to_string()))?;
+    let mut out = Conversion::default();
+    let mut found = false;
+    for doc in docs {
+        walk(doc, &mut out, &mut found);
+    }
+    if !found {
+        return Err(InputError::Empty(file.to_owned()));
+    }
+    overlaps(&mut out);
+    Ok(out)
+}
+
+fn walk(doc: Value, out: &mut Conversion, found: &mut bool) {
+    if doc.is_null() {
+        return;
+    }
+    let text = |key: &str| {
+        doc.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (kind, version) = (text("kind"), text("apiVersion"));
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if kind.ends_with("List")
+        && let Some(items) = doc.get("items").and_then(Value::as_array)
+    {
+        for item in items.clone() {
+            walk(item, out, found);
+        }
+        return;
+    }
+    if kind != "IPPool" || !CALICO_VERSIONS.contains(&version.as_str()) {
+        out.skipped.push(format!(
+            "{} {name:?} (apiVersion {version:?}) is not a Calico IPPool",
+            if kind.is_empty() { "(no kind)" } else { &kind }
+        ));
+        return;
+    }
+    *found = true;
+    match pool(&doc, &name, &mut out.remarks) {
+        Ok(p) => out.pools.push(p),
+        Err(r) => out.refused.push(r),
+    }
+}
+
+/// One Calico pool converted and validated.
+fn pool(doc: &Value, name: &str, remarks: &mut Vec<Remark>) -> Result<IPPool, Refused> {
+    let refuse = |reason, message: String| Refused {
+        pool: name.to_owned(),
+        reason,
+        message,
+    };
+    if name.is_empty() {
+        return Err(refuse("InvalidField", "a pool has no metadata.name".into()));
+    }
+    let dropped = |field: String, why: String| Remark::Dropped {
+        pool: name.to_owned(),
+        field,
+        why,
+    };
+    let empty = Map::new();
+    let spec_in = doc.get("spec").and_then(Value::as_object).unwrap_or(&empty);
+    let mut spec = Map::new();
+    for (key, value) in spec_in {
+        let shown = format!("{key} ({})", compact(value));
+        if EFFECTIVE.contains(&key.as_str()) {
+            spec.insert(key.clone(), value.clone());
+        } else if INERT.contains(&key.as_str()) {
+            spec.insert(key.clone(), value.clone());
+            remarks.push(Remark::Inert {
+                pool: name.to_owned(),
+                field: shown,
+                why: "rangepool assigns addresses and does not program the data plane (NAT, encapsulation, BGP)",
+            });
+        } else if key == "allowedUses" {
+            spec.insert(key.clone(), value.clone());
+            allowed_uses(name, value, remarks);
+        } else {
+            let why = match key.as_str() {
+                "awsSubnetID" => "AWS-backed pools (secondary addresses on the node's ENI) are a Calico feature rangepool does not have".to_owned(),
+                "ipip" | "nat-outgoing" => format!(
+                    "a Calico API v1 field that Calico itself refuses in v3; use {}",
+                    if key == "ipip" { "ipipMode" } else { "natOutgoing" }
+                ),
+                _ => "not an IPPool field rangepool knows".to_owned(),
+            };
+            remarks.push(dropped(shown, why));
+        }
+    }
+    if doc.get("status").is_some() {
+        remarks.push(dropped(
+            "status".into(),
+            "written by the rangepool controller".into(),
+        ));
+    }
+    let metadata = metadata(doc, name, &dropped, remarks);
+    let spec: IPPoolSpec = serde_json::from_value(Value::Object(spec))
+        .map_err(|e| refuse("InvalidField", format!("pool {name}: spec: {e}")))?;
+    let converted = IPPool {
+        metadata,
+        spec,
+        status: None,
+    };
+    ipam::pool::Pool::parse(&converted.to_input())
+        .map_err(|e| refuse(e.reason(), e.to_string()))?;
+    Ok(converted)
+}
+
+/// Name, labels and annotations; the rest of the metadata belongs to the old object.
+fn metadata(
+    doc: &Value,
+    name: &str,
+    dropped: &dyn Fn(String, String) -> Remark,
+    remarks: &mut Vec<Remark>,
+) -> ObjectMeta {
+    let strings = |key: &str| -> Option<BTreeMap<String, String>> {
+        let map: BTreeMap<String, String> = doc
+            .pointer(&format!("/metadata/{key}"))
+            .and_then(Value::as_object)?
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        Some(map)
+    };
+    let mut annotations = strings("annotations").unwrap_or_default();
+    for key in DROPPED_ANNOTATIONS {
+        if annotations.remove(key).is_some() {
+            remarks.push(dropped(
+                format!("annotation {key}"),
+                "it describes the Calico object, not the pool".into(),
+            ));
+        }
+    }
+    let server_set: Vec<&str> = doc
+        .get("metadata")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.keys()
+                .map(String::as_str)
+                .filter(|k| !matches!(*k, "name" | "labels" | "annotations"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !server_set.is_empty() {
+        remarks.push(dropped(
+            format!("metadata {}", server_set.join(", ")),
+            "set by the API server for the old object".into(),
+        ));
+    }
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        labels: strings("labels").filter(|l| !l.is_empty()),
+        annotations: Some(annotations).filter(|a| !a.is_empty()),
+        ..Default::default()
+    }
+}
+
+fn allowed_uses(name: &str, value: &Value, remarks: &mut Vec<Remark>) {
+    let uses: Vec<&str> = value
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for u in &uses {
+        if matches!(*u, "Tunnel" | "LoadBalancer") {
+            remarks.push(Remark::Inert {
+                pool: name.to_owned(),
+                field: format!("allowedUses {u}"),
+                why: "rangepool gives addresses to pods only (no tunnel or load-balancer addresses)",
+            });
+        }
+    }
+    if !uses.is_empty() && !uses.contains(&"Workload") {
+        remarks.push(Remark::Warning {
+            pool: name.to_owned(),
+            message: "allowedUses lacks Workload, so this pool gives no pod an address here".into(),
+        });
+    }
+}
+
+/// Pools of one file that overlap: the newer would not be allocatable (older wins).
+fn overlaps(out: &mut Conversion) {
+    let ranges: Vec<(String, ipnet::IpNet)> = out
+        .pools
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.metadata.name.clone()?,
+                ipam::cidr::parse_strict(&p.spec.cidr).ok()?,
+            ))
+        })
+        .collect();
+    for (i, (a, ra)) in ranges.iter().enumerate() {
+        for (b, rb) in &ranges[i + 1..] {
+            if ipam::cidr::overlaps(ra, rb) {
+                out.remarks.push(Remark::Warning {
+                    pool: b.clone(),
+                    message: format!(
+                        "its range {rb} overlaps pool {a} ({ra}); of two overlapping pools only the older one gives addresses"
+                    ),
+                });
+            }
+        }
+    }
+}
+
+fn compact(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The pools as YAML documents, with a header naming the source.
+pub fn render(pools: &[IPPool], source: &str) -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = format!("# Converted from Calico by `kubectl ipam import-calico -f {source}`.\n");
+    for (i, p) in pools.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_saphyr::to_string(p)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

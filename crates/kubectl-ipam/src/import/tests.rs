@@ -1,0 +1,115 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+fn pools_of(c: &Conversion) -> Vec<&str> {
+    c.pools
+        .iter()
+        .map(|p| p.metadata.name.as_deref().unwrap())
+        .collect()
+}
+
+fn remarks(c: &Conversion) -> Vec<String> {
+    c.remarks.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn effective_fields_are_kept_inert_ones_listed_and_unknown_ones_dropped() {
+    let c = convert(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p, labels: {a: b}}\nspec:\n  cidr: 10.1.0.0/24\n  blockSize: 28\n  natOutgoing: true\n  awsSubnetID: subnet-1\n  futureField: 3\n",
+        "f.yaml",
+    )
+    .unwrap();
+    assert_eq!(pools_of(&c), ["p"]);
+    let p = &c.pools[0];
+    assert_eq!(p.spec.cidr, "10.1.0.0/24");
+    assert_eq!(p.spec.block_size, Some(28));
+    assert_eq!(p.spec.nat_outgoing, Some(true));
+    assert_eq!(
+        p.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("a")
+            .map(String::as_str),
+        Some("b")
+    );
+    let r = remarks(&c);
+    assert_eq!(r.len(), 3, "{r:#?}");
+    assert!(
+        r[0].starts_with("pool p: awsSubnetID (subnet-1): dropped"),
+        "{r:#?}"
+    );
+    assert!(
+        r[1].starts_with("pool p: futureField (3): dropped"),
+        "{r:#?}"
+    );
+    assert!(
+        r[2].starts_with("pool p: natOutgoing (true): kept, no effect here"),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn a_pool_the_core_refuses_is_reported_with_its_reason() {
+    let c = convert(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: v6}\nspec: {cidr: 'fd00::/64', ipipMode: Always}\n---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: ok}\nspec: {cidr: 10.0.0.0/24}\n",
+        "f.yaml",
+    )
+    .unwrap();
+    assert_eq!(pools_of(&c), ["ok"]);
+    assert_eq!(c.refused.len(), 1);
+    assert_eq!(c.refused[0].pool, "v6");
+    assert_eq!(c.refused[0].reason, "InvalidField");
+    assert!(c.refused[0].message.contains("IPv6"), "{:?}", c.refused);
+}
+
+#[test]
+fn pools_without_workload_or_overlapping_get_warnings() {
+    let c = convert(
+        "apiVersion: crd.projectcalico.org/v1\nkind: IPPoolList\nitems:\n- apiVersion: crd.projectcalico.org/v1\n  kind: IPPool\n  metadata: {name: a}\n  spec: {cidr: 10.0.0.0/16}\n- apiVersion: crd.projectcalico.org/v1\n  kind: IPPool\n  metadata: {name: b}\n  spec: {cidr: 10.0.8.0/24, allowedUses: [Tunnel]}\n",
+        "f.yaml",
+    )
+    .unwrap();
+    assert_eq!(pools_of(&c), ["a", "b"]);
+    let r = remarks(&c);
+    assert!(
+        r.iter()
+            .any(|x| x.contains("allowedUses Tunnel: kept, no effect")),
+        "{r:#?}"
+    );
+    assert!(r.iter().any(|x| x.contains("lacks Workload")), "{r:#?}");
+    assert!(
+        r.iter()
+            .any(|x| x.starts_with("pool b: warning: its range 10.0.8.0/24 overlaps pool a")),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn a_file_without_calico_pools_is_an_input_error() {
+    let err = convert(
+        "apiVersion: rangepool.dev/v1\nkind: IPPool\nmetadata: {name: mine}\nspec: {cidr: 10.0.0.0/24}\n",
+        "f.yaml",
+    )
+    .unwrap_err();
+    assert!(matches!(err, InputError::Empty(_)), "{err}");
+    assert!(matches!(
+        convert("a: [", "f.yaml").unwrap_err(),
+        InputError::Syntax(..)
+    ));
+}
+
+#[test]
+fn the_output_is_rangepool_yaml_that_reads_back_as_the_same_pools() {
+    let c = convert(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p, resourceVersion: '9'}\nspec: {cidr: 10.1.0.0/24, assignmentMode: Manual, namespaceSelector: \"team == 'pay'\"}\n",
+        "f.yaml",
+    )
+    .unwrap();
+    let text = render(&c.pools, "f.yaml").unwrap();
+    assert!(text.contains("apiVersion: rangepool.dev/v1"), "{text}");
+    assert!(!text.contains("resourceVersion"), "{text}");
+    let back: Vec<IPPool> = serde_saphyr::from_multiple(&text).unwrap();
+    assert_eq!(back, c.pools);
+}

@@ -1,0 +1,59 @@
+//! The cluster state `show` and `check` look at, read once.
+//!
+//! Pools first, then blocks, then pods. The order matters for `check`: an allocation found in
+//! the blocks was made for a pod that existed before the pods were listed, so a pod missing
+//! from the later list is really gone — never a pod created a moment after the blocks were read.
+
+use api::{IPAMBlock, IPPool};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::{Api, Client};
+
+use crate::cluster::{AccessError, list_all};
+
+/// What was read, and when.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every IPPool.
+    pub pools: Vec<IPPool>,
+    /// Every IPAMBlock.
+    pub blocks: Vec<IPAMBlock>,
+    /// Every pod in every namespace (empty unless asked for).
+    pub pods: Vec<Pod>,
+    /// When the reading started, by this machine's clock.
+    pub at: Timestamp,
+}
+
+impl Snapshot {
+    /// Reads pools, blocks and, when `with_pods`, pods.
+    pub async fn read(client: &Client, with_pods: bool) -> Result<Snapshot, AccessError> {
+        let at = Timestamp::now();
+        let pools = list_all(&Api::<IPPool>::all(client.clone()), "ippools.rangepool.dev").await?;
+        let blocks = read_blocks(client).await?;
+        let pods = if with_pods {
+            list_all(&Api::<Pod>::all(client.clone()), "pods").await?
+        } else {
+            Vec::new()
+        };
+        Ok(Snapshot {
+            pools,
+            blocks,
+            pods,
+            at,
+        })
+    }
+}
+
+/// Every IPAMBlock.
+pub async fn read_blocks(client: &Client) -> Result<Vec<IPAMBlock>, AccessError> {
+    list_all(
+        &Api::<IPAMBlock>::all(client.clone()),
+        "ipamblocks.rangepool.dev",
+    )
+    .await
+}
+
+/// Seconds from `then` to `now` (negative when `then` is later: clock skew).
+pub fn seconds_between(then: Timestamp, now: Timestamp) -> i64 {
+    now.as_second() - then.as_second()
+}

@@ -1,0 +1,222 @@
+//! A test API server with rangepool's CRDs, fixtures written the way the controller writes
+//! them, and a runner for the built binary pointed at the server with `--kubeconfig`.
+
+use std::net::IpAddr;
+
+use api::{Assignment, FamilyAssignment, IPAMBlock, IPAMBlockSpec, IPPool};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use rangepool_testserver::TestServer;
+use serde_json::{Value, json};
+
+use super::{Manifest, MetaB, PodB, PoolB, Run};
+
+/// A test API server with the CRDs installed.
+pub struct Cluster {
+    pub server: TestServer,
+    pub client: Client,
+}
+
+impl Cluster {
+    /// A server with the CRDs, namespace `web` and nothing else.
+    pub async fn new() -> Cluster {
+        let c = Cluster::bare().await;
+        let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+        for (_, crd) in api::crd::all() {
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+        }
+        c.namespace(super::namespace("web")).await;
+        c
+    }
+
+    /// A server without our CRDs.
+    pub async fn bare() -> Cluster {
+        let server = TestServer::start().await.unwrap();
+        let client = server.client().unwrap();
+        Cluster { server, client }
+    }
+
+    /// Runs `kubectl-ipam ARGS --kubeconfig <the server's>`, with no KUBECONFIG in the
+    /// environment.
+    pub async fn run(&self, args: &[&str]) -> Run {
+        let kubeconfig = self.server.kubeconfig_path().to_str().unwrap().to_owned();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--kubeconfig", &kubeconfig]);
+        run(&all, &[]).await
+    }
+
+    pub async fn namespace(&self, ns: MetaB) {
+        let ns: Namespace = serde_json::from_value(ns.to_json()).unwrap();
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
+
+    /// Creates the pool, and writes its `Allocatable` condition as the controller would
+    /// (`status` True/False with `reason`), unless `condition` is `None`.
+    pub async fn pool(&self, pool: PoolB, condition: Option<(&str, &str)>) {
+        let pool: IPPool = serde_json::from_value(pool.to_json()).unwrap();
+        let name = pool.name_any();
+        let api = Api::<IPPool>::all(self.client.clone());
+        api.create(&PostParams::default(), &pool).await.unwrap();
+        if let Some((status, reason)) = condition {
+            let status = json!({"status": {"conditions": [{
+                "type": "Allocatable", "status": status, "reason": reason,
+                "message": format!("pool {name}: {reason}"),
+            }]}});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Creates an empty block, as the controller does when it claims one for a node.
+    pub async fn block(&self, cidr: &str, pool: &str, node: Option<&str>) -> String {
+        let name = ipam::cidr::block_name(&cidr.parse().unwrap());
+        let spec = IPAMBlockSpec {
+            cidr: cidr.into(),
+            pool: pool.into(),
+            affinity: node.map(str::to_owned),
+            sequence_number: 0,
+            allocations: Default::default(),
+        };
+        self.blocks()
+            .create(&PostParams::default(), &IPAMBlock::new(&name, spec))
+            .await
+            .unwrap();
+        name
+    }
+
+    pub fn blocks(&self) -> Api<IPAMBlock> {
+        Api::all(self.client.clone())
+    }
+
+    pub async fn block_spec(&self, name: &str) -> IPAMBlockSpec {
+        self.blocks().get(name).await.unwrap().spec
+    }
+
+    /// Creates a pod and returns it as stored (with its UID).
+    pub async fn pod(&self, pod: PodB) -> Pod {
+        let pod: Pod = serde_json::from_value(pod.to_json()).unwrap();
+        let ns = pod.namespace().unwrap();
+        Api::<Pod>::namespaced(self.client.clone(), &ns)
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete_pod(&self, pod: &Pod) {
+        Api::<Pod>::namespaced(self.client.clone(), &pod.namespace().unwrap())
+            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+    }
+
+    pub async fn set_phase(&self, pod: &Pod, phase: &str) {
+        Api::<Pod>::namespaced(self.client.clone(), &pod.namespace().unwrap())
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": phase}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Records `address` for the pod in the block that contains it, with the controller's
+    /// guarded JSON patch (test the sequence number, add the allocation, bump the number).
+    /// Returns the block's name.
+    pub async fn record(&self, pod: &Pod, address: &str) -> String {
+        let address: IpAddr = address.parse().unwrap();
+        let block = self
+            .blocks()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|b| {
+                b.spec
+                    .cidr
+                    .parse::<ipnet::IpNet>()
+                    .unwrap()
+                    .contains(&address)
+            })
+            .unwrap_or_else(|| panic!("no block contains {address}"));
+        self.record_in(&block.name_any(), pod, address).await;
+        block.name_any()
+    }
+
+    /// [`Cluster::record`] in a named block.
+    pub async fn record_in(&self, block: &str, pod: &Pod, address: IpAddr) {
+        let spec = self.block_spec(block).await;
+        let ordinal = ipam::cidr::ordinal_of(&spec.cidr.parse().unwrap(), address).unwrap();
+        let next = spec.sequence_number + 1;
+        let patch = json!([
+            {"op": "test", "path": "/spec/sequenceNumber", "value": spec.sequence_number},
+            {"op": "add", "path": format!("/spec/allocations/{ordinal}"), "value": {
+                "handle": pod.metadata.uid, "namespace": pod.namespace(), "pod": pod.name_any(),
+                "sequence": next}},
+            {"op": "replace", "path": "/spec/sequenceNumber", "value": next},
+        ]);
+        let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        self.blocks()
+            .patch(block, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+            .unwrap();
+    }
+
+    /// What the controller does for a bound pod: the block first, then the annotations.
+    pub async fn assign(&self, pod: &Pod, address: &str) -> Pod {
+        let block = self.record(pod, address).await;
+        let pool = self.block_spec(&block).await.pool;
+        let assignment = Assignment {
+            ipv4: Some(FamilyAssignment {
+                address: address.parse().unwrap(),
+                pool,
+                block,
+            }),
+            ..Default::default()
+        };
+        self.annotate(pod, &assignment).await
+    }
+
+    /// Writes the assignment annotations (also forged ones), with the controller's UID
+    /// precondition.
+    pub async fn annotate(&self, pod: &Pod, assignment: &Assignment) -> Pod {
+        let annotations: serde_json::Map<String, Value> = assignment
+            .to_annotations()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.map_or(Value::Null, Value::String)))
+            .collect();
+        Api::<Pod>::namespaced(self.client.clone(), &pod.namespace().unwrap())
+            .patch(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"uid": pod.metadata.uid, "annotations": annotations}}),
+                ),
+            )
+            .await
+            .unwrap()
+    }
+}
+
+/// Runs the binary with `args` and extra environment variables, KUBECONFIG removed unless
+/// given.
+pub async fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-ipam"));
+    cmd.args(args).env_remove("KUBECONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.expect("run kubectl-ipam");
+    Run {
+        status: out.status.code().expect("exit status"),
+        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
+    }
+}
