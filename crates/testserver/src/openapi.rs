@@ -1,9 +1,9 @@
 //! A minimal OpenAPI v3 surface: the `/openapi/v3` index and one document per group/version
 //! listing each resource's PATCH operation with its `x-kubernetes-group-version-kind` and the
-//! `fieldValidation` query parameter. That is what kubectl checks before it leaves validation to
-//! the server (`fieldValidation=Strict`). No schemas are published (kubectl then falls back to
-//! its compiled-in types for strategic merge patches); `/openapi/v2` answers 404 as on servers
-//! that disabled it.
+//! `fieldValidation` query parameter (what kubectl checks before it leaves validation to the
+//! server with `fieldValidation=Strict`), plus the structural schemas of custom resources (for
+//! `kubectl explain`). Built-in kinds publish no schema (kubectl then uses its compiled-in types
+//! for strategic merge patches); `/openapi/v2` answers 404 as on servers that disabled it.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -55,6 +55,20 @@ pub fn document(reg: &Registry, group: &str, version: &str) -> Option<Value> {
         return None;
     }
     let mut paths = Map::new();
+    let mut schemas = Map::new();
+    for d in &defs {
+        // custom resources publish their structural schema, so `kubectl explain` works for them
+        if let Some(schema) = &d.schema {
+            let mut sch = schema.as_ref().clone();
+            sch["x-kubernetes-group-version-kind"] =
+                json!([{"group": d.group, "version": d.version, "kind": d.kind}]);
+            let reversed: Vec<&str> = d.group.split('.').rev().collect();
+            schemas.insert(
+                format!("{}.{}.{}", reversed.join("."), d.version, d.kind),
+                sch,
+            );
+        }
+    }
     let prefix = if group.is_empty() {
         format!("/api/{version}")
     } else {
@@ -84,6 +98,6 @@ pub fn document(reg: &Registry, group: &str, version: &str) -> Option<Value> {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v{}.{}.0", crate::discovery::MAJOR, crate::discovery::MINOR)},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
 }
