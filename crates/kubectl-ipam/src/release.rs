@@ -180,21 +180,21 @@ async fn release(args: &Args, input: Input) -> Result<u8, AccessError> {
             let blocks = read_blocks(client).await?;
             let holders = holders_of(&blocks, ip);
             if holders.is_empty() {
-                println!("{}", not_allocated(&blocks, ip));
+                crate::print(&format!("{}\n", not_allocated(&blocks, ip)));
                 return Ok(EXIT_NOT_RELEASED);
             }
             (holders, false)
         }
     };
     if targets.is_empty() {
-        println!("nothing to release: the report lists no leaked allocation");
+        crate::print("nothing to release: the report lists no leaked allocation\n");
         return Ok(0);
     }
     let mut worst = 0;
     let mut released = 0;
     for holder in &targets {
         let outcome = release_one(client, holder, args.force, args.dry_run).await?;
-        println!("{}", outcome.line(holder));
+        crate::print(&format!("{}\n", outcome.line(holder)));
         match &outcome {
             Outcome::Released { .. } | Outcome::WouldRelease { .. } => released += 1,
             Outcome::Stale(_) if from_report => {}
@@ -206,10 +206,10 @@ async fn release(args: &Args, input: Input) -> Result<u8, AccessError> {
     } else {
         "released"
     };
-    println!(
-        "{verb} {released} of {} address(es); exit status {worst}",
+    crate::print(&format!(
+        "{verb} {released} of {} address(es); exit status {worst}\n",
         targets.len()
-    );
+    ));
     Ok(worst)
 }
 
