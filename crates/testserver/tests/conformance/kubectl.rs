@@ -509,4 +509,9 @@ async fn kubectl_applies_the_project_crds_and_enforces_their_cel_rules() {
         table.lines().next().unwrap().contains("ALLOCATABLE"),
         "{table}"
     );
+    let explain = k.ok(&["explain", "ippools.spec"]).await;
+    assert!(
+        explain.contains("assignmentMode") && explain.contains("enum: Automatic, Manual"),
+        "{explain}"
+    );
 }
