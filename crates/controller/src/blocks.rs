@@ -175,9 +175,15 @@ fn diff_allocations(
 ) {
     for (ordinal, old) in have {
         if !want.contains_key(ordinal) {
+            // The release names the holder and the allocation's sequence, so an address that was
+            // re-assigned since the read is never freed, even if the block test were lifted.
             ops.push(PatchOperation::Test(TestOperation {
                 path: pointer(&["spec", "allocations", ordinal, "handle"]),
                 value: json!(old.handle),
+            }));
+            ops.push(PatchOperation::Test(TestOperation {
+                path: pointer(&["spec", "allocations", ordinal, "sequence"]),
+                value: json!(old.sequence),
             }));
             ops.push(PatchOperation::Remove(RemoveOperation {
                 path: pointer(&["spec", "allocations", ordinal]),
