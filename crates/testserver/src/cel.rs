@@ -49,10 +49,16 @@ fn rule_node_type(schema: &Value, field_path: &str, rule: &str) -> String {
     found
 }
 
-/// Evaluate every rule of `schema` on `obj` (and transition rules against `old`).
-pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+/// Evaluate every rule of `schema` (compiled as `compiled`) on `obj` (and transition rules
+/// against `old`).
+pub fn validate(
+    schema: &Value,
+    compiled: &kube_cel::CompiledSchema,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Vec<Cause> {
     use kube_cel::ErrorKind;
-    let Err(errors) = kube_cel::validate(schema, obj, old) else {
+    let Err(errors) = kube_cel::validate_compiled(compiled, obj, old) else {
         return Vec::new();
     };
     let mut causes = Vec::new();
@@ -110,9 +116,12 @@ mod tests {
     #[test]
     fn rules_and_transition_rules() {
         let ok = json!({"spec": {"cidr": "10.0.0.0/16", "blockSize": 26}});
-        assert!(validate(&schema(), &ok, None).is_empty());
+        let compiled = kube_cel::compile_schema(&schema());
+        let validate =
+            |o: &Value, old: Option<&Value>| super::validate(&schema(), &compiled, o, old);
+        assert!(validate(&ok, None).is_empty());
         let bad = json!({"spec": {"cidr": "10.0.0.0/16", "blockSize": 40}});
-        let c = validate(&schema(), &bad, None);
+        let c = validate(&bad, None);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].field, "spec.blockSize");
         assert_eq!(
@@ -120,7 +129,7 @@ mod tests {
             "Invalid value: \"object\": blockSize must be between 20 and 32"
         );
         let moved = json!({"spec": {"cidr": "10.1.0.0/16", "blockSize": 26}});
-        let c = validate(&schema(), &moved, Some(&ok));
+        let c = validate(&moved, Some(&ok));
         assert_eq!(c.len(), 1, "{c:?}");
         assert_eq!(c[0].field, "spec.cidr");
         assert!(c[0].message.contains("cidr is immutable"));

@@ -93,6 +93,8 @@ pub struct ResourceDef {
     pub builtin: Option<Builtin>,
     /// CRD `openAPIV3Schema` of this version
     pub schema: Option<Arc<Value>>,
+    /// its CEL rules, compiled once per CRD change
+    pub cel: Option<Arc<kube_cel::CompiledSchema>>,
     /// CRD `additionalPrinterColumns` of this version
     pub printer_columns: Vec<Value>,
     /// CRD `selectableFields` json paths (without the leading dot)
@@ -202,6 +204,7 @@ fn builtin(
         storage: StorageKey::new(group, resource),
         builtin: Some(b),
         schema: None,
+        cel: None,
         printer_columns: Vec::new(),
         selectable_fields: Vec::new(),
         terminating: false,
@@ -423,6 +426,9 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceDef> {
             status_subresource: v.pointer("/subresources/status").is_some(),
             storage: StorageKey::new(&group, &plural),
             builtin: None,
+            cel: schema
+                .as_deref()
+                .map(|s| Arc::new(kube_cel::compile_schema(s))),
             schema,
             printer_columns: v["additionalPrinterColumns"]
                 .as_array()

@@ -297,8 +297,10 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, sub: Sub) -
             if let Some(s) = &def.schema {
                 causes.extend(schema::validate(s, obj));
                 // CEL rules only run on objects that pass the structural checks, as on a real server
-                if causes.is_empty() {
-                    causes.extend(crate::cel::validate(s, obj, old));
+                if causes.is_empty()
+                    && let Some(compiled) = &def.cel
+                {
+                    causes.extend(crate::cel::validate(s, compiled, obj, old));
                 }
             }
         }
