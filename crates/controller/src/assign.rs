@@ -8,15 +8,14 @@ use std::time::Duration;
 use api::{Assignment, FamilyAssignment};
 use futures::StreamExt;
 use ipam::cidr::Family;
-use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 use tokio::time::Instant;
 
 use crate::engine::{Engine, Waiting};
 use crate::model::Request;
-use crate::pods;
+use crate::pods::{self, PodInfo, PodKey};
 use crate::world::labels_of;
 
 /// First retry of a pod that could not get an address; doubles up to [`MAX_BACKOFF`]. A change
@@ -45,7 +44,7 @@ enum Decision {
 
 impl Engine {
     /// Decides and records addresses for these pods.
-    pub(crate) async fn assign(&mut self, keys: HashSet<ObjectRef<Pod>>) {
+    pub(crate) async fn assign(&mut self, keys: HashSet<PodKey>) {
         let mut annotate = Vec::new();
         let mut failures = Vec::new();
         let mut finished = Vec::new();
@@ -55,12 +54,12 @@ impl Engine {
                 self.waiting.remove(&key);
                 continue;
             };
-            if pods::is_terminal(&pod) {
+            if pod.is_terminal() {
                 self.waiting.remove(&key);
                 finished.push(pod);
                 continue;
             }
-            if !pods::wants_address(&pod) {
+            if !pod.wants_address() {
                 self.waiting.remove(&key);
                 continue;
             }
@@ -93,11 +92,11 @@ impl Engine {
         }
     }
 
-    fn decide(&mut self, pod: &Pod) -> Decision {
-        let uid = pod.uid().unwrap_or_default();
-        let namespace = pod.namespace().unwrap_or_default();
-        let name = pod.name_any();
-        let Some(node) = pods::node_of(pod) else {
+    fn decide(&mut self, pod: &PodInfo) -> Decision {
+        let uid = pod.uid.to_string();
+        let namespace = pod.key.namespace.to_string();
+        let name = pod.key.name.to_string();
+        let Some(node) = pod.node.as_deref() else {
             return Decision::Done;
         };
         let node_labels = match self.stores.nodes.get(&ObjectRef::new(node)) {
@@ -143,11 +142,12 @@ impl Engine {
                             ),
                         };
                     }
+                    let annotations = pod.annotations();
                     let facts = ipam::choice::PodFacts {
                         namespace: &namespace,
                         name: &name,
                         node,
-                        annotations: pod.annotations(),
+                        annotations: &annotations,
                         namespace_annotations: &ns_annotations,
                         namespace_labels: &ns_labels,
                         node_labels: &node_labels,
@@ -182,7 +182,7 @@ impl Engine {
                 Family::V6 => assignment.ipv6 = Some(got),
             }
         }
-        let current = Assignment::from_annotations(pod.annotations()).unwrap_or_default();
+        let current = Assignment::from_annotations(&pod.annotations()).unwrap_or_default();
         if current == assignment {
             Decision::Done
         } else {
@@ -194,7 +194,10 @@ impl Engine {
         }
     }
 
-    async fn write_annotations(&mut self, ready: Vec<(Arc<Pod>, Assignment, Vec<String>, bool)>) {
+    async fn write_annotations(
+        &mut self,
+        ready: Vec<(Arc<PodInfo>, Assignment, Vec<String>, bool)>,
+    ) {
         let client = self.client.clone();
         let results: Vec<_> = futures::stream::iter(ready)
             .map(|(pod, assignment, _, new)| {
@@ -202,9 +205,9 @@ impl Engine {
                 async move {
                     let result = pods::annotate(
                         &client,
-                        &pod.namespace().unwrap_or_default(),
-                        &pod.name_any(),
-                        &pod.uid().unwrap_or_default(),
+                        &pod.key.namespace,
+                        &pod.key.name,
+                        &pod.uid,
                         &assignment,
                     )
                     .await;
@@ -215,13 +218,13 @@ impl Engine {
             .collect()
             .await;
         for (pod, assignment, new, result) in results {
-            let key = ObjectRef::from_obj(pod.as_ref());
+            let key = pod.key.clone();
             match result {
                 Ok(()) => {
                     self.waiting.remove(&key);
                     let addresses: Vec<String> = assignment.addresses().map(describe).collect();
                     tracing::info!(pod = %key, addresses = ?addresses, "assigned");
-                    if new && let Some(bound) = pods::bound_at(&pod) {
+                    if new && let Some(bound) = pod.bound_at {
                         let seconds = (k8s_openapi::jiff::Timestamp::now() - bound)
                             .total(k8s_openapi::jiff::Unit::Second)
                             .unwrap_or(0.0);
@@ -245,8 +248,8 @@ impl Engine {
 
     /// Records a failure: a Warning Event and the error annotation the first time (or when the
     /// reason changes), then a backoff before the next try.
-    async fn fail(&mut self, pod: &Pod, reason: &'static str, message: String) {
-        let key = ObjectRef::from_obj(pod);
+    async fn fail(&mut self, pod: &PodInfo, reason: &'static str, message: String) {
+        let key = pod.key.clone();
         let previous = self
             .waiting
             .get(&key)
@@ -270,7 +273,7 @@ impl Engine {
         self.metrics.failure(reason);
         tracing::warn!(pod = %key, reason, "{message}");
         self.event(
-            &pod.object_ref(&()),
+            &pod.reference(),
             EventType::Warning,
             reason,
             message.clone(),
@@ -281,13 +284,13 @@ impl Engine {
             error: Some(message),
             ..Default::default()
         };
-        let already = Assignment::from_annotations(pod.annotations()).ok();
+        let already = Assignment::from_annotations(&pod.annotations()).ok();
         if already.as_ref() != Some(&error)
             && let Err(e) = pods::annotate(
                 &self.client,
-                &pod.namespace().unwrap_or_default(),
-                &pod.name_any(),
-                &pod.uid().unwrap_or_default(),
+                &pod.key.namespace,
+                &pod.key.name,
+                &pod.uid,
                 &error,
             )
             .await
@@ -296,8 +299,8 @@ impl Engine {
         }
     }
 
-    fn wait(&mut self, pod: &Pod, message: String, after: Duration) {
-        let key = ObjectRef::from_obj(pod);
+    fn wait(&mut self, pod: &PodInfo, message: String, after: Duration) {
+        let key = pod.key.clone();
         let attempts = self.waiting.get(&key).map_or(0, |w| w.attempts);
         self.waiting.insert(
             key,
@@ -311,30 +314,30 @@ impl Engine {
 
     /// Finished pods: first remove the addresses from the pod, so that no annotation ever names
     /// an address no block records, then release them.
-    async fn release_finished(&mut self, finished: Vec<Arc<Pod>>) {
+    async fn release_finished(&mut self, finished: Vec<Arc<PodInfo>>) {
         for pod in finished {
-            let uid = pod.uid().unwrap_or_default();
-            let annotated = Assignment::from_annotations(pod.annotations())
+            let uid = pod.uid.to_string();
+            let annotated = Assignment::from_annotations(&pod.annotations())
                 .map(|a| a.addresses().next().is_some())
                 .unwrap_or(true);
             if annotated {
                 let cleared = Assignment::default();
                 if let Err(e) = pods::annotate(
                     &self.client,
-                    &pod.namespace().unwrap_or_default(),
-                    &pod.name_any(),
+                    &pod.key.namespace,
+                    &pod.key.name,
                     &uid,
                     &cleared,
                 )
                 .await
                 {
-                    tracing::debug!(pod = %ObjectRef::from_obj(pod.as_ref()), error = %e, "could not clear the addresses of a finished pod; will retry");
+                    tracing::debug!(pod = %pod.key.clone(), error = %e, "could not clear the addresses of a finished pod; will retry");
                     continue;
                 }
             }
             let released = self.release(&uid);
             if released > 0 {
-                tracing::info!(pod = %ObjectRef::from_obj(pod.as_ref()), released, "released the addresses of a finished pod");
+                tracing::info!(pod = %pod.key.clone(), released, "released the addresses of a finished pod");
                 self.metrics.released("terminal", released);
             }
         }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -23,6 +22,7 @@ use crate::blocks::{BlockStore, WriteError};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::model::Model;
+use crate::pods::PodKey;
 use crate::world::{Change, Kind, Stores};
 
 /// How long the loop keeps collecting changes after the first one, so that a burst of bound
@@ -36,8 +36,8 @@ const WRITE_CONCURRENCY: usize = 32;
 /// What one step has to look at.
 #[derive(Default)]
 pub(crate) struct Work {
-    pub(crate) pods: HashSet<ObjectRef<Pod>>,
-    pub(crate) gone: Vec<(String, ObjectRef<Pod>)>,
+    pub(crate) pods: HashSet<PodKey>,
+    pub(crate) gone: Vec<(String, PodKey)>,
     pub(crate) gone_nodes: Vec<String>,
     pub(crate) blocks: HashSet<String>,
     pub(crate) all_pods: bool,
@@ -97,7 +97,7 @@ pub struct Engine {
     pub(crate) recorder: Recorder,
     pub(crate) blocks: BlockStore,
     pub(crate) model: Model,
-    pub(crate) waiting: HashMap<ObjectRef<Pod>, Waiting>,
+    pub(crate) waiting: HashMap<PodKey, Waiting>,
     pub(crate) suspects: HashMap<String, Instant>,
     pub(crate) node_suspects: HashMap<String, Instant>,
     pub(crate) status_dirty: bool,
@@ -218,13 +218,7 @@ impl Engine {
         let now = Instant::now();
         let mut pods = work.pods;
         if work.all_pods {
-            pods.extend(
-                self.stores
-                    .pods
-                    .state()
-                    .iter()
-                    .map(|p| ObjectRef::from_obj(p.as_ref())),
-            );
+            pods.extend(self.stores.pods.keys());
         }
         let wake_all = work.pools || work.context || std::mem::take(&mut self.freed);
         pods.extend(
@@ -286,7 +280,7 @@ impl Engine {
     /// decided for it that was not written.
     pub(crate) async fn reload_block(&mut self, name: &str) {
         match self.blocks.read(name).await {
-            Ok(Some(block)) => self.model.accept(&block),
+            Ok(Some(block)) => self.model.accept(&Arc::new(block)),
             Ok(None) => self.model.forget(name),
             Err(e) => {
                 // Keep what we have; a later write will fail its test and come back here.
@@ -316,7 +310,7 @@ impl Engine {
         let mut failed = HashSet::new();
         for (name, result) in results {
             match result {
-                Ok(Some(block)) => self.model.accept(&block),
+                Ok(Some(block)) => self.model.accept(&Arc::new(block)),
                 Ok(None) => self.model.forget(&name),
                 Err(e) => {
                     if matches!(e, WriteError::Conflict(_) | WriteError::Gone(_)) {

@@ -21,18 +21,12 @@ impl Engine {
     pub(crate) async fn sweep(&mut self) {
         let now = Instant::now();
         let grace = self.settings.leak_grace;
-        let live: HashSet<String> = self
-            .stores
-            .pods
-            .state()
-            .iter()
-            .filter_map(|p| p.uid())
-            .collect();
+        let live = self.stores.pods.uids();
 
         let mut missing = HashSet::new();
         let mut due = Vec::new();
         for owner in self.model.owners() {
-            if live.contains(&owner.handle) {
+            if live.contains(owner.handle.as_str()) {
                 continue;
             }
             missing.insert(owner.handle.clone());

@@ -6,6 +6,7 @@
 //! against a stale read fails its test instead of overwriting anything.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use api::{FamilyAssignment, IPAMBlock, IPAMBlockSpec};
 use ipam::allocator::{Allocator, Change};
@@ -21,11 +22,11 @@ use crate::blocks::{BlockStore, WriteError};
 
 pub use ipam::allocator::Request;
 
-/// A block as the API server last showed it.
+/// A block as the API server last showed it: shared with the watch cache, not copied.
 #[derive(Debug, Clone)]
 struct Seen {
     resource_version: String,
-    spec: IPAMBlockSpec,
+    block: Arc<IPAMBlock>,
 }
 
 /// One write the model wants made.
@@ -43,7 +44,7 @@ pub enum BlockWrite {
         /// Block name.
         name: String,
         /// As last read.
-        have: IPAMBlockSpec,
+        have: Arc<IPAMBlock>,
         /// As wanted.
         want: IPAMBlockSpec,
     },
@@ -71,7 +72,7 @@ impl BlockWrite {
         match self {
             BlockWrite::Create { name, spec } => store.create(name, spec.clone()).await.map(Some),
             BlockWrite::Update { name, have, want } => {
-                store.update(name, have, want).await.map(Some)
+                store.update(name, &have.spec, want).await.map(Some)
             }
             BlockWrite::Delete {
                 name,
@@ -308,7 +309,7 @@ impl Model {
     }
 
     /// Takes `block` as the API server's current version, replacing whatever the model had.
-    pub fn accept(&mut self, block: &IPAMBlock) {
+    pub fn accept(&mut self, block: &Arc<IPAMBlock>) {
         let name = block.name_any();
         let record = match block.spec.to_record() {
             Ok(record) => record,
@@ -334,7 +335,7 @@ impl Model {
             name,
             Seen {
                 resource_version: block.resource_version().unwrap_or_default(),
-                spec: block.spec.clone(),
+                block: block.clone(),
             },
         );
     }
@@ -360,7 +361,7 @@ impl Model {
             match (dirty.change, self.seen.get(&name)) {
                 (_, Some(seen)) => writes.push(BlockWrite::Update {
                     name,
-                    have: seen.spec.clone(),
+                    have: seen.block.clone(),
                     want,
                 }),
                 (Change::Create, None) => writes.push(BlockWrite::Create { name, spec: want }),

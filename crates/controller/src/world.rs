@@ -5,32 +5,34 @@
 //! with warm caches. Pods are stripped to the few fields the controller reads before they are
 //! stored: 150,000 full pod objects would not fit the memory budget.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use api::{IPAMBlock, IPPool};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodCondition, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+use crate::pods::{PodInfo, PodKey};
 
 /// Something changed that the leader may have to act on.
 #[derive(Debug, Clone)]
 pub enum Change {
     /// A pod was added or changed.
-    Pod(ObjectRef<Pod>),
+    Pod(PodKey),
     /// A pod is gone from the API server: its addresses can be released.
     PodGone {
         /// The pod's UID, the handle of its allocations.
         uid: String,
         /// Its namespace and name, for logs.
-        key: ObjectRef<Pod>,
+        key: PodKey,
     },
     /// A namespace was added, changed or removed.
     Namespace(String),
@@ -64,8 +66,8 @@ pub enum Kind {
 /// The shared caches.
 #[derive(Clone)]
 pub struct Stores {
-    /// Pods, stripped (see [`strip_pod`]).
-    pub pods: Store<Pod>,
+    /// Pods, reduced to what the controller reads (see [`PodInfo`]).
+    pub pods: PodIndex,
     /// Namespaces (labels and annotations are what matters).
     pub namespaces: Store<Namespace>,
     /// Nodes, stripped to metadata.
@@ -79,7 +81,7 @@ pub struct Stores {
 impl Stores {
     /// Waits until every watch has listed its objects once.
     pub async fn ready(&self) -> bool {
-        self.pods.wait_until_ready().await.is_ok()
+        self.pods.wait_until_ready().await
             && self.namespaces.wait_until_ready().await.is_ok()
             && self.nodes.wait_until_ready().await.is_ok()
             && self.pools.wait_until_ready().await.is_ok()
@@ -98,20 +100,7 @@ pub fn watch_all(
     let (tx, rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
 
-    let (pods, task) = spawn_watch(
-        Api::<Pod>::all(client.clone()),
-        tx.clone(),
-        Kind::Pod,
-        strip_pod,
-        |event| match event {
-            Event::Apply(p) => Some(Change::Pod(ObjectRef::from_obj(p))),
-            Event::Delete(p) => Some(Change::PodGone {
-                uid: p.uid().unwrap_or_default(),
-                key: ObjectRef::from_obj(p),
-            }),
-            _ => None,
-        },
-    );
+    let (pods, task) = PodIndex::watch(Api::<Pod>::all(client.clone()), tx.clone());
     tasks.push(task);
     let (namespaces, task) = spawn_watch(
         Api::<Namespace>::all(client.clone()),
@@ -226,57 +215,6 @@ where
     watcher::watcher(api, config)
 }
 
-/// Annotations the controller reads on a pod; every other one is dropped from the cache.
-fn keeps_annotation(key: &str) -> bool {
-    key == api::keys::IPV4_POOLS
-        || key == api::keys::IPV6_POOLS
-        || key.starts_with("rangepool.dev/")
-}
-
-/// Keeps only what the controller reads of a pod: identity, node, host network, phase, the
-/// PodScheduled condition, deletion mark and the relevant annotations.
-pub fn strip_pod(pod: Pod) -> Pod {
-    let metadata = kube::api::ObjectMeta {
-        name: pod.metadata.name,
-        namespace: pod.metadata.namespace,
-        uid: pod.metadata.uid,
-        resource_version: pod.metadata.resource_version,
-        creation_timestamp: pod.metadata.creation_timestamp,
-        deletion_timestamp: pod.metadata.deletion_timestamp,
-        annotations: pod.metadata.annotations.map(|a| {
-            a.into_iter()
-                .filter(|(k, _)| keeps_annotation(k))
-                .collect::<BTreeMap<_, _>>()
-        }),
-        ..Default::default()
-    };
-    let spec = pod.spec.map(|s| PodSpec {
-        node_name: s.node_name,
-        host_network: s.host_network,
-        containers: Vec::new(),
-        ..Default::default()
-    });
-    let status = pod.status.map(|s| PodStatus {
-        phase: s.phase,
-        conditions: s.conditions.map(|c| {
-            c.into_iter()
-                .filter(|c| c.type_ == "PodScheduled")
-                .map(|c| PodCondition {
-                    message: None,
-                    reason: None,
-                    ..c
-                })
-                .collect()
-        }),
-        ..Default::default()
-    });
-    Pod {
-        metadata,
-        spec,
-        status,
-    }
-}
-
 fn strip_namespace(ns: Namespace) -> Namespace {
     Namespace {
         metadata: kube::api::ObjectMeta {
@@ -304,4 +242,107 @@ fn strip_node(node: Node) -> Node {
 pub fn labels_of<K: Resource>(obj: Option<&Arc<K>>) -> BTreeMap<String, String> {
     obj.and_then(|o| o.meta().labels.clone())
         .unwrap_or_default()
+}
+
+/// Every pod, reduced to a [`PodInfo`], fed by a watch. A reflector store would keep full pod
+/// objects: several kilobytes each, too much for 150,000 pods.
+#[derive(Clone)]
+pub struct PodIndex {
+    pods: Arc<RwLock<HashMap<PodKey, Arc<PodInfo>>>>,
+    ready: watch::Receiver<bool>,
+}
+
+impl PodIndex {
+    /// Starts the watch; changes go to `tx`.
+    fn watch(
+        api: Api<Pod>,
+        tx: mpsc::UnboundedSender<Change>,
+    ) -> (PodIndex, tokio::task::JoinHandle<()>) {
+        let (ready_tx, ready) = watch::channel(false);
+        let index = PodIndex {
+            pods: Arc::default(),
+            ready,
+        };
+        let pods = index.pods.clone();
+        let task = tokio::spawn(async move {
+            let stream = watcher(api, watcher::Config::default()).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            let mut buffer: HashMap<PodKey, Arc<PodInfo>> = HashMap::new();
+            while let Some(event) = stream.next().await {
+                let change = match event {
+                    Ok(Event::Init) => {
+                        buffer = HashMap::new();
+                        None
+                    }
+                    Ok(Event::InitApply(pod)) => {
+                        let info = PodInfo::of(&pod);
+                        buffer.insert(info.key.clone(), Arc::new(info));
+                        None
+                    }
+                    Ok(Event::InitDone) => {
+                        *write(&pods) = std::mem::take(&mut buffer);
+                        let _ = ready_tx.send(true);
+                        Some(Change::Relisted(Kind::Pod))
+                    }
+                    Ok(Event::Apply(pod)) => {
+                        let info = PodInfo::of(&pod);
+                        let key = info.key.clone();
+                        write(&pods).insert(key.clone(), Arc::new(info));
+                        Some(Change::Pod(key))
+                    }
+                    Ok(Event::Delete(pod)) => {
+                        let key = PodKey::of(&pod);
+                        write(&pods).remove(&key);
+                        Some(Change::PodGone {
+                            uid: pod.uid().unwrap_or_default(),
+                            key,
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!(kind = ?Kind::Pod, error = %e, "watch failed; retrying with backoff");
+                        None
+                    }
+                };
+                if let Some(change) = change
+                    && tx.send(change).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        (index, task)
+    }
+
+    /// Waits until the watch has listed every pod once. False if the watch stopped first.
+    pub async fn wait_until_ready(&self) -> bool {
+        let mut ready = self.ready.clone();
+        ready.wait_for(|r| *r).await.is_ok()
+    }
+
+    /// The pod with that key.
+    pub fn get(&self, key: &PodKey) -> Option<Arc<PodInfo>> {
+        read(&self.pods).get(key).cloned()
+    }
+
+    /// Every pod's key.
+    pub fn keys(&self) -> Vec<PodKey> {
+        read(&self.pods).keys().cloned().collect()
+    }
+
+    /// The UIDs of every pod.
+    pub fn uids(&self) -> HashSet<Box<str>> {
+        read(&self.pods).values().map(|p| p.uid.clone()).collect()
+    }
+}
+
+// A poisoned lock only means another task panicked while holding it; every write is a single
+// insert, remove or swap, so the map itself is whole: keep using it.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
