@@ -508,9 +508,10 @@ pub fn apply(
     let mut merged = live.cloned().unwrap_or_else(|| json!({}));
     let mut drop: Vec<&Path> = prior
         .iter()
-        .filter(|p| !applied_set.contains(*p) && !others.contains(*p))
+        .filter(|p| !applied_set.contains(*p) && !others.contains(*p) && !is_item_key(p))
         .collect();
-    drop.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    // whole list items first; their fields then find nothing left to remove
+    drop.sort_by_key(|p| p.len());
     for p in drop {
         remove_path(&mut merged, p);
     }
@@ -537,6 +538,17 @@ pub fn apply(
     });
     store_entries(&mut merged, list);
     Ok(merged)
+}
+
+/// A key field of a list item (`k:{"name":"a"}` / `f:name`): it goes with its item, never alone.
+fn is_item_key(p: &Path) -> bool {
+    let [.., parent, last] = p.as_slice() else {
+        return false;
+    };
+    let (Some(item), Some(field)) = (parent.strip_prefix("k:"), last.strip_prefix("f:")) else {
+        return false;
+    };
+    serde_json::from_str::<Value>(item).is_ok_and(|k| k.get(field).is_some())
 }
 
 fn dotted(p: &Path) -> String {
@@ -602,5 +614,120 @@ pub fn merge_into(def: &ResourceDef, live: &mut Value, applied: &Value, names: &
             }
         },
         (live, applied) => *live = applied.clone(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::resources::builtins;
+
+    fn pods() -> ResourceDef {
+        builtins()
+            .into_iter()
+            .find(|d| d.resource == "pods")
+            .unwrap()
+    }
+
+    fn cfg(containers: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": containers}})
+    }
+
+    #[test]
+    fn apply_merges_keyed_lists_and_drops_what_is_no_longer_applied() {
+        let def = pods();
+        let now = "2025-01-01T00:00:00Z";
+        let a = cfg(json!([{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]));
+        let live = apply(&def, Sub::Main, None, a, "m1", false, now).unwrap();
+        // another manager adds its own container: kept next to m1's
+        let other = cfg(json!([{"name": "c", "image": "z"}]));
+        let live = apply(&def, Sub::Main, Some(&live), other, "m2", false, now).unwrap();
+        let names: Vec<&str> = live["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        // m1 stops applying b: it goes, c stays
+        let shrink = cfg(json!([{"name": "a", "image": "x"}]));
+        let live = apply(&def, Sub::Main, Some(&live), shrink, "m1", false, now).unwrap();
+        let names: Vec<&str> = live["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "c"]);
+        // m2 changing a's image conflicts with m1
+        let steal = cfg(json!([{"name": "a", "image": "w"}]));
+        let err = apply(&def, Sub::Main, Some(&live), steal, "m2", false, now).unwrap_err();
+        assert_eq!(err.code, 409);
+        assert!(
+            err.message.contains(r#"conflict with "m1""#),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            err.causes[0].field,
+            r#".spec.containers[{"name":"a"}].image"#
+        );
+    }
+
+    #[test]
+    fn fieldsv1_round_trips() {
+        let def = pods();
+        let obj = cfg(json!([{"name": "a", "image": "x"}]));
+        let set = fields_of(&def, Sub::Main, &obj);
+        let mut back = FieldSet::new();
+        parse_tree(&to_tree(&set), &mut Vec::new(), &mut back);
+        assert_eq!(set, back);
+        let tree = to_tree(&set);
+        assert_eq!(
+            tree["f:spec"]["f:containers"][r#"k:{"name":"a"}"#]["."],
+            json!({})
+        );
+    }
+
+    #[test]
+    fn updates_take_ownership_of_changed_fields() {
+        let def = pods();
+        let now = "2025-01-01T00:00:00Z";
+        let live = apply(
+            &def,
+            Sub::Main,
+            None,
+            cfg(json!([{"name": "a", "image": "x"}])),
+            "m1",
+            false,
+            now,
+        )
+        .unwrap();
+        let mut changed = live.clone();
+        changed["spec"]["containers"][0]["image"] = json!("y");
+        record_write(&def, Sub::Main, Some(&live), &mut changed, "editor", now);
+        let managers: Vec<(String, String)> = entries(Some(&changed))
+            .into_iter()
+            .map(|e| (e.manager, e.operation))
+            .collect();
+        assert_eq!(
+            managers,
+            [
+                ("m1".to_string(), "Apply".to_string()),
+                ("editor".to_string(), "Update".to_string())
+            ]
+        );
+        let err = apply(
+            &def,
+            Sub::Main,
+            Some(&changed),
+            cfg(json!([{"name": "a", "image": "x"}])),
+            "m1",
+            false,
+            now,
+        )
+        .unwrap_err();
+        assert!(err.message.contains(r#"conflict with "editor""#));
     }
 }
