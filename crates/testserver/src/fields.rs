@@ -347,9 +347,18 @@ pub fn record_write(
     let mut list = entries(old);
     let old_set = old.map(|o| fields_of(def, sub, o)).unwrap_or_default();
     let new_set = fields_of(def, sub, new);
+    let is_item = |p: &Path| {
+        p.last()
+            .is_some_and(|s| s.starts_with("k:") || s.starts_with("v:"))
+    };
+    // a list item changes hands only when it is new; a changed field inside it is owned alone
     let changed: FieldSet = new_set
         .iter()
-        .filter(|p| old.is_none_or(|o| value_at(o, p) != value_at(new, p)))
+        .filter(|p| match old {
+            None => true,
+            Some(_) if is_item(p) => !old_set.contains(*p),
+            Some(o) => value_at(o, p) != value_at(new, p),
+        })
         .cloned()
         .collect();
     let gone: FieldSet = old_set.difference(&new_set).cloned().collect();
