@@ -42,6 +42,26 @@ async fn assert_refused(c: &Cluster, ns: &str, name: &str, reason: &str, needle:
     );
 }
 
+/// Starts the controller, creates pod `p` in namespace `web` with `annotation` as its IPv4 pool
+/// list, and asserts that it is refused for `reason` with a message naming `needle`.
+async fn refused(
+    c: &Cluster,
+    settings: rangepool_controller::config::Settings,
+    annotation: &str,
+    reason: &str,
+    needle: &str,
+) {
+    let _controller = c.controller(settings).await;
+    c.create(
+        pod("p")
+            .in_ns("web")
+            .on_node("node-1")
+            .annotated(POOLS, annotation),
+    )
+    .await;
+    assert_refused(c, "web", "p", reason, needle).await;
+}
+
 #[tokio::test]
 async fn unknown_pool_then_fixed_by_creating_it() {
     let c = cluster().await;
@@ -68,42 +88,19 @@ async fn unknown_pool_then_fixed_by_creating_it() {
 async fn malformed_annotation() {
     let c = cluster().await;
     c.pool("pool-1", manual("10.244.1.0/24")).await;
-    let _controller = c.controller(settings()).await;
-    c.create(
-        pod("bad-json")
-            .in_ns("web")
-            .on_node("node-1")
-            .annotated(POOLS, "pool-1"),
-    )
-    .await;
-    assert_refused(&c, "web", "bad-json", "AnnotationNotJSON", POOLS).await;
+    refused(&c, settings(), "pool-1", "AnnotationNotJSON", POOLS).await;
 }
 
 #[tokio::test]
 async fn wrong_family() {
     let c = cluster().await;
-    c.pool(
-        "v6",
-        IPPoolSpec {
-            cidr: "fd00:10:244::/64".into(),
-            ..manual("fd00:10:244::/64")
-        },
-    )
-    .await;
+    c.pool("v6", manual("fd00:10:244::/64")).await;
     let mut s = settings();
     s.pod_cidrs = Some(vec![
         "10.244.0.0/16".parse().unwrap(),
         "fd00:10:244::/56".parse().unwrap(),
     ]);
-    let _controller = c.controller(s).await;
-    c.create(
-        pod("mixed")
-            .in_ns("web")
-            .on_node("node-1")
-            .annotated(POOLS, "[\"v6\"]"),
-    )
-    .await;
-    assert_refused(&c, "web", "mixed", "WrongFamily", "v6").await;
+    refused(&c, s, "[\"v6\"]", "WrongFamily", "v6").await;
 }
 
 #[tokio::test]
@@ -117,15 +114,7 @@ async fn disabled_pool() {
         },
     )
     .await;
-    let _controller = c.controller(settings()).await;
-    c.create(
-        pod("p")
-            .in_ns("web")
-            .on_node("node-1")
-            .annotated(POOLS, "[\"old\"]"),
-    )
-    .await;
-    assert_refused(&c, "web", "p", "PoolNotAllocatable", "old").await;
+    refused(&c, settings(), "[\"old\"]", "PoolNotAllocatable", "old").await;
 }
 
 #[tokio::test]
@@ -170,15 +159,14 @@ async fn node_selector_mismatch() {
         },
     )
     .await;
-    let _controller = c.controller(settings()).await;
-    c.create(
-        pod("p")
-            .in_ns("web")
-            .on_node("node-1")
-            .annotated(POOLS, "[\"zone-b\"]"),
+    refused(
+        &c,
+        settings(),
+        "[\"zone-b\"]",
+        "NodeSelectorMismatch",
+        "zone-b",
     )
     .await;
-    assert_refused(&c, "web", "p", "NodeSelectorMismatch", "zone-b").await;
 }
 
 #[tokio::test]
