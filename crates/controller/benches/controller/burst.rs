@@ -18,8 +18,8 @@ use rangepool_controller::run::{Options, run};
 use tokio::sync::oneshot;
 
 use crate::cluster::{
-    Cluster, Op, WatchLog, env_usize, http_get, metric_lines, node_name, pod, print_writes,
-    quantile, secs,
+    Cluster, Op, Seen, WatchLog, env_usize, http_get, loadavg, metric_lines, node_name, pod,
+    print_writes, quantile, secs,
 };
 
 const NAMESPACE: &str = "burst";
@@ -96,6 +96,7 @@ pub async fn run_burst() {
     println!("burst_pods: {pods}");
     println!("burst_nodes: {nodes}");
     println!("burst_create_concurrency: {create_concurrency}");
+    println!("burst_loadavg_at_start: {}", loadavg());
 
     let cluster = Cluster::start().await;
     cluster.nodes(nodes, 64).await;
@@ -126,7 +127,12 @@ pub async fn run_burst() {
         rv0,
         |p: &Pod| p.annotations().contains_key(api::keys::ASSIGNED_IPV4),
     );
-    log.follow(Api::<IPAMBlock>::all(client.clone()), "ipamblock", rv0, |_| false);
+    log.follow(
+        Api::<IPAMBlock>::all(client.clone()),
+        "ipamblock",
+        rv0,
+        |_| false,
+    );
     log.follow(Api::<IPPool>::all(client.clone()), "ippool", rv0, |_| false);
     log.follow(Api::<Lease>::all(client.clone()), "lease", rv0, |_| false);
     log.follow(Api::<Event>::all(client.clone()), "event", rv0, |_| false);
@@ -164,6 +170,14 @@ pub async fn run_burst() {
     println!("burst_seconds: {}", secs(all_annotated));
     let assign_rate = done as f64 / all_annotated.as_secs_f64();
     println!("burst_assignment_pods_per_second: {assign_rate:.0}");
+    // After the last create returned, the controller no longer shares the API server and the
+    // CPUs with the creates.
+    let tail = all_annotated.saturating_sub(all_created);
+    println!("burst_tail_seconds: {}", secs(tail));
+    println!(
+        "burst_tail_pods_per_second: {:.0}",
+        (done - annotated_by_then.min(done)) as f64 / tail.as_secs_f64()
+    );
 
     // Latency of each pod: from its create request to the watch showing its annotation.
     let mut latencies: Vec<Duration> = (0..pods)
@@ -192,6 +206,7 @@ pub async fn run_burst() {
         "burst_controller_writes_per_pod: {:.3}",
         controller_writes as f64 / pods as f64
     );
+    print_steps(&log.changes(rv0, rv_done), start);
     let metrics = controller.metrics().await;
     for line in metric_lines(&metrics, "rangepool_write_conflicts")
         .into_iter()
@@ -204,7 +219,9 @@ pub async fn run_burst() {
     // What the controller writes once the burst is over.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rv_settled = cluster.server.resource_version();
-    let after = log.settle(rv_done, rv_settled, Duration::from_secs(2)).await;
+    let after = log
+        .settle(rv_done, rv_settled, Duration::from_secs(2))
+        .await;
     println!("burst_after_3s_rv_delta: {}", rv_settled - rv_done);
     print_writes("burst_after_3s", &after, rv_settled - rv_done);
 
@@ -241,10 +258,87 @@ pub async fn run_burst() {
         "assignment_vs_sequential_ceiling_ratio: {:.3}",
         assign_rate / sequential_rate
     );
+    // The burst's clock includes the creates, which share the API server and both CPUs with
+    // the annotations; this is the controller's rate once they are done.
+    println!(
+        "tail_vs_ceiling_ratio: {:.3} (annotations after the last create returned)",
+        (done - annotated_by_then.min(done)) as f64 / tail.as_secs_f64() / concurrent_rate
+    );
     println!(
         "writes_per_pod: {:.3} (target <= 2)",
         controller_writes as f64 / pods as f64
     );
+    println!("burst_loadavg_at_end: {}", loadavg());
+}
+
+/// The controller's steps as the API server committed them: the engine writes a batch's blocks,
+/// then annotates the batch's pods, then takes the next batch; so a block write after an
+/// annotation starts a new step. Prints where the burst's time went.
+fn print_steps(changes: &[Seen], start: Instant) {
+    #[derive(Default)]
+    struct Step {
+        blocks: u64,
+        pods: u64,
+        block_span: Option<(Instant, Instant)>,
+        pod_span: Option<(Instant, Instant)>,
+    }
+    fn widen(span: &mut Option<(Instant, Instant)>, at: Instant) {
+        *span = Some(match *span {
+            Some((a, b)) => (a.min(at), b.max(at)),
+            None => (at, at),
+        });
+    }
+    let mut steps: Vec<Step> = Vec::new();
+    for c in changes {
+        match (c.resource, c.op) {
+            ("ipamblock", _) => {
+                if steps.last().is_none_or(|s| s.pods > 0) {
+                    steps.push(Step::default());
+                }
+                let step = steps.last_mut().expect("a step");
+                step.blocks += 1;
+                widen(&mut step.block_span, c.at);
+            }
+            ("pod", Op::Update) => {
+                if steps.is_empty() {
+                    steps.push(Step::default());
+                }
+                let step = steps.last_mut().expect("a step");
+                step.pods += 1;
+                widen(&mut step.pod_span, c.at);
+            }
+            _ => {}
+        }
+    }
+    let at = |i: Instant| i.saturating_duration_since(start).as_secs_f64();
+    let span = |s: Option<(Instant, Instant)>| {
+        s.map_or("-".to_owned(), |(a, b)| {
+            format!("+{:.3}..+{:.3}s", at(a), at(b))
+        })
+    };
+    println!("burst_steps: {}", steps.len());
+    for (k, step) in steps.iter().enumerate().take(12) {
+        println!(
+            "burst_step_{}: blocks={} {} pods={} {}",
+            k + 1,
+            step.blocks,
+            span(step.block_span),
+            step.pods,
+            span(step.pod_span)
+        );
+    }
+    // Time spent writing blocks, annotating, and neither (batching window, deciding, waiting for
+    // the watch), as seen through the watch.
+    let length = |s: Option<(Instant, Instant)>| s.map_or(0.0, |(a, b)| (b - a).as_secs_f64());
+    let blocks: f64 = steps.iter().map(|s| length(s.block_span)).sum();
+    let pods: f64 = steps.iter().map(|s| length(s.pod_span)).sum();
+    let first = steps
+        .first()
+        .and_then(|s| s.block_span.or(s.pod_span))
+        .map_or(0.0, |(a, _)| at(a));
+    println!("burst_time_until_first_write_seconds: {first:.3}");
+    println!("burst_time_writing_blocks_seconds: {blocks:.3}");
+    println!("burst_time_annotating_seconds: {pods:.3}");
 }
 
 /// Waits until the controller leads and has written the pool's status, then until the API

@@ -101,22 +101,25 @@ impl Cluster {
     /// (in the order given) and when its create was sent.
     pub async fn create_pods(&self, pods: Vec<Pod>, concurrency: usize) -> Vec<(String, Instant)> {
         let client = self.client.clone();
-        let mut out: Vec<(usize, String, Instant)> = futures::stream::iter(pods.into_iter().enumerate())
-            .map(|(i, pod)| {
-                let api: Api<Pod> =
-                    Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-                async move {
-                    let sent = Instant::now();
-                    let created = api
-                        .create(&PostParams::default(), &pod)
-                        .await
-                        .expect("pod created");
-                    (i, created.uid().expect("created pod has a UID"), sent)
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+        let mut out: Vec<(usize, String, Instant)> =
+            futures::stream::iter(pods.into_iter().enumerate())
+                .map(|(i, pod)| {
+                    let api: Api<Pod> = Api::namespaced(
+                        client.clone(),
+                        pod.metadata.namespace.as_deref().unwrap_or("default"),
+                    );
+                    async move {
+                        let sent = Instant::now();
+                        let created = api
+                            .create(&PostParams::default(), &pod)
+                            .await
+                            .expect("pod created");
+                        (i, created.uid().expect("created pod has a UID"), sent)
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
         out.sort_by_key(|(i, ..)| *i);
         out.into_iter().map(|(_, uid, sent)| (uid, sent)).collect()
     }
@@ -181,6 +184,8 @@ pub struct Seen {
     pub rv: u64,
     pub resource: &'static str,
     pub op: Op,
+    /// When the watch delivered it.
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -203,8 +208,13 @@ pub struct WatchLog {
 impl WatchLog {
     /// Follows `api` from `from_rv`; `mark` flags objects of interest (e.g. annotated pods),
     /// whose first flagged change is remembered with the instant it was seen.
-    pub fn follow<K>(&mut self, api: Api<K>, resource: &'static str, from_rv: u64, mark: fn(&K) -> bool)
-    where
+    pub fn follow<K>(
+        &mut self,
+        api: Api<K>,
+        resource: &'static str,
+        from_rv: u64,
+        mark: fn(&K) -> bool,
+    ) where
         K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     {
         let state = self.state.clone();
@@ -252,13 +262,11 @@ impl WatchLog {
                         rv: obj_rv,
                         resource,
                         op,
+                        at: Instant::now(),
                     });
                     if marked {
-                        let key = format!(
-                            "{}/{}",
-                            obj.namespace().unwrap_or_default(),
-                            obj.name_any()
-                        );
+                        let key =
+                            format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
                         st.marked
                             .entry((resource, key))
                             .or_insert((obj_rv, Instant::now()));
@@ -282,6 +290,19 @@ impl WatchLog {
             .filter(|((r, _), _)| *r == resource)
             .map(|((_, k), v)| (k.clone(), *v))
             .collect()
+    }
+
+    /// Changes with `after < rv <= upto`, in the order the API server committed them.
+    pub fn changes(&self, after: u64, upto: u64) -> Vec<Seen> {
+        let st = self.state.lock().expect("watch log lock");
+        let mut out: Vec<Seen> = st
+            .seen
+            .iter()
+            .filter(|s| s.rv > after && s.rv <= upto)
+            .cloned()
+            .collect();
+        out.sort_by_key(|s| s.rv);
+        out
     }
 
     /// Changes with `after < rv <= upto`, by resource and kind of change.
@@ -392,6 +413,23 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
             .ok()
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (USER_HZ = 100).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// The machine's load averages (1, 5, 15 minutes): other work on the machine skews every number.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 pub fn mib(kib: u64) -> String {

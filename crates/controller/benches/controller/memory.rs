@@ -26,7 +26,8 @@ use kube::{Api, ResourceExt};
 use rangepool_controller::model::{BlockWrite, Model, Request};
 
 use crate::cluster::{
-    Cluster, WatchLog, env_usize, http_get, mib, node_name, pod, print_writes, rss_kib, secs,
+    Cluster, WatchLog, cpu_seconds, env_usize, http_get, loadavg, mib, node_name, pod,
+    print_writes, rss_kib, secs,
 };
 
 const POD_CIDR: &str = "10.0.0.0/8";
@@ -120,7 +121,7 @@ pub async fn run_memory() {
     let namespaces = env_usize("BENCH_MEMORY_NAMESPACES", 50).max(1);
     let concurrency = env_usize("BENCH_SETUP_CONCURRENCY", 64).max(1);
     let idle = Duration::from_secs(env_usize("BENCH_IDLE_SECS", 10) as u64);
-    let patience = Duration::from_secs(env_usize("BENCH_TIMEOUT_SECS", 600) as u64);
+    let patience = Duration::from_secs(env_usize("BENCH_TIMEOUT_SECS", 3600) as u64);
     let mode = std::env::var("BENCH_MEMORY_MODE").unwrap_or_else(|_| "preload".into());
     let preload = match mode.as_str() {
         "preload" => true,
@@ -131,6 +132,7 @@ pub async fn run_memory() {
     println!("memory_nodes: {nodes}");
     println!("memory_namespaces: {namespaces}");
     println!("memory_mode: {mode}");
+    println!("memory_loadavg_at_start: {}", loadavg());
 
     let setup = Instant::now();
     let cluster = Cluster::start().await;
@@ -153,10 +155,7 @@ pub async fn run_memory() {
                 ..Default::default()
             },
         );
-        model.set_pools(
-            &[pool.to_input()],
-            Some(&[POD_CIDR.parse().expect("CIDR")]),
-        );
+        model.set_pools(&[pool.to_input()], Some(&[POD_CIDR.parse().expect("CIDR")]));
         let pools = vec![POOL.to_owned()];
         (0..pods)
             .map(|i| {
@@ -246,7 +245,10 @@ pub async fn run_memory() {
     }
     let blocks_done = blocks_start.elapsed();
     drop(model);
-    println!("memory_setup_nodes_namespaces_seconds: {}", secs(nodes_done));
+    println!(
+        "memory_setup_nodes_namespaces_seconds: {}",
+        secs(nodes_done)
+    );
     println!("memory_setup_pods_seconds: {}", secs(pods_done));
     println!(
         "memory_setup_pods_per_second: {:.0}",
@@ -269,12 +271,18 @@ pub async fn run_memory() {
     log.follow(Api::<Pod>::all(client.clone()), "pod", rv0, |p: &Pod| {
         p.annotations().contains_key(api::keys::ASSIGNED_IPV4)
     });
-    log.follow(Api::<IPAMBlock>::all(client.clone()), "ipamblock", rv0, |_| false);
+    log.follow(
+        Api::<IPAMBlock>::all(client.clone()),
+        "ipamblock",
+        rv0,
+        |_| false,
+    );
     log.follow(Api::<IPPool>::all(client.clone()), "ippool", rv0, |_| false);
     log.follow(Api::<Lease>::all(client.clone()), "lease", rv0, |_| false);
     log.follow(Api::<Event>::all(client.clone()), "event", rv0, |_| false);
 
     let started = Instant::now();
+    let server_cpu_before = cpu_seconds(std::process::id());
     let controller = ControllerProcess::spawn(cluster.server.kubeconfig_path());
     let pid = controller.child.id();
     let addr = controller.metrics_addr(patience).await;
@@ -308,6 +316,10 @@ pub async fn run_memory() {
     }
     let loaded = started.elapsed();
     let rss_loaded = rss_kib(pid);
+    let controller_cpu = cpu_seconds(pid);
+    let server_cpu = cpu_seconds(std::process::id())
+        .zip(server_cpu_before)
+        .map(|(after, before)| after - before);
     tokio::time::sleep(idle).await;
     let rss_idle = rss_kib(pid);
     let rv1 = cluster.server.resource_version();
@@ -315,6 +327,15 @@ pub async fn run_memory() {
 
     println!("memory_controller_ready_seconds: {}", secs(ready));
     println!("memory_controller_loaded_seconds: {}", secs(loaded));
+    // Who was busy while the controller loaded: the controller, or the API server serving it.
+    if let Some(cpu) = controller_cpu {
+        println!("memory_controller_cpu_seconds_until_loaded: {cpu:.1}");
+    }
+    if let Some(cpu) = server_cpu {
+        println!(
+            "memory_test_server_cpu_seconds_until_loaded: {cpu:.1} (this process: serving the controller's lists and watches)"
+        );
+    }
     let show = |label: &str, rss: Option<(u64, u64)>| match rss {
         Some((rss, hwm)) => {
             println!("memory_{label}_vmrss_mib: {}", mib(rss));
@@ -343,6 +364,7 @@ pub async fn run_memory() {
     for w in warnings.1 {
         println!("memory_controller_warning: {w}");
     }
+    println!("memory_loadavg_at_end: {}", loadavg());
     drop(controller);
 }
 
