@@ -129,7 +129,10 @@ pub fn watch_all(
         Api::<IPPool>::all(client.clone()),
         tx.clone(),
         Kind::Pool,
-        |p| p,
+        |mut p| {
+            p.metadata.managed_fields = None;
+            p
+        },
         |event| match event {
             Event::Apply(_) | Event::Delete(_) => Some(Change::Pools),
             _ => None,
@@ -140,7 +143,12 @@ pub fn watch_all(
         Api::<IPAMBlock>::all(client.clone()),
         tx,
         Kind::Block,
-        |b| b,
+        // managedFields are most of a block's size (about 25 of 35 kB for 30 allocations) and
+        // the controller never reads them.
+        |mut b| {
+            b.metadata.managed_fields = None;
+            b
+        },
         |event| match event {
             Event::Apply(b) | Event::Delete(b) => Some(Change::Block(b.name_any())),
             _ => None,
