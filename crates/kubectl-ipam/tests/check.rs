@@ -4,28 +4,9 @@
 mod support;
 
 use api::{Assignment, FamilyAssignment};
-use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use support::cluster::Cluster;
 use support::*;
-
-/// Pool `general` (allocatable) with one block on node-1.
-async fn cluster() -> Cluster {
-    let c = Cluster::new().await;
-    c.pool(
-        ippool("general", "10.244.0.0/24").block_size(26),
-        Some(("True", "OK")),
-    )
-    .await;
-    c.block("10.244.0.0/26", "general", Some("node-1")).await;
-    c
-}
-
-/// A pod in `web` on node-1 with `address`, assigned as the controller does.
-async fn running(c: &Cluster, name: &str, address: &str) -> Pod {
-    let p = c.pod(pod(name).in_ns("web").on_node("node-1")).await;
-    c.assign(&p, address).await
-}
 
 fn problems(report: &Value) -> &Vec<Value> {
     report["problems"].as_array().unwrap()
@@ -42,9 +23,9 @@ fn only<'a>(report: &'a Value, kind: &str) -> &'a Value {
 
 #[tokio::test]
 async fn a_consistent_cluster_is_clean_and_exits_0() {
-    let c = cluster().await;
-    running(&c, "a", "10.244.0.0").await;
-    running(&c, "b", "10.244.0.1").await;
+    let c = Cluster::with_general_pool().await;
+    c.running("a", "10.244.0.0").await;
+    c.running("b", "10.244.0.1").await;
     let run = c.run(&["check", "-o", "json"]).await;
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
     let report = run.json();
@@ -70,9 +51,9 @@ async fn a_consistent_cluster_is_clean_and_exits_0() {
 
 #[tokio::test]
 async fn an_allocation_whose_pod_is_gone_is_a_leak_with_what_release_needs() {
-    let c = cluster().await;
-    running(&c, "keep", "10.244.0.0").await;
-    let gone = running(&c, "gone", "10.244.0.1").await;
+    let c = Cluster::with_general_pool().await;
+    c.running("keep", "10.244.0.0").await;
+    let gone = c.running("gone", "10.244.0.1").await;
     c.delete_pod(&gone).await;
 
     let run = c.run(&["check", "-o", "json"]).await;
@@ -111,10 +92,10 @@ async fn an_allocation_whose_pod_is_gone_is_a_leak_with_what_release_needs() {
 
 #[tokio::test]
 async fn a_pod_re_created_under_the_same_name_leaves_a_leak_gone_before_its_creation() {
-    let c = cluster().await;
-    let old = running(&c, "web-0", "10.244.0.0").await;
+    let c = Cluster::with_general_pool().await;
+    let old = c.running("web-0", "10.244.0.0").await;
     c.delete_pod(&old).await;
-    let new = running(&c, "web-0", "10.244.0.1").await;
+    let new = c.running("web-0", "10.244.0.1").await;
     let run = c.run(&["check", "-o", "json"]).await;
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
     let report = run.json();
@@ -130,8 +111,8 @@ async fn a_pod_re_created_under_the_same_name_leaves_a_leak_gone_before_its_crea
 
 #[tokio::test]
 async fn a_forged_annotation_is_reported_and_the_real_holder_named() {
-    let c = cluster().await;
-    let owner = running(&c, "owner", "10.244.0.0").await;
+    let c = Cluster::with_general_pool().await;
+    let owner = c.running("owner", "10.244.0.0").await;
     let forger = c.pod(pod("forger").in_ns("web").on_node("node-1")).await;
     c.annotate(
         &forger,
@@ -171,10 +152,10 @@ async fn a_forged_annotation_is_reported_and_the_real_holder_named() {
 
 #[tokio::test]
 async fn an_address_recorded_in_two_blocks_is_a_duplicate() {
-    let c = cluster().await;
+    let c = Cluster::with_general_pool().await;
     // A second, overlapping block of another size, as a hand edit or a buggy writer leaves.
     c.block("10.244.0.0/28", "general", Some("node-2")).await;
-    let a = running(&c, "a", "10.244.0.5").await;
+    let a = c.running("a", "10.244.0.5").await;
     let b = c.pod(pod("b").in_ns("web").on_node("node-2")).await;
     c.record_in("10-244-0-0-28", &b, "10.244.0.5".parse().unwrap())
         .await;
@@ -202,7 +183,7 @@ async fn an_address_recorded_in_two_blocks_is_a_duplicate() {
 
 #[tokio::test]
 async fn a_bound_pod_the_controller_refused_is_reported_with_its_reason() {
-    let c = cluster().await;
+    let c = Cluster::with_general_pool().await;
     c.pool(
         ippool("dmz", "192.168.0.0/24"),
         Some(("False", "OutsidePodCIDR")),
@@ -256,7 +237,7 @@ async fn a_bound_pod_the_controller_refused_is_reported_with_its_reason() {
 
 #[tokio::test]
 async fn a_pod_bound_a_moment_ago_is_a_note_not_a_problem() {
-    let c = cluster().await;
+    let c = Cluster::with_general_pool().await;
     c.pod(pod("new").in_ns("web")).await;
     let run = c.run(&["check", "-o", "json"]).await;
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);

@@ -8,30 +8,13 @@ mod support;
 use k8s_openapi::api::core::v1::Pod;
 use rangepool_testserver::FailWrites;
 use support::cluster::Cluster;
-use support::*;
 
 const BLOCK: &str = "10-244-0-0-26";
 
-async fn cluster() -> Cluster {
-    let c = Cluster::new().await;
-    c.pool(
-        ippool("general", "10.244.0.0/24").block_size(26),
-        Some(("True", "OK")),
-    )
-    .await;
-    c.block("10.244.0.0/26", "general", Some("node-1")).await;
-    c
-}
-
-async fn running(c: &Cluster, name: &str, address: &str) -> Pod {
-    let p = c.pod(pod(name).in_ns("web").on_node("node-1")).await;
-    c.assign(&p, address).await
-}
-
 /// `keep` holds .0 and lives; `gone` held .1 and was deleted.
 async fn with_leak(c: &Cluster) -> (Pod, Pod) {
-    let keep = running(c, "keep", "10.244.0.0").await;
-    let gone = running(c, "gone", "10.244.0.1").await;
+    let keep = c.running("keep", "10.244.0.0").await;
+    let gone = c.running("gone", "10.244.0.1").await;
     c.delete_pod(&gone).await;
     (keep, gone)
 }
@@ -52,7 +35,7 @@ fn uid(p: &Pod) -> String {
 
 #[tokio::test]
 async fn release_ip_frees_a_leak_with_the_guarded_write() {
-    let c = cluster().await;
+    let c = Cluster::with_general_pool().await;
     let (keep, _) = with_leak(&c).await;
     let before = c.block_spec(BLOCK).await.sequence_number;
 
@@ -74,7 +57,7 @@ async fn release_ip_frees_a_leak_with_the_guarded_write() {
 
 #[tokio::test]
 async fn release_from_report_frees_what_check_found_and_is_idempotent() {
-    let c = cluster().await;
+    let c = Cluster::with_general_pool().await;
     let (keep, _) = with_leak(&c).await;
     let check = c.run(&["check", "-o", "json"]).await;
     assert_eq!(check.status, 1);
@@ -114,8 +97,8 @@ async fn release_from_report_frees_what_check_found_and_is_idempotent() {
 
 #[tokio::test]
 async fn a_live_pods_address_is_refused_without_force_and_released_with_it() {
-    let c = cluster().await;
-    let keep = running(&c, "keep", "10.244.0.0").await;
+    let c = Cluster::with_general_pool().await;
+    let keep = c.running("keep", "10.244.0.0").await;
     let run = c.run(&["release", "--ip", "10.244.0.0"]).await;
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
     let line = run.stdout.lines().next().unwrap();
@@ -139,8 +122,8 @@ async fn a_live_pods_address_is_refused_without_force_and_released_with_it() {
 
 #[tokio::test]
 async fn a_finished_pod_still_exists_so_its_address_is_refused() {
-    let c = cluster().await;
-    let job = running(&c, "job", "10.244.0.0").await;
+    let c = Cluster::with_general_pool().await;
+    let job = c.running("job", "10.244.0.0").await;
     c.set_phase(&job, "Succeeded").await;
     let run = c.run(&["release", "--ip", "10.244.0.0"]).await;
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
@@ -150,7 +133,7 @@ async fn a_finished_pod_still_exists_so_its_address_is_refused() {
 
 #[tokio::test]
 async fn an_address_re_assigned_since_the_report_is_left_to_its_new_pod() {
-    let c = cluster().await;
+    let c = Cluster::with_general_pool().await;
     with_leak(&c).await;
     let check = c.run(&["check", "-o", "json"]).await;
     let dir = tempfile::tempdir().unwrap();
@@ -171,7 +154,7 @@ async fn an_address_re_assigned_since_the_report_is_left_to_its_new_pod() {
         )
         .await
         .unwrap();
-    let new = running(&c, "new", "10.244.0.1").await;
+    let new = c.running("new", "10.244.0.1").await;
 
     let run = c
         .run(&["release", "--from-report", report.to_str().unwrap()])
@@ -190,7 +173,7 @@ async fn an_address_re_assigned_since_the_report_is_left_to_its_new_pod() {
 
 #[tokio::test]
 async fn a_concurrent_write_makes_the_release_retry_on_a_fresh_read() {
-    let c = cluster().await;
+    let c = Cluster::with_general_pool().await;
     with_leak(&c).await;
     // The next two writes of the block fail as if the controller had just written it.
     c.server.faults().fail_writes(
@@ -206,7 +189,7 @@ async fn a_concurrent_write_makes_the_release_retry_on_a_fresh_read() {
 
 #[tokio::test]
 async fn a_block_that_keeps_changing_is_left_alone_and_exits_1() {
-    let c = cluster().await;
+    let c = Cluster::with_general_pool().await;
     with_leak(&c).await;
     let before = c.block_spec(BLOCK).await;
     c.server.faults().fail_writes(
@@ -228,7 +211,7 @@ async fn a_block_that_keeps_changing_is_left_alone_and_exits_1() {
 
 #[tokio::test]
 async fn an_address_no_block_holds_is_not_released_and_exits_1() {
-    let c = cluster().await;
+    let c = Cluster::with_general_pool().await;
     let free = c.run(&["release", "--ip", "10.244.0.9"]).await;
     assert_eq!(free.status, 1, "{}{}", free.stdout, free.stderr);
     assert!(

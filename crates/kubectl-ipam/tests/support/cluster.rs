@@ -11,7 +11,7 @@ use kube::{Api, Client, ResourceExt};
 use rangepool_testserver::TestServer;
 use serde_json::{Value, json};
 
-use super::{Manifest, MetaB, PodB, PoolB, Run};
+use super::{Manifest, MetaB, PodB, PoolB, Run, ippool, pod};
 
 /// A test API server with the CRDs installed.
 pub struct Cluster {
@@ -32,6 +32,24 @@ impl Cluster {
     }
 
     /// A server without our CRDs.
+    /// Pool `general` (allocatable, /26 blocks) with one block, 10.244.0.0/26, on node-1.
+    pub async fn with_general_pool() -> Cluster {
+        let c = Cluster::new().await;
+        c.pool(
+            ippool("general", "10.244.0.0/24").block_size(26),
+            Some(("True", "OK")),
+        )
+        .await;
+        c.block("10.244.0.0/26", "general", Some("node-1")).await;
+        c
+    }
+
+    /// A pod in `web` on node-1 holding `address`, assigned as the controller does.
+    pub async fn running(&self, name: &str, address: &str) -> Pod {
+        let p = self.pod(pod(name).in_ns("web").on_node("node-1")).await;
+        self.assign(&p, address).await
+    }
+
     pub async fn bare() -> Cluster {
         let server = TestServer::start().await.unwrap();
         let client = server.client().unwrap();
