@@ -458,6 +458,25 @@ impl State {
         let _ = self.tx.send(change);
     }
 
+    /// Stores a changed object and tells the watchers; a changed CRD changes what is served.
+    fn store_modified(
+        &mut self,
+        def: &ResourceDef,
+        key: (String, String),
+        object: Arc<Value>,
+        old: Arc<Value>,
+        rv: u64,
+    ) {
+        self.objects
+            .entry(def.storage.clone())
+            .or_default()
+            .insert(key, object.clone());
+        self.emit(&def.storage, ChangeKind::Modified, object, Some(old), rv);
+        if def.builtin == Some(Builtin::Crd) {
+            self.rebuild_registry();
+        }
+    }
+
     fn rebuild_registry(&mut self) {
         let key = StorageKey::new("apiextensions.k8s.io", "customresourcedefinitions");
         let crds: Vec<Arc<Value>> = self
@@ -769,20 +788,7 @@ impl State {
             );
             self.after_removal(def, &arc, Propagation::Background);
         } else {
-            self.objects
-                .entry(def.storage.clone())
-                .or_default()
-                .insert(key, arc.clone());
-            self.emit(
-                &def.storage,
-                ChangeKind::Modified,
-                arc.clone(),
-                Some(old.clone()),
-                rv,
-            );
-            if def.builtin == Some(Builtin::Crd) {
-                self.rebuild_registry();
-            }
+            self.store_modified(def, key, arc.clone(), old.clone(), rv);
         }
         Ok(arc.as_ref().clone())
     }

@@ -174,20 +174,7 @@ impl State {
         let rv = self.next_rv();
         meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
         let arc = Arc::new(new);
-        self.objects
-            .entry(def.storage.clone())
-            .or_default()
-            .insert(key(def, ns, name), arc.clone());
-        self.emit(
-            &def.storage,
-            ChangeKind::Modified,
-            arc.clone(),
-            Some(old.clone()),
-            rv,
-        );
-        if def.builtin == Some(Builtin::Crd) {
-            self.rebuild_registry();
-        }
+        self.store_modified(def, key(def, ns, name), arc.clone(), old.clone(), rv);
         arc
     }
 
