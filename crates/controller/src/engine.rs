@@ -266,14 +266,15 @@ impl Engine {
             let cached = self.stores.blocks.get(&ObjectRef::new(&name));
             match cached {
                 Some(block) if self.model.is_newer(&block) => self.model.accept(&block),
-                Some(_) => {}
+                Some(_) => continue,
                 // Gone from the cache: confirm with the API server before forgetting it, since
                 // the cache may simply not have caught up with a block we just created.
                 None if self.model.knows(&name) => self.reload_block(&name).await,
-                None => {}
+                None => continue,
             }
+            // Counts changed: the pools' status is due (an idle controller writes nothing).
+            self.status_dirty = true;
         }
-        self.status_dirty = true;
     }
 
     /// Re-reads one block from the API server into the model, dropping whatever the model had
