@@ -169,6 +169,12 @@ impl Store {
         self.lock().rv
     }
 
+    /// Every change committed from now on, and the resourceVersion they follow.
+    pub fn subscribe(&self) -> (u64, broadcast::Receiver<Arc<Change>>) {
+        let st = self.lock();
+        (st.rv, st.tx.subscribe())
+    }
+
     /// Change how many changes are retained for watches.
     pub fn set_history_limit(&self, limit: usize) {
         let mut st = self.lock();
