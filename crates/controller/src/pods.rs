@@ -1,13 +1,17 @@
 //! Facts about pods the controller needs, and the one write it makes to them: the assignment
 //! annotations.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use api::Assignment;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
 
 /// A pod's namespace and name.
@@ -17,16 +21,6 @@ pub struct PodKey {
     pub namespace: Box<str>,
     /// The name.
     pub name: Box<str>,
-}
-
-impl PodKey {
-    /// The key of a pod object.
-    pub fn of(pod: &Pod) -> PodKey {
-        PodKey {
-            namespace: pod.namespace().unwrap_or_default().into(),
-            name: pod.name_any().into(),
-        }
-    }
 }
 
 impl fmt::Display for PodKey {
@@ -42,6 +36,171 @@ pub enum Phase {
     Active,
     /// Succeeded or Failed: its containers will not run again.
     Finished,
+}
+
+/// A pod as the controller's watch decodes it: the few fields [`PodInfo`] keeps. Everything else
+/// in the JSON (containers, volumes, labels, managedFields, other annotations) is skipped while
+/// parsing, never allocated: a full `Pod` costs several kilobytes and most of the decoding time
+/// of a watch event.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WatchedPod {
+    /// Name, namespace, UID, resourceVersion, deletionTimestamp and the annotations the
+    /// controller reads.
+    #[serde(default, deserialize_with = "slim_meta")]
+    pub metadata: ObjectMeta,
+    /// The node and host networking.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub spec: WatchedSpec,
+    /// Phase and when the pod was scheduled.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: WatchedStatus,
+}
+
+/// What the controller reads of a pod's spec.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchedSpec {
+    /// `spec.nodeName`.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// `spec.hostNetwork`.
+    #[serde(default)]
+    pub host_network: Option<bool>,
+}
+
+/// What the controller reads of a pod's status.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WatchedStatus {
+    /// `status.phase`.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// The last transition of the `PodScheduled=True` condition.
+    #[serde(default, rename = "conditions", deserialize_with = "scheduled_at")]
+    pub scheduled_at: Option<k8s_openapi::jiff::Timestamp>,
+}
+
+impl k8s_openapi::Resource for WatchedPod {
+    const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
+    const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
+    const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
+    const VERSION: &'static str = <Pod as k8s_openapi::Resource>::VERSION;
+    const URL_PATH_SEGMENT: &'static str = <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT;
+    type Scope = <Pod as k8s_openapi::Resource>::Scope;
+}
+
+impl k8s_openapi::Metadata for WatchedPod {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A missing or null object is an empty one.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// The metadata fields a watched pod keeps; annotations only those [`keeps_annotation`] names.
+fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Slim {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        namespace: Option<String>,
+        #[serde(default)]
+        uid: Option<String>,
+        #[serde(default)]
+        resource_version: Option<String>,
+        #[serde(default)]
+        deletion_timestamp: Option<Time>,
+        #[serde(default, deserialize_with = "kept_annotations")]
+        annotations: Option<BTreeMap<String, String>>,
+    }
+    let Some(slim) = Option::<Slim>::deserialize(deserializer)? else {
+        return Ok(ObjectMeta::default());
+    };
+    Ok(ObjectMeta {
+        name: slim.name,
+        namespace: slim.namespace,
+        uid: slim.uid,
+        resource_version: slim.resource_version,
+        deletion_timestamp: slim.deletion_timestamp,
+        annotations: slim.annotations,
+        ..ObjectMeta::default()
+    })
+}
+
+/// The annotations the controller reads; the values of all others are skipped unread.
+fn kept_annotations<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Kept;
+    impl<'de> Visitor<'de> for Kept {
+        type Value = Option<BTreeMap<String, String>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of annotations")
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(Kept)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut kept = BTreeMap::new();
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if keeps_annotation(&key) {
+                    kept.insert(key.into_owned(), map.next_value::<String>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(Some(kept))
+        }
+    }
+    deserializer.deserialize_option(Kept)
+}
+
+/// When the `PodScheduled=True` condition last changed, from `status.conditions`.
+fn scheduled_at<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<k8s_openapi::jiff::Timestamp>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Condition {
+        #[serde(rename = "type")]
+        type_: Cow<'static, str>,
+        #[serde(default)]
+        status: Cow<'static, str>,
+        #[serde(default)]
+        last_transition_time: Option<Time>,
+    }
+    let conditions: Option<Vec<Condition>> = Option::deserialize(deserializer)?;
+    Ok(conditions
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "True")
+        .and_then(|c| c.last_transition_time)
+        .map(|t| t.0))
 }
 
 /// What the controller keeps of a pod: a few hundred bytes instead of a full object, so that
@@ -74,41 +233,34 @@ fn keeps_annotation(key: &str) -> bool {
 }
 
 impl PodInfo {
-    /// Keeps what the controller needs of a pod object.
-    pub fn of(pod: &Pod) -> PodInfo {
-        let spec = pod.spec.as_ref();
-        let status = pod.status.as_ref();
-        let finished = matches!(
-            status.and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
-        let bound_at = status
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| {
-                c.iter()
-                    .find(|c| c.type_ == "PodScheduled" && c.status == "True")
-            })
-            .and_then(|c| c.last_transition_time.as_ref())
-            .map(|t| t.0);
+    /// Keeps what the controller needs of a pod as its watch decoded it.
+    pub fn of(pod: &WatchedPod) -> PodInfo {
+        let meta = &pod.metadata;
+        let finished = matches!(pod.status.phase.as_deref(), Some("Succeeded" | "Failed"));
         PodInfo {
-            key: PodKey::of(pod),
-            uid: pod.uid().unwrap_or_default().into(),
-            node: spec
-                .and_then(|s| s.node_name.as_deref())
+            key: PodKey {
+                namespace: meta.namespace.as_deref().unwrap_or_default().into(),
+                name: meta.name.as_deref().unwrap_or_default().into(),
+            },
+            uid: meta.uid.as_deref().unwrap_or_default().into(),
+            node: pod
+                .spec
+                .node_name
+                .as_deref()
                 .filter(|n| !n.is_empty())
                 .map(Into::into),
-            host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+            host_network: pod.spec.host_network.unwrap_or(false),
             phase: if finished {
                 Phase::Finished
             } else {
                 Phase::Active
             },
-            deleting: pod.metadata.deletion_timestamp.is_some(),
-            bound_at,
-            annotations: pod
-                .annotations()
+            deleting: meta.deletion_timestamp.is_some(),
+            bound_at: pod.status.scheduled_at,
+            annotations: meta
+                .annotations
                 .iter()
-                .filter(|(k, _)| keeps_annotation(k))
+                .flatten()
                 .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                 .collect(),
         }
@@ -199,16 +351,90 @@ mod tests {
         }
     }
 
+    /// The pod as the controller's watch decodes it.
+    fn watched(p: &Pod) -> WatchedPod {
+        serde_json::from_value(serde_json::to_value(p).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_watched_pod_keeps_what_the_controller_reads_of_a_full_pod() {
+        let json = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "web-1",
+                "namespace": "shop",
+                "uid": "u-1",
+                "resourceVersion": "42",
+                "deletionTimestamp": "2026-11-25T10:00:00Z",
+                "labels": {"app": "web"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": [1, 2, 3]}",
+                    "cni.projectcalico.org/ipv4pools": "[\"fw\"]",
+                    "rangepool.dev/ipv4": "10.0.0.7",
+                    "other": "x"
+                },
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:metadata": {}}}],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "r"}]
+            },
+            "spec": {
+                "nodeName": "node-3",
+                "hostNetwork": false,
+                "containers": [{"name": "app", "image": "app:1", "ports": [{"containerPort": 80}]}]
+            },
+            "status": {
+                "phase": "Running",
+                "podIP": "10.0.0.7",
+                "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-25T09:00:05Z"},
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-25T09:00:00Z"}
+                ]
+            }
+        });
+        let watched: WatchedPod = serde_json::from_value(json).unwrap();
+        assert_eq!(watched.metadata.resource_version.as_deref(), Some("42"));
+        assert!(watched.metadata.labels.is_none() && watched.metadata.managed_fields.is_none());
+        let info = PodInfo::of(&watched);
+        assert_eq!(info.key.to_string(), "shop/web-1");
+        assert_eq!(&*info.uid, "u-1");
+        assert_eq!(info.node.as_deref(), Some("node-3"));
+        assert!(info.deleting && !info.host_network && info.phase == Phase::Active);
+        assert_eq!(
+            info.bound_at.map(|t| t.to_string()).as_deref(),
+            Some("2026-11-25T09:00:00Z")
+        );
+        let kept: Vec<String> = info.annotations().into_keys().collect();
+        assert_eq!(
+            kept,
+            ["cni.projectcalico.org/ipv4pools", "rangepool.dev/ipv4"]
+        );
+    }
+
+    #[test]
+    fn a_watched_pod_without_spec_status_or_annotations_decodes() {
+        for json in [
+            json!({"metadata": {"name": "p", "annotations": null}}),
+            json!({"metadata": {"name": "p"}, "spec": null, "status": {"conditions": null}}),
+            json!({}),
+            json!({"metadata": null}),
+        ] {
+            let watched: WatchedPod = serde_json::from_value(json.clone()).unwrap();
+            let info = PodInfo::of(&watched);
+            assert!(!info.wants_address(), "{json}");
+            assert!(info.annotations().is_empty());
+        }
+    }
+
     #[test]
     fn only_bound_running_pod_network_pods_want_an_address() {
-        let wants = |p: Pod| PodInfo::of(&p).wants_address();
+        let wants = |p: Pod| PodInfo::of(&watched(&p)).wants_address();
         assert!(wants(pod(Some("n1"), Some("Pending"), false)));
         assert!(!wants(pod(None, Some("Pending"), false)));
         assert!(!wants(pod(Some(""), None, false)));
         assert!(!wants(pod(Some("n1"), None, true)));
         assert!(!wants(pod(Some("n1"), Some("Succeeded"), false)));
         assert!(!wants(pod(Some("n1"), Some("Failed"), false)));
-        assert!(PodInfo::of(&pod(Some("n1"), Some("Failed"), false)).is_terminal());
+        assert!(PodInfo::of(&watched(&pod(Some("n1"), Some("Failed"), false))).is_terminal());
     }
 
     #[test]
@@ -224,7 +450,7 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
         );
-        let kept = PodInfo::of(&p).annotations();
+        let kept = PodInfo::of(&watched(&p)).annotations();
         assert_eq!(kept.len(), 2, "{kept:?}");
         assert!(kept.contains_key(api::keys::IPV4_POOLS));
     }

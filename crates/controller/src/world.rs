@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use api::{IPAMBlock, IPPool};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
@@ -20,7 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
-use crate::pods::{PodInfo, PodKey};
+use crate::pods::{PodInfo, PodKey, WatchedPod};
 
 /// Something changed that the leader may have to act on.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ pub fn watch_all(
     let (tx, rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
 
-    let (pods, task) = PodIndex::watch(Api::<Pod>::all(client.clone()), tx.clone());
+    let (pods, task) = PodIndex::watch(Api::<WatchedPod>::all(client.clone()), tx.clone());
     tasks.push(task);
     let (namespaces, task) = spawn_watch(
         Api::<Namespace>::all(client.clone()),
@@ -263,7 +263,7 @@ pub struct PodIndex {
 impl PodIndex {
     /// Starts the watch; changes go to `tx`.
     fn watch(
-        api: Api<Pod>,
+        api: Api<WatchedPod>,
         tx: mpsc::UnboundedSender<Change>,
     ) -> (PodIndex, tokio::task::JoinHandle<()>) {
         let (ready_tx, ready) = watch::channel(false);
@@ -299,11 +299,11 @@ impl PodIndex {
                         Some(Change::Pod(key))
                     }
                     Ok(Event::Delete(pod)) => {
-                        let key = PodKey::of(&pod);
-                        write(&pods).remove(&key);
+                        let info = PodInfo::of(&pod);
+                        write(&pods).remove(&info.key);
                         Some(Change::PodGone {
-                            uid: pod.uid().unwrap_or_default(),
-                            key,
+                            uid: info.uid.into(),
+                            key: info.key,
                         })
                     }
                     Err(e) => {
