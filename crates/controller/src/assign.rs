@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{Assignment, FamilyAssignment};
-use futures::StreamExt;
 use ipam::cidr::Family;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use tokio::time::Instant;
 
+use crate::annotations::{Job, Outcome, Patched, Pending};
 use crate::engine::{Engine, Waiting};
 use crate::model::Request;
 use crate::pods::{self, PodInfo, PodKey};
@@ -22,8 +22,6 @@ use crate::world::labels_of;
 /// of pools, namespaces or nodes retries at once.
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Pod patches in flight at once.
-const PATCH_CONCURRENCY: usize = 32;
 
 /// What one pod needs.
 enum Decision {
@@ -49,6 +47,10 @@ impl Engine {
         let mut failures = Vec::new();
         let mut finished = Vec::new();
         for key in keys {
+            if self.annotations.busy(&key) {
+                // Looked at again once its patch is answered.
+                continue;
+            }
             let Some(pod) = self.stores.pods.get(&key) else {
                 // Deleted: the PodGone change (or the sweep) releases its addresses.
                 self.waiting.remove(&key);
@@ -77,16 +79,23 @@ impl Engine {
         }
 
         self.release_finished(finished).await;
-        let unwritten = self.flush_blocks().await;
-
-        let (ready, blocked): (Vec<_>, Vec<_>) = annotate
-            .into_iter()
-            .partition(|(_, _, blocks, _)| blocks.iter().all(|b| !unwritten.contains(b)));
-        for (pod, ..) in blocked {
-            // Its block changed under us and was re-read; decide again right away.
-            self.wait(&pod, "block changed while assigning".into(), Duration::ZERO);
+        let mut pending = Pending::default();
+        for (pod, assignment, blocks, new) in annotate {
+            let job = Job {
+                pod,
+                assignment,
+                new,
+            };
+            pending.push(job, blocks);
         }
-        self.write_annotations(ready).await;
+        for job in self.flush_blocks(pending).await {
+            // Its block changed under us and was re-read; decide again right away.
+            self.wait(
+                &job.pod,
+                "block changed while assigning".into(),
+                Duration::ZERO,
+            );
+        }
         for (pod, reason, message) in failures {
             self.fail(&pod, reason, message).await;
         }
@@ -194,56 +203,44 @@ impl Engine {
         }
     }
 
-    async fn write_annotations(
-        &mut self,
-        ready: Vec<(Arc<PodInfo>, Assignment, Vec<String>, bool)>,
-    ) {
-        let client = self.client.clone();
-        let results: Vec<_> = futures::stream::iter(ready)
-            .map(|(pod, assignment, _, new)| {
-                let client = client.clone();
-                async move {
-                    let result = pods::annotate(
-                        &client,
-                        &pod.key.namespace,
-                        &pod.key.name,
-                        &pod.uid,
-                        &assignment,
-                    )
-                    .await;
-                    (pod, assignment, new, result)
-                }
-            })
-            .buffer_unordered(PATCH_CONCURRENCY)
-            .collect()
-            .await;
-        for (pod, assignment, new, result) in results {
-            let key = pod.key.clone();
-            match result {
-                Ok(()) => {
-                    self.waiting.remove(&key);
-                    let addresses: Vec<String> = assignment.addresses().map(describe).collect();
-                    tracing::info!(pod = %key, addresses = ?addresses, "assigned");
-                    if new && let Some(bound) = pod.bound_at {
-                        let seconds = (k8s_openapi::jiff::Timestamp::now() - bound)
-                            .total(k8s_openapi::jiff::Unit::Second)
-                            .unwrap_or(0.0);
-                        self.metrics.assignment_latency.observe(seconds.max(0.0));
-                    }
-                }
-                // The pod is gone or was re-created: the watch brings the news.
-                Err(kube::Error::Api(status))
-                    if status.code == 404 || status.code == 409 || status.code == 422 =>
-                {
-                    self.metrics.conflict("pod");
-                    self.waiting.remove(&key);
-                }
-                Err(e) => {
-                    tracing::warn!(pod = %key, error = %e, "could not annotate pod; will retry");
-                    self.wait(&pod, format!("annotating failed: {e}"), FIRST_BACKOFF);
+    /// Takes in the answer to a pod's annotation patch. Returns the pod if the engine must look
+    /// at it again.
+    pub(crate) fn annotated(&mut self, outcome: Outcome) -> Option<PodKey> {
+        let Patched { job, result, again } = match outcome {
+            Outcome::Patched(patched) => *patched,
+            Outcome::Lost(key) => return Some(key),
+        };
+        let Job {
+            pod,
+            assignment,
+            new,
+        } = job;
+        let key = pod.key.clone();
+        match result {
+            Ok(()) => {
+                self.waiting.remove(&key);
+                let addresses: Vec<String> = assignment.addresses().map(describe).collect();
+                tracing::info!(pod = %key, addresses = ?addresses, "assigned");
+                if new && let Some(bound) = pod.bound_at {
+                    let seconds = (k8s_openapi::jiff::Timestamp::now() - bound)
+                        .total(k8s_openapi::jiff::Unit::Second)
+                        .unwrap_or(0.0);
+                    self.metrics.assignment_latency.observe(seconds.max(0.0));
                 }
             }
+            // The pod is gone or was re-created: the watch brings the news.
+            Err(kube::Error::Api(status))
+                if status.code == 404 || status.code == 409 || status.code == 422 =>
+            {
+                self.metrics.conflict("pod");
+                self.waiting.remove(&key);
+            }
+            Err(e) => {
+                tracing::warn!(pod = %key, error = %e, "could not annotate pod; will retry");
+                self.wait(&pod, format!("annotating failed: {e}"), FIRST_BACKOFF);
+            }
         }
+        again.then_some(key)
     }
 
     /// Records a failure: a Warning Event and the error annotation the first time (or when the

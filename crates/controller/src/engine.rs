@@ -18,6 +18,7 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::annotations::{Annotations, Job, Outcome, Pending};
 use crate::blocks::{BlockStore, WriteError};
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -81,6 +82,14 @@ impl Work {
     }
 }
 
+/// What ended the engine's wait.
+enum Wake {
+    Change(Change),
+    Annotated(Outcome),
+    Due,
+    Leading,
+}
+
 /// A pod that could not get an address, waiting for its cause to change or its backoff.
 pub(crate) struct Waiting {
     pub(crate) message: String,
@@ -97,6 +106,7 @@ pub struct Engine {
     pub(crate) recorder: Recorder,
     pub(crate) blocks: BlockStore,
     pub(crate) model: Model,
+    pub(crate) annotations: Annotations,
     pub(crate) waiting: HashMap<PodKey, Waiting>,
     pub(crate) suspects: HashMap<String, Instant>,
     pub(crate) node_suspects: HashMap<String, Instant>,
@@ -121,6 +131,7 @@ impl Engine {
             recorder: Recorder::new(client.clone(), reporter),
             blocks: BlockStore::new(client.clone()),
             model: Model::new(settings.strict_affinity),
+            annotations: Annotations::new(client.clone()),
             client,
             metrics,
             stores,
@@ -138,7 +149,7 @@ impl Engine {
     }
 
     /// Runs while `leading` reads true. Returns when leadership is lost or the change channel
-    /// closes.
+    /// closes; patches still in flight are then aborted.
     pub async fn run(
         mut self,
         changes: &mut mpsc::UnboundedReceiver<Change>,
@@ -151,19 +162,47 @@ impl Engine {
                 return;
             }
             self.step(std::mem::take(&mut work)).await;
-            let deadline = self.next_deadline();
-            tokio::select! {
-                change = changes.recv() => match change {
-                    Some(change) => work.add(change),
-                    None => return,
-                },
-                _ = tokio::time::sleep_until(deadline) => {}
-                r = leading.changed() => {
-                    if r.is_err() {
-                        return;
+            // What arrived during the step is a batch already: no need to wait for more.
+            let mut queued = false;
+            while let Ok(change) = changes.try_recv() {
+                work.add(change);
+                queued = true;
+            }
+            if queued {
+                continue;
+            }
+            // Wait for something to do. Answers to pod patches are taken in as they come; only
+            // a pod the engine must look at again makes a step.
+            loop {
+                let deadline = self.next_deadline();
+                let woke = tokio::select! {
+                    change = changes.recv() => match change {
+                        Some(change) => Wake::Change(change),
+                        None => return,
+                    },
+                    outcome = self.annotations.next() => Wake::Annotated(outcome),
+                    _ = tokio::time::sleep_until(deadline) => Wake::Due,
+                    r = leading.changed() => match r {
+                        Ok(()) => Wake::Leading,
+                        Err(_) => return,
+                    },
+                };
+                match woke {
+                    Wake::Change(change) => {
+                        work.add(change);
+                        break;
                     }
-                    continue;
+                    Wake::Annotated(outcome) => {
+                        if let Some(key) = self.annotated(outcome) {
+                            work.pods.insert(key);
+                            break;
+                        }
+                    }
+                    Wake::Due | Wake::Leading => break,
                 }
+            }
+            if !*leading.borrow() {
+                return;
             }
             // Let a burst arrive, then take everything queued.
             let window = tokio::time::sleep(BATCH_WINDOW);
@@ -174,6 +213,11 @@ impl Engine {
                         Some(change) => work.add(change),
                         None => return,
                     },
+                    outcome = self.annotations.next() => {
+                        if let Some(key) = self.annotated(outcome) {
+                            work.pods.insert(key);
+                        }
+                    }
                     _ = &mut window => break,
                 }
             }
@@ -290,14 +334,17 @@ impl Engine {
         }
     }
 
-    /// Writes every block the model changed. Returns the names of blocks that were not written.
-    pub(crate) async fn flush_blocks(&mut self) -> HashSet<String> {
+    /// Writes every block the model changed, and starts annotating each pending pod as soon as
+    /// its blocks are written. Returns the pods whose blocks could not be written.
+    pub(crate) async fn flush_blocks(&mut self, mut pending: Pending) -> Vec<Job> {
         let writes = self.model.take_writes();
+        let writing: HashSet<String> = writes.iter().map(|w| w.name().to_owned()).collect();
+        self.annotations.start(pending.begin(&writing));
         if writes.is_empty() {
-            return HashSet::new();
+            return Vec::new();
         }
         let store = self.blocks.clone();
-        let results: Vec<_> = futures::stream::iter(writes)
+        let mut results = futures::stream::iter(writes)
             .map(|write| {
                 let store = store.clone();
                 async move {
@@ -305,14 +352,17 @@ impl Engine {
                     (write.name().to_owned(), result)
                 }
             })
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .collect()
-            .await;
-        let mut failed = HashSet::new();
-        for (name, result) in results {
+            .buffer_unordered(WRITE_CONCURRENCY);
+        let mut blocked = Vec::new();
+        while let Some((name, result)) = results.next().await {
             match result {
-                Ok(Some(block)) => self.model.accept(&Arc::new(block)),
-                Ok(None) => self.model.forget(&name),
+                Ok(written) => {
+                    match written {
+                        Some(block) => self.model.accept(&Arc::new(block)),
+                        None => self.model.forget(&name),
+                    }
+                    self.annotations.start(pending.written(&name));
+                }
                 Err(e) => {
                     if matches!(e, WriteError::Conflict(_) | WriteError::Gone(_)) {
                         self.metrics.conflict("ipamblock");
@@ -321,12 +371,12 @@ impl Engine {
                         tracing::warn!(block = %name, error = %e, "block write failed");
                     }
                     self.reload_block(&name).await;
-                    failed.insert(name);
+                    blocked.extend(pending.not_written(&name));
                 }
             }
         }
         self.status_dirty = true;
-        failed
+        blocked
     }
 
     /// Publishes an Event; failures to publish are logged, never fatal.

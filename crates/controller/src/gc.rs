@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 use tokio::time::Instant;
 
+use crate::annotations::Pending;
 use crate::engine::Engine;
 
 impl Engine {
@@ -86,6 +87,6 @@ impl Engine {
 
         // Blocks that hold nothing and belong to no node go back to their pool.
         self.model.drop_empty_unaffine_blocks();
-        self.flush_blocks().await;
+        self.flush_blocks(Pending::default()).await;
     }
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod annotations;
 mod assign;
 pub mod blocks;
 pub mod config;

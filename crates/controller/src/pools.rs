@@ -9,6 +9,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::annotations::Pending;
 use crate::engine::Engine;
 
 impl Engine {
@@ -116,7 +117,7 @@ impl Engine {
             }
         }
         if released_blocks {
-            self.flush_blocks().await;
+            self.flush_blocks(Pending::default()).await;
         }
     }
 
