@@ -9,22 +9,22 @@ use std::time::{Duration, Instant};
 use api::{Assignment, FamilyAssignment, IPAMBlock, IPPool};
 use futures::StreamExt;
 use ipam::cidr::Family;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use rangepool_controller::config::Settings;
 use rangepool_controller::run::{Options, run};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::cluster::{
-    Cluster, Op, Seen, WatchLog, env_usize, http_get, loadavg, metric_lines, node_name, pod,
-    print_writes, quantile, secs,
+    Cluster, CommitLog, Op, Seen, cpu_seconds, env_usize, http_get, loadavg, metric_lines,
+    node_name, pod, print_writes, quantile, secs,
 };
 
 const NAMESPACE: &str = "burst";
 const POD_CIDR: &str = "10.244.0.0/16";
-/// The controller's `PATCH_CONCURRENCY` (src/assign.rs), which the ceiling uses too.
+/// The controller's `PATCH_CONCURRENCY` (src/annotations.rs), which the ceiling uses too.
 const PATCH_CONCURRENCY: usize = 32;
 
 /// The controller running in-process, as the integration tests run it.
@@ -117,25 +117,8 @@ pub async fn run_burst() {
     );
     wait_until_leading(&cluster, &controller, patience).await;
 
-    // Follow every kind anyone writes, from before the first create.
-    let rv0 = cluster.server.resource_version();
-    let client = &cluster.client;
-    let mut log = WatchLog::default();
-    log.follow(
-        Api::<Pod>::namespaced(client.clone(), NAMESPACE),
-        "pod",
-        rv0,
-        |p: &Pod| p.annotations().contains_key(api::keys::ASSIGNED_IPV4),
-    );
-    log.follow(
-        Api::<IPAMBlock>::all(client.clone()),
-        "ipamblock",
-        rv0,
-        |_| false,
-    );
-    log.follow(Api::<IPPool>::all(client.clone()), "ippool", rv0, |_| false);
-    log.follow(Api::<Lease>::all(client.clone()), "lease", rv0, |_| false);
-    log.follow(Api::<Event>::all(client.clone()), "event", rv0, |_| false);
+    // Every write anyone commits, from before the first create.
+    let (log, rv0) = CommitLog::start(&cluster.server, annotated_pod);
 
     let fixtures: Vec<Pod> = (0..pods)
         .map(|i| {
@@ -147,6 +130,7 @@ pub async fn run_burst() {
             )
         })
         .collect();
+    let cpu_before = cpu_seconds(std::process::id());
     let start = Instant::now();
     let created = cluster.create_pods(fixtures, create_concurrency).await;
     let all_created = start.elapsed();
@@ -157,6 +141,9 @@ pub async fn run_burst() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let all_annotated = start.elapsed();
+    let burst_cpu = cpu_seconds(std::process::id())
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let marks = log.marks("pod");
     let done = marks.len();
     let rv_done = marks.values().map(|(rv, _)| *rv).max().unwrap_or(rv0);
@@ -168,6 +155,10 @@ pub async fn run_burst() {
         println!("burst_timed_out_after_seconds: {}", secs(all_annotated));
     }
     println!("burst_seconds: {}", secs(all_annotated));
+    if let Some(cpu) = burst_cpu {
+        // The API server, the controller and this benchmark share the process and its CPUs.
+        println!("burst_cpu_seconds: {cpu:.2} (API server, controller and benchmark)");
+    }
     let assign_rate = done as f64 / all_annotated.as_secs_f64();
     println!("burst_assignment_pods_per_second: {assign_rate:.0}");
     // After the last create returned, the controller no longer shares the API server and the
@@ -199,7 +190,10 @@ pub async fn run_burst() {
     let delta = rv_done - rv0;
     println!("burst_rv_delta: {delta}");
     print_writes("burst", &counts, delta);
-    let creates = counts.get(&("pod", Op::Create)).copied().unwrap_or(0);
+    let creates = counts
+        .get(&("pod".to_owned(), Op::Create))
+        .copied()
+        .unwrap_or(0);
     let controller_writes = delta.saturating_sub(creates);
     println!("burst_controller_writes: {controller_writes}");
     println!(
@@ -237,7 +231,11 @@ pub async fn run_burst() {
         .map(|(i, (uid, _))| (format!("web-{i:05}"), uid.clone()))
         .collect();
     let rv_before = cluster.server.resource_version();
+    let cpu_before = cpu_seconds(std::process::id());
     let concurrent = ceiling(&client, &names, PATCH_CONCURRENCY, 1).await;
+    let ceiling_cpu = cpu_seconds(std::process::id())
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let rv_mid = cluster.server.resource_version();
     let sequential = ceiling(&client, &names, 1, 2).await;
     let rv_after = cluster.server.resource_version();
@@ -247,6 +245,9 @@ pub async fn run_burst() {
     println!("ceiling_concurrent_seconds: {}", secs(concurrent));
     println!("ceiling_concurrent_patches_per_second: {concurrent_rate:.0}");
     println!("ceiling_concurrent_writes: {}", rv_mid - rv_before);
+    if let Some(cpu) = ceiling_cpu {
+        println!("ceiling_concurrent_cpu_seconds: {cpu:.2}");
+    }
     println!("ceiling_sequential_seconds: {}", secs(sequential));
     println!("ceiling_sequential_patches_per_second: {sequential_rate:.0}");
     println!("ceiling_sequential_writes: {}", rv_after - rv_mid);
@@ -290,7 +291,7 @@ fn print_steps(changes: &[Seen], start: Instant) {
     }
     let mut steps: Vec<Step> = Vec::new();
     for c in changes {
-        match (c.resource, c.op) {
+        match (c.resource.as_str(), c.op) {
             ("ipamblock", _) => {
                 if steps.last().is_none_or(|s| s.pods > 0) {
                     steps.push(Step::default());
@@ -459,4 +460,13 @@ async fn check_consistency(cluster: &Cluster) -> String {
     } else {
         format!("false ({problems} pods whose annotation no block records for them)")
     }
+}
+
+/// A pod of the burst carrying an assigned address.
+fn annotated_pod(resource: &str, object: &Value) -> bool {
+    resource == "pod"
+        && object["metadata"]["namespace"] == NAMESPACE
+        && object["metadata"]["annotations"]
+            .get(api::keys::ASSIGNED_IPV4)
+            .is_some()
 }

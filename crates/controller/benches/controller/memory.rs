@@ -19,14 +19,13 @@ use std::time::{Duration, Instant};
 use api::{Assignment, IPAMBlock, IPPool};
 use futures::StreamExt;
 use ipam::cidr::Family;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
 use kube::api::PostParams;
-use kube::{Api, ResourceExt};
 use rangepool_controller::model::{BlockWrite, Model, Request};
 
 use crate::cluster::{
-    Cluster, WatchLog, cpu_seconds, env_usize, http_get, loadavg, mib, node_name, pod,
+    Cluster, CommitLog, cpu_seconds, env_usize, http_get, loadavg, mib, node_name, pod,
     print_writes, rss_kib, secs,
 };
 
@@ -265,21 +264,13 @@ pub async fn run_memory() {
     }
 
     // Everything the controller writes from here on.
-    let rv0 = cluster.server.resource_version();
     let client = &cluster.client;
-    let mut log = WatchLog::default();
-    log.follow(Api::<Pod>::all(client.clone()), "pod", rv0, |p: &Pod| {
-        p.annotations().contains_key(api::keys::ASSIGNED_IPV4)
+    let (log, rv0) = CommitLog::start(&cluster.server, |resource, object| {
+        resource == "pod"
+            && object["metadata"]["annotations"]
+                .get(api::keys::ASSIGNED_IPV4)
+                .is_some()
     });
-    log.follow(
-        Api::<IPAMBlock>::all(client.clone()),
-        "ipamblock",
-        rv0,
-        |_| false,
-    );
-    log.follow(Api::<IPPool>::all(client.clone()), "ippool", rv0, |_| false);
-    log.follow(Api::<Lease>::all(client.clone()), "lease", rv0, |_| false);
-    log.follow(Api::<Event>::all(client.clone()), "event", rv0, |_| false);
 
     let started = Instant::now();
     let server_cpu_before = cpu_seconds(std::process::id());
