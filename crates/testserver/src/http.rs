@@ -584,7 +584,11 @@ fn list(
     // continue pages and Exact lists are served from the snapshot at their resourceVersion
     let (items, rv) = match (&token, exact) {
         (Some(tok), _) => {
-            let items = shared.store.list_at(&t.def, t.ns.as_deref(), tok.rv).map_err(|e| {
+            let after = (tok.ns.clone(), tok.name.clone());
+            let items = shared
+                .store
+                .list_at(&t.def, t.ns.as_deref(), tok.rv, Some(&after))
+                .map_err(|e| {
                 if e.code == 410 {
                     ApiError::new(
                         Reason::Expired,
@@ -596,28 +600,13 @@ fn list(
             })?;
             (items, tok.rv)
         }
-        (None, Some(rv)) => (shared.store.list_at(&t.def, t.ns.as_deref(), rv)?, rv),
+        (None, Some(rv)) => (shared.store.list_at(&t.def, t.ns.as_deref(), rv, None)?, rv),
         (None, None) => shared.store.list(&t.def, t.ns.as_deref()),
     };
     let mut matched: Vec<Arc<Value>> = items
         .into_iter()
         .filter(|o| filter.matches(&t.def, o))
         .collect();
-    if let Some(tok) = &token {
-        let key = |o: &Value| {
-            (
-                o.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                o.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        };
-        matched.retain(|o| key(o) > (tok.ns.clone(), tok.name.clone()));
-    }
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(limit) = r
         .q("limit")

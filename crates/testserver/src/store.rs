@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
@@ -204,12 +205,15 @@ impl Store {
     }
 
     /// The objects as they were at resourceVersion `rv`, rebuilt from the retained history (410
-    /// Expired when it is no longer retained, 504 when `rv` is in the future).
+    /// Expired when it is no longer retained, 504 when `rv` is in the future), in (namespace,
+    /// name) order and starting after the key `after` (a continue token's last item). A page
+    /// costs a walk over the objects after `after`, not a copy of the whole collection.
     pub fn list_at(
         &self,
         def: &ResourceDef,
         ns: Option<&str>,
         rv: u64,
+        after: Option<&ObjKey>,
     ) -> ApiResult<Vec<Arc<Value>>> {
         let st = self.lock();
         if rv > st.rv {
@@ -227,35 +231,60 @@ impl Store {
                 ),
             ));
         }
-        let key_of = |o: &Value| {
-            (
-                meta(o, "namespace").unwrap_or_default(),
-                meta(o, "name").unwrap_or_default(),
-            )
-        };
-        let mut snapshot: BTreeMap<ObjKey, Arc<Value>> = st
-            .list(&def.storage, ns)
-            .into_iter()
-            .map(|o| (key_of(&o), o))
-            .collect();
+        let in_range =
+            |key: &ObjKey| ns.is_none_or(|n| n == key.0) && after.is_none_or(|a| key > a);
+        // What changed since `rv`, undone: the state before the oldest such change of each
+        // object (None: it did not exist yet).
+        let mut undone: BTreeMap<ObjKey, Option<Arc<Value>>> = BTreeMap::new();
         for c in st.history.iter().rev().take_while(|c| c.rv > rv) {
             if c.storage != def.storage {
                 continue;
             }
-            let key = key_of(&c.object);
-            if ns.is_some_and(|n| n != key.0) {
+            let key = (
+                meta(&c.object, "namespace").unwrap_or_default(),
+                meta(&c.object, "name").unwrap_or_default(),
+            );
+            if !in_range(&key) {
                 continue;
             }
-            match (c.kind, &c.prev) {
-                (ChangeKind::Added, _) | (_, None) => {
-                    snapshot.remove(&key);
-                }
-                (_, Some(prev)) => {
-                    snapshot.insert(key, prev.clone());
+            let before = match (c.kind, &c.prev) {
+                (ChangeKind::Added, _) | (_, None) => None,
+                (_, Some(prev)) => Some(prev.clone()),
+            };
+            undone.insert(key, before);
+        }
+        let empty = BTreeMap::new();
+        let objects = st.objects.get(&def.storage).unwrap_or(&empty);
+        let start = match (ns, after) {
+            (_, Some(a)) => Bound::Excluded(a.clone()),
+            (Some(n), None) => Bound::Included((n.to_string(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
+        let current = objects
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| ns.is_none_or(|n| n == k.0));
+        // Merge the two ordered sequences; the undone state wins.
+        let mut out = Vec::new();
+        let mut undone = undone.into_iter().peekable();
+        for (key, object) in current {
+            while let Some((k, _)) = undone.peek()
+                && k < key
+            {
+                if let Some((_, Some(before))) = undone.next() {
+                    out.push(before);
                 }
             }
+            match undone.peek() {
+                Some((k, _)) if k == key => {
+                    if let Some((_, Some(before))) = undone.next() {
+                        out.push(before);
+                    }
+                }
+                _ => out.push(object.clone()),
+            }
         }
-        Ok(snapshot.into_values().collect())
+        out.extend(undone.filter_map(|(_, before)| before));
+        Ok(out)
     }
 
     /// Start a watch: the changes after `from` (or 410), plus a receiver for what follows, taken
