@@ -102,12 +102,17 @@ impl Engine {
     }
 
     fn decide(&mut self, pod: &PodInfo) -> Decision {
-        let uid = pod.uid.to_string();
-        let namespace = pod.key.namespace.to_string();
-        let name = pod.key.name.to_string();
         let Some(node) = pod.node.as_deref() else {
             return Decision::Done;
         };
+        // The usual case on a relist, and for the echo of our own patch: the pod holds an
+        // address of every family already; only its annotations may need writing.
+        if let Some(held) = self.held(&pod.uid) {
+            return annotate_if_needed(pod, held, false);
+        }
+        let uid = pod.uid.to_string();
+        let namespace = pod.key.namespace.to_string();
+        let name = pod.key.name.to_string();
         let node_labels = match self.stores.nodes.get(&ObjectRef::new(node)) {
             Some(n) => labels_of(Some(&n)),
             None => {
@@ -135,6 +140,7 @@ impl Engine {
             .as_ref()
             .map(|n| n.annotations().clone())
             .unwrap_or_default();
+        let annotations = pod.annotations();
 
         let mut assignment = Assignment::default();
         let mut blocks = Vec::new();
@@ -151,7 +157,6 @@ impl Engine {
                             ),
                         };
                     }
-                    let annotations = pod.annotations();
                     let facts = ipam::choice::PodFacts {
                         namespace: &namespace,
                         name: &name,
@@ -191,16 +196,23 @@ impl Engine {
                 Family::V6 => assignment.ipv6 = Some(got),
             }
         }
-        let current = Assignment::from_annotations(&pod.annotations()).unwrap_or_default();
-        if current == assignment {
-            Decision::Done
-        } else {
-            Decision::Annotate {
-                assignment,
-                blocks,
-                new,
+        annotate_if_needed(pod, (assignment, blocks), new)
+    }
+
+    /// What the pod holds if it holds an address of every family the controller assigns, with
+    /// the blocks that record them.
+    fn held(&self, uid: &str) -> Option<(Assignment, Vec<String>)> {
+        let mut assignment = Assignment::default();
+        let mut blocks = Vec::new();
+        for &family in &self.settings.families {
+            let got = self.model.find(uid, family)?;
+            blocks.push(got.block.clone());
+            match family {
+                Family::V4 => assignment.ipv4 = Some(got),
+                Family::V6 => assignment.ipv6 = Some(got),
             }
         }
+        Some((assignment, blocks))
     }
 
     /// Takes in the answer to a pod's annotation patch. Returns the pod if the engine must look
@@ -337,6 +349,24 @@ impl Engine {
                 tracing::info!(pod = %pod.key.clone(), released, "released the addresses of a finished pod");
                 self.metrics.released("terminal", released);
             }
+        }
+    }
+}
+
+/// Annotate the pod unless its annotations already say what the blocks record.
+fn annotate_if_needed(
+    pod: &PodInfo,
+    (assignment, blocks): (Assignment, Vec<String>),
+    new: bool,
+) -> Decision {
+    let current = Assignment::from_annotations(&pod.annotations()).unwrap_or_default();
+    if current == assignment {
+        Decision::Done
+    } else {
+        Decision::Annotate {
+            assignment,
+            blocks,
+            new,
         }
     }
 }

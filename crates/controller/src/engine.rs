@@ -33,6 +33,8 @@ const BATCH_WINDOW: Duration = Duration::from_millis(20);
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 /// Writes in flight at once.
 const WRITE_CONCURRENCY: usize = 32;
+/// Pods decided together when the leader looks at every pod (start, relist).
+const ALL_PODS_SLICE: usize = 5_000;
 
 /// What one step has to look at.
 #[derive(Default)]
@@ -260,18 +262,25 @@ impl Engine {
         }
 
         let now = Instant::now();
-        let mut pods = work.pods;
         if work.all_pods {
-            pods.extend(self.stores.pods.keys());
+            // Every pod, waiting ones included, a slice at a time: a relist of 150,000 pods
+            // must not hold a decision for each of them at once.
+            let everyone = self.stores.pods.all();
+            for slice in everyone.chunks(ALL_PODS_SLICE) {
+                self.assign(slice.iter().map(|p| p.key.clone()).collect())
+                    .await;
+            }
+        } else {
+            let mut pods = work.pods;
+            let wake_all = work.pools || work.context || std::mem::take(&mut self.freed);
+            pods.extend(
+                self.waiting
+                    .iter()
+                    .filter(|(_, w)| wake_all || w.due <= now)
+                    .map(|(k, _)| k.clone()),
+            );
+            self.assign(pods).await;
         }
-        let wake_all = work.pools || work.context || std::mem::take(&mut self.freed);
-        pods.extend(
-            self.waiting
-                .iter()
-                .filter(|(_, w)| wake_all || w.due <= now)
-                .map(|(k, _)| k.clone()),
-        );
-        self.assign(pods).await;
 
         if now >= self.next_sweep {
             self.sweep().await;

@@ -22,6 +22,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::pods::{PodInfo, PodKey, WatchedPod};
 
+/// Objects per page of a watch's initial list (the kube-rs default).
+const PAGE_SIZE: u32 = 500;
+/// Blocks per page: a block of 64 allocations is some 70 kB of JSON, mostly managedFields,
+/// all held at once while a page is decoded.
+const BLOCK_PAGE_SIZE: u32 = 50;
+
 /// Something changed that the leader may have to act on.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -106,6 +112,7 @@ pub fn watch_all(
         Api::<Namespace>::all(client.clone()),
         tx.clone(),
         Kind::Namespace,
+        PAGE_SIZE,
         strip_namespace,
         |event| match event {
             Event::Apply(n) | Event::Delete(n) => Some(Change::Namespace(n.name_any())),
@@ -117,6 +124,7 @@ pub fn watch_all(
         Api::<Node>::all(client.clone()),
         tx.clone(),
         Kind::Node,
+        PAGE_SIZE,
         strip_node,
         |event| match event {
             Event::Apply(n) => Some(Change::Node(n.name_any())),
@@ -129,6 +137,7 @@ pub fn watch_all(
         Api::<IPPool>::all(client.clone()),
         tx.clone(),
         Kind::Pool,
+        PAGE_SIZE,
         |mut p| {
             p.metadata.managed_fields = None;
             p
@@ -143,6 +152,7 @@ pub fn watch_all(
         Api::<IPAMBlock>::all(client.clone()),
         tx,
         Kind::Block,
+        BLOCK_PAGE_SIZE,
         // managedFields are most of a block's size (about 25 of 35 kB for 30 allocations) and
         // the controller never reads them.
         |mut b| {
@@ -173,6 +183,7 @@ fn spawn_watch<K>(
     api: Api<K>,
     tx: mpsc::UnboundedSender<Change>,
     kind: Kind,
+    page_size: u32,
     strip: fn(K) -> K,
     to_change: fn(&Event<K>) -> Option<Change>,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
@@ -181,7 +192,7 @@ where
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (store, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(api, watcher::Config::default().page_size(page_size))
         .default_backoff()
         .modify(move |obj| *obj = strip(std::mem::take(obj)))
         .reflect(writer);
@@ -332,9 +343,9 @@ impl PodIndex {
         read(&self.pods).get(key).cloned()
     }
 
-    /// Every pod's key.
-    pub fn keys(&self) -> Vec<PodKey> {
-        read(&self.pods).keys().cloned().collect()
+    /// Every pod, as it is now.
+    pub fn all(&self) -> Vec<Arc<PodInfo>> {
+        read(&self.pods).values().cloned().collect()
     }
 
     /// The UIDs of every pod.
