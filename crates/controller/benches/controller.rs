@@ -8,8 +8,9 @@
 //! 2. Memory (controller binary as a separate process): `BENCH_MEMORY_PODS` pods (150,000) on
 //!    `BENCH_MEMORY_NODES` nodes (5,000); VmRSS/VmHWM once loaded and after idling.
 //!
-//! `BENCH_ONLY=burst|memory` runs one of them. Other knobs: `BENCH_CREATE_CONCURRENCY` (burst
-//! creates in flight, default all), `BENCH_MEMORY_MODE=preload|assign`,
+//! `BENCH_ONLY=burst|memory` runs one of them. Other knobs: `BENCH_BURST_RUNS` (3 bursts, each
+//! on a fresh server and controller; the medians are printed last), `BENCH_CREATE_CONCURRENCY`
+//! (burst creates in flight, default all), `BENCH_MEMORY_MODE=preload|assign`,
 //! `BENCH_MEMORY_NAMESPACES`, `BENCH_SETUP_CONCURRENCY` (64), `BENCH_IDLE_SECS` (10),
 //! `BENCH_TIMEOUT_SECS` (600).
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -14,6 +14,8 @@ use json_patch::{
 };
 use kube::api::{DeleteParams, Patch as KubePatch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
+
+use crate::lean::LeanBlock;
 use serde_json::{Value, json};
 
 /// A block write that did not happen.
@@ -50,7 +52,7 @@ impl WriteError {
 /// Reads and writes IPAMBlocks.
 #[derive(Clone)]
 pub struct BlockStore {
-    api: Api<IPAMBlock>,
+    api: Api<LeanBlock>,
 }
 
 impl BlockStore {
@@ -66,12 +68,13 @@ impl BlockStore {
         self.api
             .get_opt(name)
             .await
+            .map(|block| block.map(LeanBlock::into_inner))
             .map_err(|source| api_error(name, source))
     }
 
     /// Creates a block that did not exist.
     pub async fn create(&self, name: &str, spec: IPAMBlockSpec) -> Result<IPAMBlock, WriteError> {
-        let block = IPAMBlock::new(name, spec);
+        let block = LeanBlock(IPAMBlock::new(name, spec));
         self.api
             .create(
                 &PostParams {
@@ -81,6 +84,7 @@ impl BlockStore {
                 &block,
             )
             .await
+            .map(LeanBlock::into_inner)
             .map_err(|e| classify(name, e))
     }
 
@@ -99,6 +103,7 @@ impl BlockStore {
         self.api
             .patch(name, &params, &KubePatch::Json::<()>(patch))
             .await
+            .map(LeanBlock::into_inner)
             .map_err(|e| classify(name, e))
     }
 

@@ -16,6 +16,7 @@ pub mod engine;
 mod gc;
 pub mod http;
 pub mod leader;
+pub mod lean;
 pub mod metrics;
 pub mod model;
 pub mod pods;

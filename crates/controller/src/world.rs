@@ -11,7 +11,7 @@ use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
 use api::{IPAMBlock, IPPool};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
@@ -20,12 +20,13 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
+use crate::lean::LeanBlock;
 use crate::pods::{PodInfo, PodKey, WatchedPod};
 
 /// Objects per page of a watch's initial list (the kube-rs default).
 const PAGE_SIZE: u32 = 500;
-/// Blocks per page: a block of 64 allocations is some 70 kB of JSON, mostly managedFields,
-/// all held at once while a page is decoded.
+/// Blocks per page: a block of 64 allocations is some 70 kB of JSON, mostly managedFields, and
+/// a page's whole body is held while it is decoded.
 const BLOCK_PAGE_SIZE: u32 = 50;
 
 /// Something changed that the leader may have to act on.
@@ -148,22 +149,18 @@ pub fn watch_all(
         },
     );
     tasks.push(task);
-    let (blocks, task) = spawn_watch(
-        Api::<IPAMBlock>::all(client.clone()),
-        tx,
-        Kind::Block,
-        BLOCK_PAGE_SIZE,
-        // managedFields are most of a block's size (about 25 of 35 kB for 30 allocations) and
-        // the controller never reads them.
-        |mut b| {
-            b.metadata.managed_fields = None;
-            b
-        },
-        |event| match event {
-            Event::Apply(b) | Event::Delete(b) => Some(Change::Block(b.name_any())),
-            _ => None,
-        },
-    );
+    let (blocks, writer) = reflector::store::<IPAMBlock>();
+    let stream = watcher(
+        Api::<LeanBlock>::all(client.clone()),
+        watcher::Config::default().page_size(BLOCK_PAGE_SIZE),
+    )
+    .default_backoff()
+    .map_ok(|event| map_event(event, LeanBlock::into_inner))
+    .reflect(writer);
+    let task = tokio::spawn(forward(stream, tx, Kind::Block, |event| match event {
+        Event::Apply(b) | Event::Delete(b) => Some(Change::Block(b.name_any())),
+        _ => None,
+    }));
     tasks.push(task);
 
     (
@@ -254,6 +251,17 @@ fn strip_node(node: Node) -> Node {
         },
         spec: None,
         status: None,
+    }
+}
+
+/// The same event about another representation of the object.
+fn map_event<A, B>(event: Event<A>, f: fn(A) -> B) -> Event<B> {
+    match event {
+        Event::Apply(o) => Event::Apply(f(o)),
+        Event::Delete(o) => Event::Delete(f(o)),
+        Event::Init => Event::Init,
+        Event::InitApply(o) => Event::InitApply(f(o)),
+        Event::InitDone => Event::InitDone,
     }
 }
 
