@@ -136,6 +136,11 @@ impl Annotations {
         busy
     }
 
+    /// How many pods' patches are started and not yet taken in by [`Annotations::next`].
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
     /// Starts patching these pods.
     pub(crate) fn start(&mut self, jobs: Vec<Job>) {
         for job in jobs {
@@ -146,13 +151,15 @@ impl Annotations {
                 // The semaphore is never closed.
                 let _permit = permits.acquire_owned().await;
                 let pod = &job.pod;
-                let result = pods::annotate(
+                // Boxed: a task waiting for its turn stays small; the request's state is only
+                // allocated once it runs.
+                let result = Box::pin(pods::annotate(
                     &client,
                     &pod.key.namespace,
                     &pod.key.name,
                     &pod.uid,
                     &job.assignment,
-                )
+                ))
                 .await;
                 (job, result)
             });

@@ -109,6 +109,8 @@ pub struct Engine {
     pub(crate) blocks: BlockStore,
     pub(crate) model: Model,
     pub(crate) annotations: Annotations,
+    /// Pods to look at again in the next step: their patch was answered while a step ran.
+    pub(crate) recheck: HashSet<PodKey>,
     pub(crate) waiting: HashMap<PodKey, Waiting>,
     pub(crate) suspects: HashMap<String, Instant>,
     pub(crate) node_suspects: HashMap<String, Instant>,
@@ -134,6 +136,7 @@ impl Engine {
             blocks: BlockStore::new(client.clone()),
             model: Model::new(settings.strict_affinity),
             annotations: Annotations::new(client.clone()),
+            recheck: HashSet::new(),
             client,
             metrics,
             stores,
@@ -165,7 +168,7 @@ impl Engine {
             }
             self.step(std::mem::take(&mut work)).await;
             // What arrived during the step is a batch already: no need to wait for more.
-            let mut queued = false;
+            let mut queued = !self.recheck.is_empty();
             while let Ok(change) = changes.try_recv() {
                 work.add(change);
                 queued = true;
@@ -265,13 +268,24 @@ impl Engine {
         if work.all_pods {
             // Every pod, waiting ones included, a slice at a time: a relist of 150,000 pods
             // must not hold a decision for each of them at once.
-            let everyone = self.stores.pods.all();
+            // Sorted by node, so that a slice touches the blocks of few nodes and each block is
+            // written about once, not once per slice.
+            let mut everyone = self.stores.pods.all();
+            everyone.sort_unstable_by(|a, b| (&a.node, &a.key).cmp(&(&b.node, &b.key)));
             for slice in everyone.chunks(ALL_PODS_SLICE) {
+                // At most about two slices' annotations queued at once.
+                while self.annotations.in_flight() > ALL_PODS_SLICE {
+                    let outcome = self.annotations.next().await;
+                    if let Some(key) = self.annotated(outcome) {
+                        self.recheck.insert(key);
+                    }
+                }
                 self.assign(slice.iter().map(|p| p.key.clone()).collect())
                     .await;
             }
         } else {
             let mut pods = work.pods;
+            pods.extend(std::mem::take(&mut self.recheck));
             let wake_all = work.pools || work.context || std::mem::take(&mut self.freed);
             pods.extend(
                 self.waiting
@@ -319,7 +333,10 @@ impl Engine {
             let cached = self.stores.blocks.get(&ObjectRef::new(&name));
             match cached {
                 Some(block) if self.model.is_newer(&block) => self.model.accept(&block),
-                Some(_) => continue,
+                Some(block) => {
+                    self.model.share(&block);
+                    continue;
+                }
                 // Gone from the cache: confirm with the API server before forgetting it, since
                 // the cache may simply not have caught up with a block we just created.
                 None if self.model.knows(&name) => self.reload_block(&name).await,

@@ -22,14 +22,15 @@ impl Engine {
     pub(crate) async fn sweep(&mut self) {
         let now = Instant::now();
         let grace = self.settings.leak_grace;
-        let live = self.stores.pods.uids();
+        let model = &self.model;
+        let orphans = self
+            .stores
+            .pods
+            .with_uids(|live| model.owners_except(|handle| live.contains(handle)));
 
         let mut missing = HashSet::new();
         let mut due = Vec::new();
-        for owner in self.model.owners() {
-            if live.contains(owner.handle.as_str()) {
-                continue;
-            }
+        for owner in orphans {
             missing.insert(owner.handle.clone());
             let first = *self.suspects.entry(owner.handle.clone()).or_insert(now);
             if now.duration_since(first) >= grace {

@@ -307,7 +307,8 @@ pub async fn annotate(
     uid: &str,
     assignment: &Assignment,
 ) -> Result<(), kube::Error> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    // The answer is the whole pod; only the few fields of a watched pod are decoded.
+    let api: Api<WatchedPod> = Api::namespaced(client.clone(), namespace);
     let patch = annotation_patch(uid, assignment);
     let params = PatchParams {
         field_manager: Some(api::keys::CONTROLLER_MANAGER.into()),

@@ -356,9 +356,11 @@ impl PodIndex {
         read(&self.pods).values().cloned().collect()
     }
 
-    /// The UIDs of every pod.
-    pub fn uids(&self) -> HashSet<Box<str>> {
-        read(&self.pods).values().map(|p| p.uid.clone()).collect()
+    /// Runs `f` over the UIDs of every pod, borrowed rather than copied.
+    pub fn with_uids<R>(&self, f: impl FnOnce(&HashSet<&str>) -> R) -> R {
+        let pods = read(&self.pods);
+        let uids: HashSet<&str> = pods.values().map(|p| &*p.uid).collect();
+        f(&uids)
     }
 }
 
