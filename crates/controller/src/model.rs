@@ -401,3 +401,45 @@ fn assignment(address: std::net::IpAddr, pool: &str, block: &IpNet) -> FamilyAss
         block: ipam::cidr::block_name(block),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn block(resource_version: &str, sequence: i64) -> Arc<IPAMBlock> {
+        let mut block = IPAMBlock::new(
+            "10-244-0-0-26",
+            IPAMBlockSpec {
+                cidr: "10.244.0.0/26".into(),
+                pool: "default".into(),
+                sequence_number: sequence,
+                ..Default::default()
+            },
+        );
+        block.metadata.resource_version = Some(resource_version.into());
+        Arc::new(block)
+    }
+
+    #[test]
+    fn the_watch_copy_of_a_block_just_written_replaces_the_write_answer() {
+        let mut model = Model::new(false);
+        let answer = block("5", 1);
+        model.accept(&answer);
+        let echo = block("5", 1);
+        assert!(!model.is_newer(&echo));
+        model.share(&echo);
+        assert!(Arc::ptr_eq(&model.seen["10-244-0-0-26"].block, &echo));
+    }
+
+    #[test]
+    fn another_version_is_never_shared_in_place_of_the_seen_one() {
+        let mut model = Model::new(false);
+        let seen = block("5", 1);
+        model.accept(&seen);
+        model.share(&block("4", 0));
+        model.share(&block("6", 2));
+        assert!(Arc::ptr_eq(&model.seen["10-244-0-0-26"].block, &seen));
+    }
+}
