@@ -11,7 +11,7 @@ use std::sync::Arc;
 use api::Assignment;
 use kube::Client;
 use tokio::sync::Semaphore;
-use tokio::task::{Id, JoinSet};
+use tokio::task::{Id, JoinError, JoinSet};
 
 use crate::pods::{self, PodInfo, PodKey};
 
@@ -94,6 +94,9 @@ pub(crate) struct Patched {
     pub(crate) again: bool,
 }
 
+/// What a patch task returns.
+type PatchResult = (Job, Result<(), kube::Error>);
+
 /// How a patch ended.
 pub(crate) enum Outcome {
     /// The patch was answered.
@@ -108,7 +111,7 @@ pub(crate) enum Outcome {
 pub(crate) struct Annotations {
     client: Client,
     permits: Arc<Semaphore>,
-    tasks: JoinSet<(Job, Result<(), kube::Error>)>,
+    tasks: JoinSet<PatchResult>,
     in_flight: HashSet<PodKey>,
     tasks_of: HashMap<Id, PodKey>,
     again: HashSet<PodKey>,
@@ -174,25 +177,37 @@ impl Annotations {
             let Some(joined) = self.tasks.join_next_with_id().await else {
                 return std::future::pending().await;
             };
-            let id = match &joined {
-                Ok((id, _)) => *id,
-                Err(e) => e.id(),
-            };
-            let Some(key) = self.tasks_of.remove(&id) else {
-                continue;
-            };
-            self.in_flight.remove(&key);
-            let again = self.again.remove(&key);
-            return match joined {
-                Ok((_, (job, result))) => {
-                    Outcome::Patched(Box::new(Patched { job, result, again }))
-                }
-                Err(e) => {
-                    tracing::error!(pod = %key, error = %e, "a pod annotation task died");
-                    Outcome::Lost(key)
-                }
-            };
+            if let Some(outcome) = self.take_in(joined) {
+                return outcome;
+            }
         }
+    }
+
+    /// A finished patch, if one is ready now.
+    pub(crate) fn try_next(&mut self) -> Option<Outcome> {
+        while let Some(joined) = self.tasks.try_join_next_with_id() {
+            if let Some(outcome) = self.take_in(joined) {
+                return Some(outcome);
+            }
+        }
+        None
+    }
+
+    fn take_in(&mut self, joined: Result<(Id, PatchResult), JoinError>) -> Option<Outcome> {
+        let id = match &joined {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        let key = self.tasks_of.remove(&id)?;
+        self.in_flight.remove(&key);
+        let again = self.again.remove(&key);
+        Some(match joined {
+            Ok((_, (job, result))) => Outcome::Patched(Box::new(Patched { job, result, again })),
+            Err(e) => {
+                tracing::error!(pod = %key, error = %e, "a pod annotation task died");
+                Outcome::Lost(key)
+            }
+        })
     }
 }
 

@@ -169,6 +169,13 @@ impl Engine {
             self.step(std::mem::take(&mut work)).await;
             // What arrived during the step is a batch already: no need to wait for more.
             let mut queued = !self.recheck.is_empty();
+            // Answers that came during the step, taken in even when changes keep coming.
+            while let Some(outcome) = self.annotations.try_next() {
+                if let Some(key) = self.annotated(outcome) {
+                    work.pods.insert(key);
+                    queued = true;
+                }
+            }
             while let Ok(change) = changes.try_recv() {
                 work.add(change);
                 queued = true;
