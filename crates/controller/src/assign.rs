@@ -43,7 +43,7 @@ enum Decision {
 impl Engine {
     /// Decides and records addresses for these pods.
     pub(crate) async fn assign(&mut self, keys: HashSet<PodKey>) {
-        let mut annotate = Vec::new();
+        let mut pending = Pending::default();
         let mut failures = Vec::new();
         let mut finished = Vec::new();
         for key in keys {
@@ -73,21 +73,19 @@ impl Engine {
                     assignment,
                     blocks,
                     new,
-                } => annotate.push((pod, assignment, blocks, new)),
+                } => pending.push(
+                    Job {
+                        pod,
+                        assignment,
+                        new,
+                    },
+                    blocks,
+                ),
                 Decision::Fail { reason, message } => failures.push((pod, reason, message)),
             }
         }
 
         self.release_finished(finished).await;
-        let mut pending = Pending::default();
-        for (pod, assignment, blocks, new) in annotate {
-            let job = Job {
-                pod,
-                assignment,
-                new,
-            };
-            pending.push(job, blocks);
-        }
         for job in self.flush_blocks(pending).await {
             // Its block changed under us and was re-read; decide again right away.
             self.wait(
@@ -191,10 +189,7 @@ impl Engine {
                 }
             };
             blocks.push(got.block.clone());
-            match family {
-                Family::V4 => assignment.ipv4 = Some(got),
-                Family::V6 => assignment.ipv6 = Some(got),
-            }
+            put(&mut assignment, family, got);
         }
         annotate_if_needed(pod, (assignment, blocks), new)
     }
@@ -207,10 +202,7 @@ impl Engine {
         for &family in &self.settings.families {
             let got = self.model.find(uid, family)?;
             blocks.push(got.block.clone());
-            match family {
-                Family::V4 => assignment.ipv4 = Some(got),
-                Family::V6 => assignment.ipv6 = Some(got),
-            }
+            put(&mut assignment, family, got);
         }
         Some((assignment, blocks))
     }
@@ -350,6 +342,14 @@ impl Engine {
                 self.metrics.released("terminal", released);
             }
         }
+    }
+}
+
+/// Records one family's address in an assignment.
+fn put(assignment: &mut Assignment, family: Family, got: FamilyAssignment) {
+    match family {
+        Family::V4 => assignment.ipv4 = Some(got),
+        Family::V6 => assignment.ipv6 = Some(got),
     }
 }
 
