@@ -35,6 +35,12 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 const WRITE_CONCURRENCY: usize = 32;
 /// Pods decided together when the leader looks at every pod (start, relist).
 const ALL_PODS_SLICE: usize = 5_000;
+/// With this many pod patches queued or in flight, the next step waits for some to be answered:
+/// the patches are then the bottleneck, and pods that arrive meanwhile join one larger step, so
+/// that a node's block is written once for many of them instead of once for each few.
+const PATCH_BACKLOG: usize = 2 * crate::annotations::PATCH_CONCURRENCY;
+/// The longest a step waits for that backlog to shrink.
+const BACKLOG_PATIENCE: Duration = Duration::from_secs(1);
 
 /// What one step has to look at.
 #[derive(Default)]
@@ -59,6 +65,14 @@ impl Work {
             context: true,
             ..Default::default()
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+            && self.gone.is_empty()
+            && self.gone_nodes.is_empty()
+            && self.blocks.is_empty()
+            && !(self.all_pods || self.all_blocks || self.pools || self.context)
     }
 
     fn add(&mut self, change: Change) {
@@ -167,8 +181,11 @@ impl Engine {
                 return;
             }
             self.step(std::mem::take(&mut work)).await;
+            if !self.await_backlog(&mut work, changes, leading).await {
+                return;
+            }
             // What arrived during the step is a batch already: no need to wait for more.
-            let mut queued = !self.recheck.is_empty();
+            let mut queued = !self.recheck.is_empty() || !work.is_empty();
             // Answers that came during the step, taken in even when changes keep coming.
             while let Some(outcome) = self.annotations.try_next() {
                 if let Some(key) = self.annotated(outcome) {
@@ -237,6 +254,38 @@ impl Engine {
                 work.add(change);
             }
         }
+    }
+
+    /// Waits while [`PATCH_BACKLOG`] patches are queued, at most [`BACKLOG_PATIENCE`], taking
+    /// in changes and answers meanwhile. False when the engine must stop.
+    async fn await_backlog(
+        &mut self,
+        work: &mut Work,
+        changes: &mut mpsc::UnboundedReceiver<Change>,
+        leading: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let patience = tokio::time::sleep(BACKLOG_PATIENCE);
+        tokio::pin!(patience);
+        while self.annotations.in_flight() >= PATCH_BACKLOG {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Some(change) => work.add(change),
+                    None => return false,
+                },
+                outcome = self.annotations.next() => {
+                    if let Some(key) = self.annotated(outcome) {
+                        work.pods.insert(key);
+                    }
+                }
+                _ = &mut patience => break,
+                r = leading.changed() => {
+                    if r.is_err() || !*leading.borrow() {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
     }
 
     fn next_deadline(&self) -> Instant {
