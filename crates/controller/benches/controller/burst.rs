@@ -1,6 +1,11 @@
 //! The burst: bound pods created all at once with the controller running in-process; how long
 //! until every pod is annotated, how many API writes that took, and the ceiling — how fast the
 //! controller's own client merely patches an annotation onto the same pods.
+//!
+//! The API server and the controller share this process's runtime. The pods are created by a
+//! stand-in for the scheduler on a thread of its own, with its connections already open, as a
+//! scheduler in a cluster is another process that has been running; the controller's client
+//! also starts with its connections open.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,14 +23,16 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::cluster::{
-    Cluster, CommitLog, Op, Seen, cpu_seconds, env_usize, http_get, loadavg, metric_lines,
-    node_name, pod, print_writes, quantile, secs,
+    Cluster, CommitLog, Op, Scheduler, Seen, cpu_seconds, env_usize, http_get, loadavg,
+    metric_lines, node_name, pod, print_writes, quantile, secs,
 };
 
 const NAMESPACE: &str = "burst";
 const POD_CIDR: &str = "10.244.0.0/16";
 /// The controller's `PATCH_CONCURRENCY` (src/annotations.rs), which the ceiling uses too.
 const PATCH_CONCURRENCY: usize = 32;
+/// The controller's `WRITE_CONCURRENCY` (src/engine.rs): block writes in flight at once.
+const WRITE_CONCURRENCY: usize = 32;
 
 /// The controller running in-process, as the integration tests run it.
 struct InProcess {
@@ -144,10 +151,12 @@ async fn run_burst_once() -> Outcome {
         default_pool: false,
         strict_affinity: false,
     };
-    let controller = InProcess::start(
-        cluster.server.client().expect("controller's client"),
-        settings,
-    );
+    // Both clients start with their connections open: the controller's for its patches and
+    // block writes, the benchmark's for its creates.
+    let controller_client = cluster.server.client().expect("controller's client");
+    Cluster::warm(&controller_client, PATCH_CONCURRENCY + WRITE_CONCURRENCY).await;
+    let scheduler = Scheduler::start(&cluster.server, create_concurrency).await;
+    let controller = InProcess::start(controller_client, settings);
     wait_until_leading(&cluster, &controller, patience).await;
 
     // Every write anyone commits, from before the first create.
@@ -165,7 +174,7 @@ async fn run_burst_once() -> Outcome {
         .collect();
     let cpu_before = cpu_seconds(std::process::id());
     let start = Instant::now();
-    let created = cluster.create_pods(fixtures, create_concurrency).await;
+    let created = scheduler.create_pods(fixtures, create_concurrency).await;
     let all_created = start.elapsed();
     let annotated_by_then = log.marked_count("pod");
 
@@ -234,6 +243,7 @@ async fn run_burst_once() -> Outcome {
         controller_writes as f64 / pods as f64
     );
     print_steps(&log.changes(rv0, rv_done), start);
+    print_timeline(&log.changes(rv0, rv_done), start);
     let metrics = controller.metrics().await;
     for line in metric_lines(&metrics, "rangepool_write_conflicts")
         .into_iter()
@@ -373,6 +383,29 @@ fn print_steps(changes: &[Seen], start: Instant) {
     println!("burst_time_until_first_write_seconds: {first:.3}");
     println!("burst_time_writing_blocks_seconds: {blocks:.3}");
     println!("burst_time_annotating_seconds: {pods:.3}");
+}
+
+/// What the API server committed in each 20 ms of the burst: the creates, the controller's block
+/// writes and its annotations.
+fn print_timeline(changes: &[Seen], start: Instant) {
+    const SLOT_MS: u128 = 20;
+    let mut slots: BTreeMap<u128, [u32; 3]> = BTreeMap::new();
+    for c in changes {
+        let column = match (c.resource.as_str(), c.op) {
+            ("pod", Op::Create) => 0,
+            ("ipamblock", _) => 1,
+            ("pod", _) => 2,
+            _ => continue,
+        };
+        let slot = c.at.saturating_duration_since(start).as_millis() / SLOT_MS;
+        slots.entry(slot).or_default()[column] += 1;
+    }
+    for (slot, [creates, blocks, annotations]) in slots {
+        println!(
+            "burst_timeline_{:04}ms: creates={creates} block_writes={blocks} annotations={annotations}",
+            slot * SLOT_MS
+        );
+    }
 }
 
 /// Waits until the controller leads and has written the pool's status, then until the API
