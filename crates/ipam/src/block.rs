@@ -4,9 +4,12 @@
 //! Invariants a [`Block`] keeps (and [`Block::from_record`] checks on data read back):
 //! - the CIDR is strictly masked and its prefix is a valid block size (at most 4096 slots);
 //! - a handle holds at most one slot of a block;
-//! - the block `sequence` grows on every change, and an allocation records the sequence at which
-//!   it was made, which is never above the block's. A release names the sequence it expects, so
-//!   a stale release cannot free an address that was re-assigned meanwhile.
+//! - the block `sequence` grows whenever an address changes hands or the affinity changes, and an
+//!   allocation records the sequence at which it was made, which is never above the block's. A
+//!   release names the sequence it expects, so a stale release cannot free an address that was
+//!   re-assigned meanwhile. A container claim leaves the sequence alone: the CNI plugin records
+//!   claims without touching it, so that the controller's writes, which test it, do not fail
+//!   because a pod started.
 //!
 //! Free slots are handed out from a queue: a released ordinal goes to the back, so a just-freed
 //! address is not reused at once (connections to the old pod get time to die). A block rebuilt
@@ -377,7 +380,7 @@ impl Block {
         true
     }
 
-    /// The block's sequence: bumped on every change.
+    /// The block's sequence: bumped whenever an address changes hands or the affinity changes.
     pub fn sequence(&self) -> u64 {
         self.sequence
     }
@@ -559,7 +562,6 @@ impl Block {
         if a.container() == Some(container) {
             return Ok(false);
         }
-        self.sequence += 1;
         if let Some(Some(a)) = self.slots.get_mut(ordinal as usize) {
             a.container = Some(Box::from(container));
         }
@@ -579,7 +581,6 @@ impl Block {
         if a.container() != Some(container) {
             return Ok(false);
         }
-        self.sequence += 1;
         if let Some(Some(a)) = self.slots.get_mut(ordinal as usize) {
             a.container = None;
         }

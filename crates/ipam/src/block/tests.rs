@@ -125,12 +125,14 @@ fn claims_follow_the_newest_sandbox() {
     assert!(!b.claim(s.ordinal, "a", "sandbox-1").unwrap(), "idempotent");
     let before = b.sequence();
     assert!(b.claim(s.ordinal, "a", "sandbox-2").unwrap());
-    assert!(b.sequence() > before);
+    // As the CNI plugin's claim patch, a claim leaves the block's sequence alone.
+    assert_eq!(b.sequence(), before);
     // A late DEL of the old sandbox leaves the new claim alone.
     assert!(!b.unclaim(s.ordinal, "a", "sandbox-1").unwrap());
     assert_eq!(b.get(s.ordinal).unwrap().container(), Some("sandbox-2"));
     assert!(b.unclaim(s.ordinal, "a", "sandbox-2").unwrap());
     assert_eq!(b.get(s.ordinal).unwrap().container(), None);
+    assert_eq!(b.sequence(), before);
     // The allocation's own sequence is unchanged by claims.
     assert_eq!(b.get(s.ordinal).unwrap().sequence(), s.sequence);
     assert_eq!(
