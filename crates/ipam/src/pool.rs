@@ -627,6 +627,24 @@ impl Pool {
         self.nat_outgoing
     }
 
+    /// The Calico data-plane settings this pool asks for that rangepool does not carry out, as
+    /// `field: value` (e.g. `natOutgoing: true`); empty when every one is at its default.
+    pub fn inert_settings(&self) -> Vec<String> {
+        let mut inert = Vec::new();
+        if self.nat_outgoing {
+            inert.push("natOutgoing: true".to_owned());
+        }
+        for (field, mode) in [("ipipMode", self.ipip_mode), ("vxlanMode", self.vxlan_mode)] {
+            if mode != EncapMode::Never {
+                inert.push(format!("{field}: {mode}"));
+            }
+        }
+        if self.disable_bgp_export {
+            inert.push("disableBGPExport: true".to_owned());
+        }
+        inert
+    }
+
     /// `spec.disableBGPExport` (inert here).
     pub fn disable_bgp_export(&self) -> bool {
         self.disable_bgp_export

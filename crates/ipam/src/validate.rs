@@ -244,13 +244,18 @@ fn judge(pool: Pool, pod_cidrs: Option<&[IpNet]>, winner: Option<(String, IpNet)
             overlapped_by = Some(winner);
             (Reason::CidrOverlap, message)
         } else {
-            (
-                Reason::Ok,
-                format!(
-                    "pool {name} ({cidr}, blocks of /{}) is allocatable",
-                    pool.block_prefix()
-                ),
-            )
+            let mut message = format!(
+                "pool {name} ({cidr}, blocks of /{}) is allocatable",
+                pool.block_prefix()
+            );
+            let inert = pool.inert_settings();
+            if !inert.is_empty() {
+                message.push_str(&format!(
+                    "; these Calico settings have no effect here, since rangepool assigns addresses and does not set up tunnels, NAT, BGP or load balancers: {}",
+                    inert.join(", ")
+                ));
+            }
+            (Reason::Ok, message)
         }
     } else {
         (

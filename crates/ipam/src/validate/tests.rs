@@ -39,6 +39,25 @@ fn valid_pools_inside_the_pod_cidr_are_allocatable() {
 }
 
 #[test]
+fn calico_data_plane_settings_are_named_as_without_effect() {
+    let plain = reason_of(&[pool("a", "10.244.0.0/18")], "a");
+    assert!(!plain.message.contains("no effect"), "{}", plain.message);
+
+    let mut calico = pool("b", "10.244.64.0/18").vxlan_mode("CrossSubnet");
+    calico.nat_outgoing = true;
+    calico.disable_bgp_export = true;
+    let v = reason_of(&[calico], "b");
+    assert!(v.allocatable(), "they do not stop the pool: {}", v.message);
+    assert!(
+        v.message.ends_with(
+            "have no effect here, since rangepool assigns addresses and does not set up tunnels, NAT, BGP or load balancers: natOutgoing: true, vxlanMode: CrossSubnet, disableBGPExport: true"
+        ),
+        "{}",
+        v.message
+    );
+}
+
+#[test]
 fn older_pool_wins_an_overlap_and_is_named() {
     let old = pool("zeta", "10.244.0.0/18").created("2023-01-01T00:00:00Z");
     let new = pool("alpha", "10.244.0.0/20").created("2024-01-01T00:00:00Z");
