@@ -7,7 +7,7 @@
 //! write re-reads that block and leaves its pods for the next step, so nothing is annotated
 //! with an address that no block records.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +33,8 @@ const BATCH_WINDOW: Duration = Duration::from_millis(20);
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 /// Writes in flight at once.
 const WRITE_CONCURRENCY: usize = 32;
-/// Pods decided together when the leader looks at every pod (start, relist).
+/// Pods decided together when the leader looks at every pod (start, relist); the next slice
+/// waits until at most this many annotations are queued.
 const ALL_PODS_SLICE: usize = 5_000;
 /// With this many pod patches queued or in flight, the next step waits for some to be answered:
 /// the patches are then the bottleneck, and pods that arrive meanwhile join one larger step, so
@@ -125,6 +126,8 @@ pub struct Engine {
     pub(crate) annotations: Annotations,
     /// Pods to look at again in the next step: their patch was answered while a step ran.
     pub(crate) recheck: HashSet<PodKey>,
+    /// The pods a pass over every pod (leader start, relist) has not looked at yet.
+    pass: VecDeque<PodKey>,
     pub(crate) waiting: HashMap<PodKey, Waiting>,
     pub(crate) suspects: HashMap<String, Instant>,
     pub(crate) node_suspects: HashMap<String, Instant>,
@@ -151,6 +154,7 @@ impl Engine {
             model: Model::new(settings.strict_affinity),
             annotations: Annotations::new(client.clone()),
             recheck: HashSet::new(),
+            pass: VecDeque::new(),
             client,
             metrics,
             stores,
@@ -184,8 +188,9 @@ impl Engine {
             if !self.await_backlog(&mut work, changes, leading).await {
                 return;
             }
-            // What arrived during the step is a batch already: no need to wait for more.
-            let mut queued = !self.recheck.is_empty() || !work.is_empty();
+            // What arrived during the step is a batch already: no need to wait for more. A pass
+            // over every pod goes on with its next slice.
+            let mut queued = !self.recheck.is_empty() || !work.is_empty() || !self.pass.is_empty();
             // Answers that came during the step, taken in even when changes keep coming.
             while let Some(outcome) = self.annotations.try_next() {
                 if let Some(key) = self.annotated(outcome) {
@@ -322,35 +327,27 @@ impl Engine {
 
         let now = Instant::now();
         if work.all_pods {
-            // Every pod, waiting ones included, a slice at a time: a relist of 150,000 pods
-            // must not hold a decision for each of them at once.
-            // Sorted by node, so that a slice touches the blocks of few nodes and each block is
-            // written about once, not once per slice.
-            let mut everyone = self.stores.pods.all();
-            everyone.sort_unstable_by(|a, b| (&a.node, &a.key).cmp(&(&b.node, &b.key)));
-            for slice in everyone.chunks(ALL_PODS_SLICE) {
-                // At most about two slices' annotations queued at once.
-                while self.annotations.in_flight() > ALL_PODS_SLICE {
-                    let outcome = self.annotations.next().await;
-                    if let Some(key) = self.annotated(outcome) {
-                        self.recheck.insert(key);
-                    }
-                }
-                self.assign(slice.iter().map(|p| p.key.clone()).collect())
-                    .await;
-            }
-        } else {
-            let mut pods = work.pods;
-            pods.extend(std::mem::take(&mut self.recheck));
-            let wake_all = work.pools || work.context || std::mem::take(&mut self.freed);
-            pods.extend(
-                self.waiting
-                    .iter()
-                    .filter(|(_, w)| wake_all || w.due <= now)
-                    .map(|(k, _)| k.clone()),
-            );
-            self.assign(pods).await;
+            // Every pod, waiting ones included, is looked at again: a slice per step (below), so
+            // that a pass over 150,000 pods neither holds a decision for each at once nor keeps
+            // the pods bound meanwhile waiting until it is over. Sorted by node, so that a slice
+            // touches the blocks of few nodes and each block is written about once.
+            self.pass = self.stores.pods.keys_by_node().into();
         }
+        let mut pods = work.pods;
+        pods.extend(std::mem::take(&mut self.recheck));
+        let wake_all = work.pools || work.context || std::mem::take(&mut self.freed);
+        pods.extend(
+            self.waiting
+                .iter()
+                .filter(|(_, w)| wake_all || w.due <= now)
+                .map(|(k, _)| k.clone()),
+        );
+        // The next slice of the pass once at most a slice's annotations wait.
+        if self.annotations.in_flight() <= ALL_PODS_SLICE {
+            let slice = self.pass.len().min(ALL_PODS_SLICE);
+            pods.extend(self.pass.drain(..slice));
+        }
+        self.assign(pods).await;
 
         if now >= self.next_sweep {
             self.sweep().await;

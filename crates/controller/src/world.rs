@@ -351,9 +351,13 @@ impl PodIndex {
         read(&self.pods).get(key).cloned()
     }
 
-    /// Every pod, as it is now.
-    pub fn all(&self) -> Vec<Arc<PodInfo>> {
-        read(&self.pods).values().cloned().collect()
+    /// The key of every pod, sorted by node (pods on no node first). Only keys: holding every
+    /// pod while their annotations replace them in the index would keep two copies of each.
+    pub fn keys_by_node(&self) -> Vec<PodKey> {
+        let pods = read(&self.pods);
+        let mut sorted: Vec<&PodInfo> = pods.values().map(Arc::as_ref).collect();
+        sorted.sort_unstable_by(|a, b| (&a.node, &a.key).cmp(&(&b.node, &b.key)));
+        sorted.into_iter().map(|p| p.key.clone()).collect()
     }
 
     /// Runs `f` over the UIDs of every pod, borrowed rather than copied.
