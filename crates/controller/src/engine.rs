@@ -124,8 +124,6 @@ pub struct Engine {
     pub(crate) blocks: BlockStore,
     pub(crate) model: Model,
     pub(crate) annotations: Annotations,
-    /// Pods to look at again in the next step: their patch was answered while a step ran.
-    pub(crate) recheck: HashSet<PodKey>,
     /// The pods a pass over every pod (leader start, relist) has not looked at yet.
     pass: VecDeque<PodKey>,
     pub(crate) waiting: HashMap<PodKey, Waiting>,
@@ -153,7 +151,6 @@ impl Engine {
             blocks: BlockStore::new(client.clone()),
             model: Model::new(settings.strict_affinity),
             annotations: Annotations::new(client.clone()),
-            recheck: HashSet::new(),
             pass: VecDeque::new(),
             client,
             metrics,
@@ -190,7 +187,7 @@ impl Engine {
             }
             // What arrived during the step is a batch already: no need to wait for more. A pass
             // over every pod goes on with its next slice.
-            let mut queued = !self.recheck.is_empty() || !work.is_empty() || !self.pass.is_empty();
+            let mut queued = !work.is_empty() || !self.pass.is_empty();
             // Answers that came during the step, taken in even when changes keep coming.
             while let Some(outcome) = self.annotations.try_next() {
                 if let Some(key) = self.annotated(outcome) {
@@ -331,10 +328,19 @@ impl Engine {
             // that a pass over 150,000 pods neither holds a decision for each at once nor keeps
             // the pods bound meanwhile waiting until it is over. Sorted by node, so that a slice
             // touches the blocks of few nodes and each block is written about once.
-            self.pass = self.stores.pods.keys_by_node().into();
+            // A relist during a pass keeps the pods not looked at yet first, so that relists in
+            // a row cannot keep the pass from reaching the last nodes.
+            let everyone = self.stores.pods.keys_by_node();
+            let again: Vec<PodKey> = {
+                let queued: HashSet<&PodKey> = self.pass.iter().collect();
+                everyone
+                    .into_iter()
+                    .filter(|k| !queued.contains(k))
+                    .collect()
+            };
+            self.pass.extend(again);
         }
         let mut pods = work.pods;
-        pods.extend(std::mem::take(&mut self.recheck));
         let wake_all = work.pools || work.context || std::mem::take(&mut self.freed);
         pods.extend(
             self.waiting

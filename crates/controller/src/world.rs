@@ -354,8 +354,8 @@ impl PodIndex {
     /// The key of every pod, sorted by node (pods on no node first). Only keys: holding every
     /// pod while their annotations replace them in the index would keep two copies of each.
     pub fn keys_by_node(&self) -> Vec<PodKey> {
-        let pods = read(&self.pods);
-        let mut sorted: Vec<&PodInfo> = pods.values().map(Arc::as_ref).collect();
+        // Sorted outside the lock, which the watch needs for every change.
+        let mut sorted: Vec<Arc<PodInfo>> = read(&self.pods).values().cloned().collect();
         sorted.sort_unstable_by(|a, b| (&a.node, &a.key).cmp(&(&b.node, &b.key)));
         sorted.into_iter().map(|p| p.key.clone()).collect()
     }

@@ -251,7 +251,7 @@ fn judge(pool: Pool, pod_cidrs: Option<&[IpNet]>, winner: Option<(String, IpNet)
             let inert = pool.inert_settings();
             if !inert.is_empty() {
                 message.push_str(&format!(
-                    "; these Calico settings have no effect here, since rangepool assigns addresses and does not set up tunnels, NAT, BGP or load balancers: {}",
+                    "; these Calico settings have no effect here, since rangepool assigns addresses and does not set up tunnels, NAT or BGP: {}",
                     inert.join(", ")
                 ));
             }

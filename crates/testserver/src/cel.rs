@@ -163,7 +163,8 @@ fn has_rules(node: &kube_cel::CompiledSchema) -> bool {
             .any(has_rules)
 }
 
-/// `path` followed by a path kube-cel reported relative to it ("", "name", ".name", "[2]").
+/// `path` followed by a path kube-cel reported relative to it ("", "name", ".name", "[2]"). A map
+/// key that itself starts with `.` or `[` is joined without the dot kube-cel would put before it.
 fn join(path: &str, rest: &str) -> String {
     match (path.is_empty(), rest) {
         (true, _) => rest.to_owned(),

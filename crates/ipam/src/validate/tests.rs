@@ -50,7 +50,7 @@ fn calico_data_plane_settings_are_named_as_without_effect() {
     assert!(v.allocatable(), "they do not stop the pool: {}", v.message);
     assert!(
         v.message.ends_with(
-            "have no effect here, since rangepool assigns addresses and does not set up tunnels, NAT, BGP or load balancers: natOutgoing: true, vxlanMode: CrossSubnet, disableBGPExport: true"
+            "have no effect here, since rangepool assigns addresses and does not set up tunnels, NAT or BGP: natOutgoing: true, vxlanMode: CrossSubnet, disableBGPExport: true"
         ),
         "{}",
         v.message
