@@ -180,41 +180,39 @@ async fn create_pods_with(
     pods: Vec<Pod>,
     concurrency: usize,
 ) -> Vec<(String, Instant)> {
-    {
-        #[derive(serde::Deserialize)]
-        struct Created {
-            metadata: CreatedMeta,
-        }
-        #[derive(serde::Deserialize)]
-        struct CreatedMeta {
-            uid: String,
-        }
-        let requests: Vec<_> = pods
-            .iter()
-            .map(|pod| {
-                let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-                let body = serde_json::to_vec(pod).expect("pod encodes");
-                kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"))
-                    .create(&PostParams::default(), body)
-                    .expect("create request")
-            })
-            .collect();
-        let mut out: Vec<(usize, String, Instant)> =
-            futures::stream::iter(requests.into_iter().enumerate())
-                .map(|(i, request)| {
-                    let client = client.clone();
-                    async move {
-                        let sent = Instant::now();
-                        let created: Created = client.request(request).await.expect("pod created");
-                        (i, created.metadata.uid, sent)
-                    }
-                })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
-        out.sort_by_key(|(i, ..)| *i);
-        out.into_iter().map(|(_, uid, sent)| (uid, sent)).collect()
+    #[derive(serde::Deserialize)]
+    struct Created {
+        metadata: CreatedMeta,
     }
+    #[derive(serde::Deserialize)]
+    struct CreatedMeta {
+        uid: String,
+    }
+    let requests: Vec<_> = pods
+        .iter()
+        .map(|pod| {
+            let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+            let body = serde_json::to_vec(pod).expect("pod encodes");
+            kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"))
+                .create(&PostParams::default(), body)
+                .expect("create request")
+        })
+        .collect();
+    let mut out: Vec<(usize, String, Instant)> =
+        futures::stream::iter(requests.into_iter().enumerate())
+            .map(|(i, request)| {
+                let client = client.clone();
+                async move {
+                    let sent = Instant::now();
+                    let created: Created = client.request(request).await.expect("pod created");
+                    (i, created.metadata.uid, sent)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    out.sort_by_key(|(i, ..)| *i);
+    out.into_iter().map(|(_, uid, sent)| (uid, sent)).collect()
 }
 
 pub fn node_name(i: usize) -> String {
