@@ -23,6 +23,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod binaries;
+mod crds;
 pub mod faults;
 mod identity;
 pub mod kubelet;
