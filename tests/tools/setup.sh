@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# Go builds the Kubernetes control plane the integration tests run on (tests/k8s/build.sh).
+if ! command -v go >/dev/null 2>&1; then
+  echo "setup: Go is not installed; the tests run on a Kubernetes control plane built from Go modules (tests/k8s/). Install Go 1.26 or newer." >&2
+  exit 1
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install --locked cargo-nextest

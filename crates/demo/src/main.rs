@@ -1,14 +1,18 @@
-//! `make demo`: the real controller and the real CNI plugin, against the in-repo test API server,
-//! on the legacy-firewall example.
+//! `make demo`: the real controller and the real CNI plugin, against a real kube-apiserver and
+//! etcd started on 127.0.0.1, on the legacy-firewall example.
 //!
-//! 1. starts the test API server in this process and writes a kubeconfig for it;
+//! 1. starts etcd and kube-apiserver (crates/envtest: TLS, RBAC, admission) and applies the Helm
+//!    chart's ServiceAccounts and RBAC, so the controller and the plugin run with the
+//!    credentials and permissions they have in a cluster;
 //! 2. applies the CRDs and every manifest of the example directory (pools, namespaces, nodes,
 //!    the kubeadm-config ConfigMap that tells the pod CIDR, and the pods, bound to nodes);
-//! 3. runs the `rangepool-controller` binary against it;
+//! 3. runs the `rangepool-controller` binary against it with the controller's credentials;
 //! 4. for each pod, runs the `rangepool-ipam` binary with `CNI_COMMAND=ADD` as a container
-//!    runtime would (no network namespace is needed for an IPAM plugin);
+//!    runtime would, with the node's credentials (no network namespace is needed for an IPAM
+//!    plugin);
 //! 5. prints which pod got which address, or the Event explaining why not, checks that every
-//!    address lies in the pool it came from, and stops everything it started.
+//!    address lies in the pool it came from, and stops everything it started. The logs stay in
+//!    the folder it names.
 //!
 //! Not product code: it never ships.
 #![forbid(unsafe_code)]
@@ -31,7 +35,7 @@ use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Run rangepool's controller and CNI plugin on an example, against the in-repo test API server"
+    about = "Run rangepool's controller and CNI plugin on an example, against a real kube-apiserver started on 127.0.0.1"
 )]
 struct Args {
     /// Directory with the example's manifests.
@@ -43,6 +47,9 @@ struct Args {
     /// How long to wait for the controller to decide every pod.
     #[arg(long, default_value_t = 60)]
     timeout_seconds: u64,
+    /// Where the logs of the controller, the plugin and the control plane are kept.
+    #[arg(long, default_value = "target/demo")]
+    log_dir: PathBuf,
 }
 
 /// A child process that is killed when dropped, so nothing outlives the demo.
@@ -69,26 +76,56 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let server = rangepool_testserver::TestServer::start().await?;
-    let client = server.client()?;
-    println!("test API server: {}", server.url());
+    println!(
+        "starting etcd and kube-apiserver {} on 127.0.0.1 (TLS, RBAC) ...",
+        envtest::binaries::version()
+    );
+    let mut plane = envtest::ControlPlane::start()
+        .await
+        .context("starting the control plane")?;
+    let plane_dir = plane.keep_logs().to_path_buf();
+    let client = plane.client()?;
+    println!(
+        "API server {} is ready (its logs: {})",
+        plane.url(),
+        plane_dir.display()
+    );
 
-    for (_, crd) in api::crd::all() {
-        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-            Api::all(client.clone());
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .context("installing the CRDs")?;
-    }
-    let applied = apply_dir(&client, &args.example).await?;
+    plane
+        .install_crds(
+            &api::crd::all()
+                .into_iter()
+                .map(|(_, c)| c)
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .context("installing the CRDs")?;
+    // As the chart installs it, without podCIDRs: the controller reads the pod CIDR from
+    // kubeadm's ConfigMap, which the example contains.
+    let chart = ["--set", "podCIDRs=null"];
+    let controller_identity = plane
+        .chart_identity_with(envtest::ChartIdentity::Controller, &chart)
+        .await
+        .context("the chart's controller identity")?;
+    let node_identity = plane
+        .chart_identity_with(envtest::ChartIdentity::Node, &chart)
+        .await
+        .context("the chart's node identity")?;
+    println!(
+        "applied the chart's RBAC: the controller runs as {}, the plugin as {}",
+        controller_identity.user, node_identity.user
+    );
+    let applied = apply_dir(&plane, &client, &args.example).await?;
     println!("applied {applied} objects from {}", args.example.display());
 
-    let work = tempfile_dir()?;
+    let work = args.log_dir.clone();
+    std::fs::create_dir_all(&work)?;
+    let work = work.canonicalize()?;
     let log = std::fs::File::create(work.join("controller.log"))?;
     let _controller = Guard(
         Command::new(&controller_bin)
             .arg("--kubeconfig")
-            .arg(server.kubeconfig_path())
+            .arg(&controller_identity.kubeconfig)
             .args([
                 "--metrics-addr",
                 "127.0.0.1:0",
@@ -141,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         "type": "bridge",
         "ipam": {
             "type": "rangepool-ipam",
-            "kubeconfig": server.kubeconfig_path(),
+            "kubeconfig": node_identity.kubeconfig,
             "timeout": 5,
             "prefix": "host",
         }
@@ -210,7 +247,11 @@ async fn main() -> anyhow::Result<()> {
         bail!("{} addresses are outside their pool", misplaced.len());
     }
     println!("every address lies inside the pool it came from.");
-    let _ = std::fs::remove_dir_all(&work);
+    println!(
+        "logs: {} (controller, plugin), {} (etcd, kube-apiserver)",
+        work.display(),
+        plane_dir.display()
+    );
     Ok(())
 }
 
@@ -235,7 +276,12 @@ fn cni_add(
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(work.join("plugin.log"))?)
+        .stderr(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(work.join("plugin.log"))?,
+        )
         .spawn()
         .context("running rangepool-ipam")?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -280,7 +326,11 @@ async fn warning_event(client: &Client, ns: &str, name: &str) -> Option<String> 
 }
 
 /// Creates every object in the YAML files of `dir`, in an order that satisfies dependencies.
-async fn apply_dir(client: &Client, dir: &Path) -> anyhow::Result<usize> {
+async fn apply_dir(
+    plane: &envtest::ControlPlane,
+    client: &Client,
+    dir: &Path,
+) -> anyhow::Result<usize> {
     let mut docs = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -321,12 +371,12 @@ async fn apply_dir(client: &Client, dir: &Path) -> anyhow::Result<usize> {
         api.create(&PostParams::default(), &obj)
             .await
             .with_context(|| format!("creating {} {}", types.kind, obj.name_any()))?;
+        if types.kind == "Namespace" {
+            // Its pods need the `default` ServiceAccount a controller-manager would make.
+            plane
+                .ensure_default_service_account(&obj.name_any())
+                .await?;
+        }
     }
     Ok(count)
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("rangepool-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

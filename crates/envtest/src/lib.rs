@@ -359,9 +359,9 @@ impl ControlPlane {
             .find(|p| p.file_stem().and_then(|s| s.to_str()) == Some(name))
     }
 
-    /// Keeps the control plane's files (logs, etcd data) when it is dropped, instead of deleting
-    /// them; returns their folder.
-    pub fn keep_files(&mut self) -> &Path {
+    /// Keeps the control plane's logs and certificates when it is dropped (etcd's data, 64 MiB of
+    /// preallocated log, still goes); returns their folder.
+    pub fn keep_logs(&mut self) -> &Path {
         self.keep = true;
         self.dir()
     }
@@ -376,7 +376,9 @@ impl Drop for ControlPlane {
             drop(process);
         }
         if self.keep {
-            let _ = self.dir.take().map(tempfile::TempDir::keep);
+            if let Some(dir) = self.dir.take().map(tempfile::TempDir::keep) {
+                let _ = std::fs::remove_dir_all(dir.join("etcd"));
+            }
         }
     }
 }
