@@ -7,8 +7,10 @@
 #   3. every values set in tests/chart/bad-values/ is refused, with a message naming the bad field;
 #   4. the node installer script (charts/rangepool/files/install-cni.sh) against temporary
 #      directories: atomic install, kubeconfig modes, token rotation, conflist;
-#   5. helm install / upgrade / uninstall against the in-repo test API server, and the CNI plugin
-#      using the kubeconfig the installer wrote.
+#   5. helm install / upgrade / uninstall against a real etcd + kube-apiserver (rangepool-envtest,
+#      with kube-controller-manager), and the CNI plugin using the kubeconfig the installer wrote
+#      from a real token of the chart's node ServiceAccount, so with the chart's RBAC.
+# CHART_INSTALL_ONLY=1 runs only section 5 (for another Kubernetes version: RANGEPOOL_K8S_VERSION).
 # Idempotent: installs what it needs under .tools/ (git-ignored) only when missing.
 # Prints what it checked; exits non-zero on the first failure.
 set -euo pipefail
@@ -24,6 +26,8 @@ PIDS=()
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # rangepool-envtest stops its etcd and kube-apiserver on SIGTERM: let it finish.
+    wait "${PIDS[@]}" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -31,6 +35,29 @@ trap cleanup EXIT
 step() { echo; echo "== $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "  ok: $*"; }
+# Runs the installer (files/install-cni.sh) against $1 (a fresh directory) in the background, with
+# a made-up token and CA unless the directory has them; sets INSTALLER_PID.
+start_installer() {
+    local dir="$1" shell="$2"
+    shift 2
+    mkdir -p "$dir/bin" "$dir/conf" "$dir/token" "$dir/image"
+    [ -e "$dir/token/ca.crt" ] || cp "$WORK/ca.crt" "$dir/token/ca.crt"
+    [ -e "$dir/token/token" ] || printf 'token-one' > "$dir/token/token"
+    printf '#!/bin/sh\necho fake plugin\n' > "$dir/image/rangepool-ipam"
+    # $shell is "sh" or "busybox sh": split on purpose.
+    # shellcheck disable=SC2086
+    env CNI_BIN_DIR="$dir/bin" CNI_CONF_DIR="$dir/conf" TOKEN_DIR="$dir/token" \
+        PLUGIN_SRC="$dir/image/rangepool-ipam" NODE_NAME=node-a CHECK_SECONDS=1 "$@" \
+        $shell "$CHART/files/install-cni.sh" > "$dir/log" 2>&1 &
+    INSTALLER_PID=$!
+    PIDS+=("$INSTALLER_PID")
+}
+wait_for() { # seconds description command...
+    local n="$1" what="$2"
+    shift 2
+    for _ in $(seq $((n * 10))); do "$@" && return 0; sleep 0.1; done
+    fail "timed out waiting for: $what"
+}
 
 # --- tools ----------------------------------------------------------------------------------------
 bash tests/tools/install-k8s-tools.sh >/dev/null
@@ -62,6 +89,13 @@ EOF
 if "$KV" --strict -k "$KUBE_VERSION" --quiet "$WORK/canary.yaml" >/dev/null 2>&1; then
     fail "kubernetes-validate --strict accepted a Deployment with an unknown field"
 fi
+
+# Sections 1-4 need no cluster: CHART_INSTALL_ONLY=1 skips them (make chart runs them once, and the
+# install on each Kubernetes version it supports). Their bodies are not indented: they hold
+# here-documents.
+if [ "${CHART_INSTALL_ONLY:-}" == 1 ]; then
+    echo "CHART_INSTALL_ONLY=1: only the install on a real API server (section 5)"
+else
 
 # --- 1. CRDs ----------------------------------------------------------------------------------------
 step "chart CRDs are the generated crds/ (refresh: make crds && cp crds/*.yaml $CHART/crds/)"
@@ -127,7 +161,7 @@ for values in "$HERE"/bad-values/*.yaml; do
         template) ;; # helm lint logs a template's `fail` instead of failing; template and install fail
         *) fail "$values has no '# refused-by: schema|template' line" ;;
     esac
-    ok "$name: refused ($(grep -m1 -oE "at '[^']*'[^\n]*|cni\.[a-z]+:[^(]*" "$WORK/bad.out" | head -n 1 | cut -c1-90))"
+    ok "$name: refused ($(grep -m1 -oE "at '[^']*'.*|cni\.[a-z]+:[^(]*" "$WORK/bad.out" | head -n 1 | cut -c1-90))"
 done
 
 # --- 4. the installer script ------------------------------------------------------------------------
@@ -137,28 +171,6 @@ command -v busybox >/dev/null 2>&1 && shells+=("busybox sh") || echo "  note: bu
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca \
     -keyout "$WORK/ca.key" -out "$WORK/ca.crt" >/dev/null 2>&1 || fail "openssl could not make a test CA"
 
-# Runs the installer against $1 (a fresh directory) in the background; sets INSTALLER_PID.
-start_installer() {
-    local dir="$1" shell="$2"
-    shift 2
-    mkdir -p "$dir/bin" "$dir/conf" "$dir/token" "$dir/image"
-    cp "$WORK/ca.crt" "$dir/token/ca.crt"
-    printf 'token-one' > "$dir/token/token"
-    printf '#!/bin/sh\necho fake plugin\n' > "$dir/image/rangepool-ipam"
-    # $shell is "sh" or "busybox sh": split on purpose.
-    # shellcheck disable=SC2086
-    env CNI_BIN_DIR="$dir/bin" CNI_CONF_DIR="$dir/conf" TOKEN_DIR="$dir/token" \
-        PLUGIN_SRC="$dir/image/rangepool-ipam" NODE_NAME=node-a CHECK_SECONDS=1 "$@" \
-        $shell "$CHART/files/install-cni.sh" > "$dir/log" 2>&1 &
-    INSTALLER_PID=$!
-    PIDS+=("$INSTALLER_PID")
-}
-wait_for() { # seconds description command...
-    local n="$1" what="$2"
-    shift 2
-    for _ in $(seq $((n * 10))); do "$@" && return 0; sleep 0.1; done
-    fail "timed out waiting for: $what"
-}
 rotate_token() { # like the kubelet: write aside, then rename over
     printf '%s' "$2" > "$1/token/.tmp" && mv -f "$1/token/.tmp" "$1/token/token"
 }
@@ -209,28 +221,40 @@ grep -q "no ServiceAccount token" "$d/log" || fail "missing token message: $(cat
 [ ! -e "$d/conf/rangepool/kubeconfig" ] || fail "kubeconfig written without a token"
 ok "missing token: exits non-zero with a clear message, writes no kubeconfig"
 
-# --- 5. install against the test API server ---------------------------------------------------------
-step "helm install / upgrade / uninstall against rangepool-testserver"
+fi # sections 1-4
+
+# --- 5. install against a real API server -----------------------------------------------------------
+step "helm install / upgrade / uninstall against a real kube-apiserver (rangepool-envtest)"
 # RANGEPOOL_BIN_DIR: a directory that already holds both binaries (skips the build).
 if [ -n "${RANGEPOOL_BIN_DIR:-}" ]; then
     BIN_DIR="$RANGEPOOL_BIN_DIR"
-    echo "  note: using rangepool-testserver and rangepool-ipam from $BIN_DIR"
+    echo "  note: using rangepool-envtest and rangepool-ipam from $BIN_DIR"
 else
-    cargo build --quiet --locked -p rangepool-testserver -p rangepool-cni --bin rangepool-testserver --bin rangepool-ipam
+    cargo build --quiet --locked -p rangepool-envtest -p rangepool-cni --bin rangepool-envtest --bin rangepool-ipam
     BIN_DIR="$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
 fi
-"$BIN_DIR/rangepool-testserver" --port 0 --kubeconfig-out "$WORK/ts/kubeconfig" > "$WORK/ts.out" 2> "$WORK/ts.err" &
-PIDS+=($!)
-wait_for 30 "test API server listening" grep -q '^listening on ' "$WORK/ts.out"
-URL="$(sed -n 's/^listening on //p' "$WORK/ts.out")"
-export KUBECONFIG="$WORK/ts/kubeconfig"
-echo "  note: the test API server serves no policy/v1 PodDisruptionBudget, so this install sets podDisruptionBudget.enabled=false (rendering and validation of the PDB are checked above)"
+# With kube-controller-manager (namespace, ServiceAccount and garbage-collector controllers), so that
+# deletions complete as on a cluster; no scheduler or kubelet: workloads are stored, no pod runs.
+"$BIN_DIR/rangepool-envtest" --kubeconfig-out "$WORK/kc/config" --controller-manager \
+    > "$WORK/envtest.out" 2> "$WORK/envtest.err" &
+ENVTEST_PID=$!
+PIDS+=("$ENVTEST_PID")
+envtest_ready() {
+    kill -0 "$ENVTEST_PID" 2>/dev/null \
+        || { cat "$WORK/envtest.err" >&2; fail "rangepool-envtest exited before it was ready"; }
+    grep -q '^ready ' "$WORK/envtest.out"
+}
+# The first run on a machine builds etcd and kube-apiserver from Go modules (tests/k8s/build.sh).
+wait_for 900 "rangepool-envtest ready" envtest_ready
+URL="$(sed -n 's/^ready //p' "$WORK/envtest.out")"
+export KUBECONFIG="$WORK/kc/config"
+echo "  note: kube-apiserver $("$KUBECTL" version -o json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])') at $URL"
 install_args=(--namespace kube-system -f "$HERE/values/conflist-ptp.yaml"
-    -f "$HERE/values/pools.yaml" --set podDisruptionBudget.enabled=false --set cni.apiServer="$URL")
+    -f "$HERE/values/pools.yaml" --set cni.apiServer="$URL")
 "$HELM" install rangepool "$CHART" "${install_args[@]}" > "$WORK/install.out" 2>&1 \
     || { cat "$WORK/install.out"; fail "helm install"; }
 grep -q "STATUS: deployed" "$WORK/install.out" || fail "helm install did not deploy"
-ok "helm install (CRDs, RBAC, Deployment, DaemonSet, Service, ConfigMap, IPPools)"
+ok "helm install (CRDs, RBAC, Deployment, PodDisruptionBudget, DaemonSet, Service, ConfigMap, IPPools)"
 [ "$("$KUBECTL" get crd -o name | sort | tr '\n' ' ')" == "customresourcedefinition.apiextensions.k8s.io/ipamblocks.rangepool.dev customresourcedefinition.apiextensions.k8s.io/ippools.rangepool.dev " ] \
     || fail "CRDs not installed"
 [ "$("$KUBECTL" get ippools -o jsonpath='{range .items[*]}{.metadata.name}={.spec.cidr} {end}')" == "batch=10.244.129.0/24 general=10.244.0.0/17 payments=10.244.128.0/24 " ] \
@@ -238,16 +262,42 @@ ok "helm install (CRDs, RBAC, Deployment, DaemonSet, Service, ConfigMap, IPPools
 ok "IPPools accepted by the server's CRD validation"
 [ "$("$KUBECTL" -n kube-system get deploy rangepool-controller -o jsonpath='{.spec.replicas}')" == 2 ] || fail "Deployment"
 "$KUBECTL" -n kube-system get ds rangepool-node -o name > /dev/null || fail "DaemonSet"
-ok "controller Deployment and node DaemonSet stored"
+[ "$("$KUBECTL" -n kube-system get pdb rangepool-controller -o jsonpath='{.spec.maxUnavailable}')" == 1 ] \
+    || fail "PodDisruptionBudget not stored"
+ok "controller Deployment, its PodDisruptionBudget (policy/v1) and node DaemonSet stored"
 
-# The installer writes a kubeconfig for this server, and the plugin uses it (CNI STATUS lists
-# IPAMBlocks with it) with the conflist that was installed.
+# The installer writes a kubeconfig from the token directory the DaemonSet projects: a token of
+# the chart's node ServiceAccount (minted as the kubelet would, with the DaemonSet's lifetime and
+# audience) and the cluster's CA (the kubelet projects it from the kube-root-ca.crt ConfigMap; here it
+# comes from the admin's kubeconfig). The plugin uses it (CNI STATUS lists IPAMBlocks) with the
+# conflist that was installed, so with exactly the chart's RBAC.
 d="$WORK/node-live"
+mkdir -p "$d/token"
+ds_jsonpath() { "$KUBECTL" -n kube-system get ds rangepool-node -o jsonpath="$1"; }
+api_server="$(ds_jsonpath '{.spec.template.spec.containers[0].env[?(@.name=="API_SERVER")].value}')"
+[ "$api_server" == "$URL" ] || fail "the DaemonSet's API_SERVER is \"$api_server\", not cni.apiServer ($URL)"
+token_source='.spec.template.spec.volumes[?(@.name=="token")].projected.sources[0].serviceAccountToken'
+lifetime="$(ds_jsonpath "{$token_source.expirationSeconds}")"
+audience="$(ds_jsonpath "{$token_source.audience}")"
+"$KUBECTL" -n kube-system create token rangepool-node --duration "${lifetime}s" ${audience:+--audience "$audience"} \
+    > "$d/token/token" 2> "$WORK/token.err" || { cat "$WORK/token.err"; fail "kubectl create token rangepool-node"; }
+"$KUBECTL" config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' \
+    | base64 -d > "$d/token/ca.crt"
+grep -q "BEGIN CERTIFICATE" "$d/token/ca.crt" || fail "no CA in the admin kubeconfig"
+ok "token of ServiceAccount rangepool-node (${lifetime} s${audience:+, audience $audience}) and the control plane's CA in the token directory"
 "$KUBECTL" -n kube-system get configmap rangepool-node -o jsonpath='{.data.10-rangepool\.conflist}' > "$WORK/live.conflist"
-start_installer "$d" sh CONFLIST_SRC="$WORK/live.conflist" API_SERVER="$URL"
+start_installer "$d" sh CONFLIST_SRC="$WORK/live.conflist" API_SERVER="$api_server"
 wait_for 10 "installer writes the live conflist" test -f "$d/conf/10-rangepool.conflist"
 kill -TERM "$INSTALLER_PID"; wait "$INSTALLER_PID" || true
-"$PY" - "$d/conf/10-rangepool.conflist" "$d/conf/rangepool/kubeconfig" > "$WORK/status.in" <<'EOF'
+kc="$d/conf/rangepool/kubeconfig"
+[ "$("$KUBECTL" --kubeconfig "$kc" auth whoami -o jsonpath='{.status.userInfo.username}')" == system:serviceaccount:kube-system:rangepool-node ] \
+    || fail "the installer's kubeconfig does not authenticate as the node ServiceAccount"
+if "$KUBECTL" --kubeconfig "$kc" get ippools > "$WORK/denied.out" 2>&1; then
+    fail "the node ServiceAccount may list ippools, which the chart does not grant"
+fi
+grep -q "Forbidden" "$WORK/denied.out" || { cat "$WORK/denied.out"; fail "listing ippools as the node failed, but not with Forbidden"; }
+ok "the installer's kubeconfig authenticates as rangepool-node over TLS; RBAC refuses what the chart does not grant"
+"$PY" - "$d/conf/10-rangepool.conflist" "$kc" > "$WORK/status.in" <<'EOF'
 import json, sys
 conf = json.load(open(sys.argv[1]))
 plugin = dict(conf["plugins"][0], cniVersion=conf["cniVersion"], name=conf["name"])
@@ -256,7 +306,7 @@ print(json.dumps(plugin))
 EOF
 CNI_COMMAND=STATUS "$BIN_DIR/rangepool-ipam" < "$WORK/status.in" > "$WORK/status.out" 2> "$WORK/status.err" \
     || { cat "$WORK/status.out" "$WORK/status.err"; fail "rangepool-ipam STATUS with the installed conflist and kubeconfig"; }
-ok "rangepool-ipam STATUS succeeds with the chart's conflist and the installer's kubeconfig"
+ok "rangepool-ipam STATUS succeeds with the chart's conflist, the installer's kubeconfig and the chart's node RBAC"
 
 "$HELM" upgrade rangepool "$CHART" "${install_args[@]}" --set logFormat=json > "$WORK/upgrade.out" 2>&1 \
     || { cat "$WORK/upgrade.out"; fail "helm upgrade"; }

@@ -229,6 +229,9 @@ impl ControlPlane {
         let args: Vec<String> = [
             format!("--kubeconfig={}", kubeconfig.display()),
             "--leader-elect=false".to_owned(),
+            // Each controller acts as its own ServiceAccount with its bootstrap role, as kubeadm
+            // runs it; system:kube-controller-manager itself may do almost nothing.
+            "--use-service-account-credentials=true".to_owned(),
             "--controllers=namespace-controller,serviceaccount-controller,garbage-collector-controller,root-ca-certificate-publisher-controller"
                 .to_owned(),
             format!("--root-ca-file={}", pki.ca_file.display()),
@@ -375,10 +378,10 @@ impl Drop for ControlPlane {
         while let Some(process) = self.components.pop() {
             drop(process);
         }
-        if self.keep {
-            if let Some(dir) = self.dir.take().map(tempfile::TempDir::keep) {
-                let _ = std::fs::remove_dir_all(dir.join("etcd"));
-            }
+        if self.keep
+            && let Some(dir) = self.dir.take().map(tempfile::TempDir::keep)
+        {
+            let _ = std::fs::remove_dir_all(dir.join("etcd"));
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `kubectl ipam check` against the test API server, with the test playing the controller.
+//! `kubectl ipam check` against a real API server (envtest), with the test playing the controller.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -37,7 +37,7 @@ async fn a_consistent_cluster_is_clean_and_exits_0() {
         report["checked"],
         serde_json::json!({"pools": 1, "blocks": 1, "allocations": 2, "pods": 2})
     );
-    assert_eq!(report["server"], c.server.url().to_owned() + "/");
+    assert_eq!(report["server"], c.plane.url().to_owned() + "/");
     assert!(report["generatedAt"].as_str().unwrap().ends_with('Z'));
 
     let text = c.run(&["check"]).await;

@@ -1,12 +1,12 @@
-//! `kubectl ipam release` against the test API server: leaks are released by address and from
-//! a `check` report, live pods are refused without `--force`, and the guarded write never frees
-//! an allocation that changed since it was read.
+//! `kubectl ipam release` against a real API server (envtest): leaks are released by address and
+//! from a `check` report, live pods are refused without `--force`, and the guarded write never
+//! frees an allocation that changed since it was read (write faults come from envtest's proxy).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
+use envtest::faults::FailWrites;
 use k8s_openapi::api::core::v1::Pod;
-use rangepool_testserver::FailWrites;
 use support::cluster::Cluster;
 
 const BLOCK: &str = "10-244-0-0-26";
@@ -175,15 +175,18 @@ async fn an_address_re_assigned_since_the_report_is_left_to_its_new_pod() {
 async fn a_concurrent_write_makes_the_release_retry_on_a_fresh_read() {
     let c = Cluster::with_general_pool().await;
     with_leak(&c).await;
+    let (proxy, kubeconfig) = c.fault_proxy().await;
     // The next two writes of the block fail as if the controller had just written it.
-    c.server.faults().fail_writes(
+    proxy.fail_writes(
         FailWrites::new("rangepool.dev", "ipamblocks", 409, 2)
             .named(BLOCK)
             .verbs(&["patch"]),
     );
-    let run = c.run(&["release", "--ip", "10.244.0.1"]).await;
+    let run = c
+        .run_with(&kubeconfig, &["release", "--ip", "10.244.0.1"])
+        .await;
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
-    assert_eq!(c.server.faults().pending(), 0);
+    assert_eq!(proxy.pending(), 0);
     assert_eq!(allocations(&c).await.len(), 1);
 }
 
@@ -192,12 +195,15 @@ async fn a_block_that_keeps_changing_is_left_alone_and_exits_1() {
     let c = Cluster::with_general_pool().await;
     with_leak(&c).await;
     let before = c.block_spec(BLOCK).await;
-    c.server.faults().fail_writes(
+    let (proxy, kubeconfig) = c.fault_proxy().await;
+    proxy.fail_writes(
         FailWrites::new("rangepool.dev", "ipamblocks", 422, 100)
             .named(BLOCK)
             .verbs(&["patch"]),
     );
-    let run = c.run(&["release", "--ip", "10.244.0.1"]).await;
+    let run = c
+        .run_with(&kubeconfig, &["release", "--ip", "10.244.0.1"])
+        .await;
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout.contains("not released 10.244.0.1"),
@@ -205,7 +211,8 @@ async fn a_block_that_keeps_changing_is_left_alone_and_exits_1() {
         run.stdout
     );
     assert!(run.stdout.contains("5 guarded writes"), "{}", run.stdout);
-    c.server.faults().clear();
+    assert_eq!(proxy.pending(), 95, "five guarded writes, no more");
+    proxy.clear();
     assert_eq!(c.block_spec(BLOCK).await, before);
 }
 

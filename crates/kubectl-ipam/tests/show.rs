@@ -1,9 +1,11 @@
-//! `kubectl ipam show` against the test API server: counts from the blocks, the controller's
-//! verdicts, `--nodes`, the three output formats, and finding the cluster as kubectl does.
+//! `kubectl ipam show` against a real API server (envtest): counts from the blocks, the
+//! controller's verdicts, `--nodes`, the three output formats, finding the cluster as kubectl
+//! does, and what it says when RBAC refuses it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
+use envtest::ChartIdentity;
 use serde_json::{Value, json};
 use support::cluster::{Cluster, run};
 use support::*;
@@ -168,7 +170,7 @@ async fn yaml_output_carries_the_same_numbers() {
 #[tokio::test]
 async fn the_kubeconfig_comes_from_kubeconfig_when_no_flag_is_given() {
     let c = cluster().await;
-    let path = c.server.kubeconfig_path().to_str().unwrap().to_owned();
+    let path = c.kubeconfig().to_str().unwrap().to_owned();
     let run = run(&["show", "-o", "json"], &[("KUBECONFIG", &path)]).await;
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(pool(&run.json(), "general")["used"], 3);
@@ -187,14 +189,16 @@ async fn an_unreachable_server_or_missing_crds_exit_2_with_a_reason() {
 
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("config");
-    let text = std::fs::read_to_string(bare.server.kubeconfig_path()).unwrap();
+    let text = std::fs::read_to_string(bare.kubeconfig()).unwrap();
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
+    let url = bare.plane.url();
+    assert!(text.contains(url), "{text}");
     std::fs::write(
         &kubeconfig,
-        text.replace(&bare.server.port().to_string(), &port.to_string()),
+        text.replace(url, &format!("https://127.0.0.1:{port}")),
     )
     .unwrap();
     let down = run(&["show", "--kubeconfig", kubeconfig.to_str().unwrap()], &[]).await;
@@ -211,5 +215,25 @@ async fn an_unreachable_server_or_missing_crds_exit_2_with_a_reason() {
         none.stderr.contains("/nonexistent/config"),
         "{}",
         none.stderr
+    );
+}
+
+#[tokio::test]
+async fn credentials_the_rbac_refuses_exit_2_naming_the_permissions_needed() {
+    let c = cluster().await;
+    // The chart's node identity (the CNI plugin's) reads blocks and pods, not pools.
+    let node = c.plane.chart_identity(ChartIdentity::Node).await.unwrap();
+    let run = c.run_with(&node.kubeconfig, &["show"]).await;
+    assert_eq!(run.status, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.contains(&format!(
+            "User \"{}\" cannot list resource \"ippools\" in API group \"rangepool.dev\"",
+            node.user
+        )) && run.stderr.contains(
+            "kubectl ipam needs get and list on ippools, ipamblocks and pods, and patch on ipamblocks to release"
+        ),
+        "{}",
+        run.stderr
     );
 }

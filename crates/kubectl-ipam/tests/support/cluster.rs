@@ -1,21 +1,30 @@
-//! A test API server with rangepool's CRDs, fixtures written the way the controller writes
-//! them, and a runner for the built binary pointed at the server with `--kubeconfig`.
+//! A real control plane (etcd + kube-apiserver from `envtest`) with rangepool's CRDs, fixtures
+//! written the way the controller writes them, and a runner for the built binary pointed at the
+//! server with the admin's `--kubeconfig`.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use api::{Assignment, FamilyAssignment, IPAMBlock, IPAMBlockSpec, IPPool};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use envtest::ControlPlane;
+use envtest::faults::FaultProxy;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use rangepool_testserver::TestServer;
 use serde_json::{Value, json};
 
 use super::{Manifest, MetaB, PodB, PoolB, Run, ippool, pod};
 
-/// A test API server with the CRDs installed.
+/// The ServiceAccount an admin runs `kubectl ipam` as through the fault proxy (the admin's own
+/// static token is not handed out), bound to `cluster-admin`.
+const PROXY_ADMIN: (&str, &str) = ("kube-system", "ipam-admin");
+
+/// A control plane with the CRDs installed.
 pub struct Cluster {
-    pub server: TestServer,
+    pub plane: ControlPlane,
+    /// The admin's client (`system:masters`).
     pub client: Client,
 }
 
@@ -23,15 +32,12 @@ impl Cluster {
     /// A server with the CRDs, namespace `web` and nothing else.
     pub async fn new() -> Cluster {
         let c = Cluster::bare().await;
-        let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
-        for (_, crd) in api::crd::all() {
-            crds.create(&PostParams::default(), &crd).await.unwrap();
-        }
+        let crds: Vec<_> = api::crd::all().into_iter().map(|(_, crd)| crd).collect();
+        c.plane.install_crds(&crds).await.unwrap();
         c.namespace(super::namespace("web")).await;
         c
     }
 
-    /// A server without our CRDs.
     /// Pool `general` (allocatable, /26 blocks) with one block, 10.244.0.0/26, on node-1.
     pub async fn with_general_pool() -> Cluster {
         let c = Cluster::new().await;
@@ -50,25 +56,95 @@ impl Cluster {
         self.assign(&p, address).await
     }
 
+    /// A server without our CRDs.
     pub async fn bare() -> Cluster {
-        let server = TestServer::start().await.unwrap();
-        let client = server.client().unwrap();
-        Cluster { server, client }
+        let plane = ControlPlane::start().await.unwrap();
+        let client = plane.client().unwrap();
+        Cluster { plane, client }
     }
 
-    /// Runs `kubectl-ipam ARGS --kubeconfig <the server's>`, with no KUBECONFIG in the
+    /// The admin's kubeconfig.
+    pub fn kubeconfig(&self) -> &Path {
+        self.plane.kubeconfig_path()
+    }
+
+    /// Runs `kubectl-ipam ARGS --kubeconfig <the admin's>`, with no KUBECONFIG in the
     /// environment.
     pub async fn run(&self, args: &[&str]) -> Run {
-        let kubeconfig = self.server.kubeconfig_path().to_str().unwrap().to_owned();
+        self.run_with(self.kubeconfig(), args).await
+    }
+
+    /// Runs `kubectl-ipam ARGS --kubeconfig KUBECONFIG`, with no KUBECONFIG in the environment.
+    pub async fn run_with(&self, kubeconfig: &Path, args: &[&str]) -> Run {
+        let kubeconfig = kubeconfig.to_str().unwrap().to_owned();
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--kubeconfig", &kubeconfig]);
         run(&all, &[]).await
     }
 
+    /// A fault proxy in front of the server, and a kubeconfig through it for an admin: a
+    /// ServiceAccount bound to `cluster-admin`, since the proxy forwards each client's own
+    /// token.
+    pub async fn fault_proxy(&self) -> (FaultProxy, PathBuf) {
+        let (namespace, name) = PROXY_ADMIN;
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
+            .create(&PostParams::default(), &sa)
+            .await
+            .unwrap();
+        let binding = ClusterRoleBinding {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: "cluster-admin".into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: name.into(),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            }]),
+        };
+        Api::<ClusterRoleBinding>::all(self.client.clone())
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
+        let admin = self.plane.service_account(namespace, name).await.unwrap();
+        // The authorizer sees a new binding a moment after it is stored.
+        let blocks: Api<IPAMBlock> = Api::all(admin.client.clone());
+        let start = Instant::now();
+        while let Err(e) = blocks.list(&ListParams::default().limit(1)).await {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{} cannot list ipamblocks: {e}",
+                admin.user
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let proxy = self.plane.fault_proxy().await.unwrap();
+        let path = self.plane.dir().join("proxy.kubeconfig");
+        std::fs::write(&path, self.plane.kubeconfig_for(proxy.url(), &admin.token)).unwrap();
+        (proxy, path)
+    }
+
     pub async fn namespace(&self, ns: MetaB) {
         let ns: Namespace = serde_json::from_value(ns.to_json()).unwrap();
-        Api::<Namespace>::all(self.client.clone())
-            .create(&PostParams::default(), &ns)
+        self.plane
+            .create_namespace(
+                &ns.name_any(),
+                ns.metadata.labels.unwrap_or_default(),
+                ns.metadata.annotations.unwrap_or_default(),
+            )
             .await
             .unwrap();
     }
