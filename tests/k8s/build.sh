@@ -11,9 +11,14 @@ module="$here/v$version"
 [ -f "$module/go.mod" ] || { echo "build.sh: no module for Kubernetes $version in $module (make one with gen-module.sh)" >&2; exit 2; }
 cache=${RANGEPOOL_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rangepool/k8s}
 out="$cache/v$version"
-stamp=$(sha256sum "$module/go.sum" "$module/go.mod" "$0" | sha256sum | cut -c1-16)
+# Contents only: the same module built from another path or clone is the same build.
+stamp=$(cat "$module/go.sum" "$module/go.mod" "$0" | sha256sum | cut -c1-16)
 minor=${version#1.}; minor=${minor%%.*}
 bins=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+# Test processes may ask at the same time: one builds, the others wait and reuse.
+mkdir -p "$cache"
+exec 9>"$cache/v$version.lock"
+flock 9
 if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$stamp" ]; then
   ok=1; for b in "${bins[@]}"; do [ -x "$out/$b" ] || ok=0; done
   if [ $ok = 1 ]; then echo "$out"; exit 0; fi

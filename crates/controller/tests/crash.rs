@@ -1,6 +1,6 @@
-//! Crash safety: the controller is killed at random points during a burst of pods, with the API
-//! server answering some writes with 409 and 500, and restarted; at the end nothing is lost and
-//! nothing is held twice.
+//! Crash safety: the controller is killed at random points during a burst of pods, with some of
+//! its writes answered with 409 and 500 by the fault proxy, and restarted; at the end nothing is
+//! lost and nothing is held twice.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::*;
+use envtest::faults::FailWrites;
 use futures::StreamExt;
 use kube::ResourceExt;
-use rangepool_testserver::FailWrites;
 
 const PODS: usize = 200;
 const NODES: usize = 10;
@@ -47,7 +47,7 @@ async fn killing_the_controller_at_random_points_loses_nothing_and_duplicates_no
     println!("CRASH_SEED={seed}");
     let mut rng = Rng(seed);
 
-    let c = Cluster::new().await;
+    let c = Cluster::with_faults().await;
     for n in 0..NODES {
         c.node(&format!("node-{n}"), &[]).await;
     }
@@ -80,18 +80,21 @@ async fn killing_the_controller_at_random_points_loses_nothing_and_duplicates_no
         if round % 4 == 1 {
             let victim = format!("p{}", rng.below((round * per_round) as u64));
             if deleted.insert(victim.clone()) {
-                c.delete_pod_retrying("burst", &victim).await;
+                c.delete_pod("burst", &victim).await;
             }
         }
-        // Faults go in after the test's own writes: they hit the controller's next writes.
+        // Only the controller's client goes through the proxy: the faults hit its next writes.
         if round % 3 == 0 {
-            c.server
-                .faults()
+            c.faults()
                 .fail_writes(FailWrites::new("rangepool.dev", "ipamblocks", 409, 2));
-            c.server
-                .faults()
-                .fail_writes(FailWrites::new("", "pods", 500, 2));
+            c.faults().fail_writes(FailWrites::new("", "pods", 500, 2));
         }
+        // The kill comes at a random moment once the controller commits this wave: between its
+        // block writes and its pod patches, or among them.
+        let wave: Vec<String> = (round * per_round..(round + 1) * per_round)
+            .map(|i| format!("p{i}"))
+            .collect();
+        first_commit_of(&c, &wave).await;
         tokio::time::sleep(Duration::from_millis(rng.below(120))).await;
         controller.kill();
         let assigned = count_assigned(&c).await;
@@ -100,7 +103,7 @@ async fn killing_the_controller_at_random_points_loses_nothing_and_duplicates_no
             (round + 1) * per_round
         );
         progress.push((assigned, (round + 1) * per_round));
-        c.server.faults().clear();
+        c.faults().clear();
     }
     // The kills must have hit pods still being assigned, or this test shows nothing.
     assert!(
@@ -111,7 +114,13 @@ async fn killing_the_controller_at_random_points_loses_nothing_and_duplicates_no
             >= ROUNDS / 4,
         "too few kills came while pods were waiting: {progress:?}"
     );
-    c.server.faults().clear();
+    // ... and after the killed controllers had annotated some, or it shows one clean run only.
+    let grew = progress.windows(2).filter(|w| w[1].0 > w[0].0).count();
+    assert!(
+        grew >= ROUNDS / 4,
+        "too few controllers got anywhere before they were killed: {progress:?}"
+    );
+    c.faults().clear();
 
     let _controller = c.controller(settings()).await;
     let live: Vec<String> = (0..PODS)
@@ -176,4 +185,26 @@ async fn count_assigned(c: &Cluster) -> usize {
         .iter()
         .filter(|p| p.annotations().contains_key(api::keys::ASSIGNED_IPV4))
         .count()
+}
+
+/// Waits until a block records an address for one of `pods`, polling faster than
+/// [`eventually`] so that the kill that follows can still land before the pod patches.
+async fn first_commit_of(c: &Cluster, pods: &[String]) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let committed = c.blocks().await.iter().any(|b| {
+            b.spec
+                .allocations
+                .values()
+                .any(|a| a.namespace == "burst" && pods.contains(&a.pod))
+        });
+        if committed {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no controller wrote a block for {pods:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -72,6 +72,15 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     // The leader dies without releasing the Lease: the standby waits for it to expire.
     let killed = tokio::time::Instant::now();
     a.kill();
+    let lease = Api::<Lease>::namespaced(c.client.clone(), "kube-system")
+        .get(rangepool_controller::leader::LEASE_NAME)
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("replica-a"),
+        "a killed leader cannot release its Lease"
+    );
     c.create(pod("second").in_ns("web").on_node("node-1")).await;
     c.wait_assigned("web", "second").await;
     let took = killed.elapsed();

@@ -1,64 +1,108 @@
-//! Fixtures for the controller's tests: a test API server with our CRDs, builders for pods,
-//! pools, namespaces and nodes, and the real controller running in-process.
+//! Fixtures for the controller's tests: a real control plane (envtest) with our CRDs, builders
+//! for pods, pools, namespaces and nodes, and the real controller running in-process with the
+//! chart's controller identity.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use api::{Assignment, IPAMBlock, IPPool, IPPoolSpec};
+use envtest::faults::FaultProxy;
+use envtest::{ChartIdentity, ControlPlane, Credentials};
 use ipam::cidr::Family;
-use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod, PodSpec};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use rangepool_controller::config::Settings;
 use rangepool_controller::run::{Options, run};
-use rangepool_testserver::TestServer;
 use tokio::sync::oneshot;
 
 /// How long a test waits for the controller before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A test API server with rangepool's CRDs installed.
+/// A real control plane with rangepool's CRDs installed and the chart's RBAC applied.
 pub struct Cluster {
-    pub server: TestServer,
+    pub plane: ControlPlane,
+    /// The admin's client: the tests' own setup and checks.
     pub client: Client,
+    /// The chart's controller ServiceAccount, which every controller under test runs as.
+    pub identity: Credentials,
+    /// The kubeconfig the controller under test reads: the controller's token, against the
+    /// server or against the fault proxy.
+    controller_kubeconfig: PathBuf,
+    faults: Option<FaultProxy>,
 }
 
 impl Cluster {
     pub async fn new() -> Cluster {
-        Cluster::with(rangepool_testserver::Config::default()).await
+        Cluster::start(envtest::Options::default(), false).await
     }
 
-    pub async fn with(config: rangepool_testserver::Config) -> Cluster {
-        let server = TestServer::start_with(config).await.unwrap();
-        let client = server.client().unwrap();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for (_, crd) in api::crd::all() {
-            crds.create(&PostParams::default(), &crd).await.unwrap();
+    /// With the fault proxy between the controller under test and the server; the tests' own
+    /// requests go to the server directly.
+    pub async fn with_faults() -> Cluster {
+        Cluster::start(envtest::Options::default(), true).await
+    }
+
+    pub async fn with(options: envtest::Options) -> Cluster {
+        Cluster::start(options, false).await
+    }
+
+    async fn start(options: envtest::Options, faults: bool) -> Cluster {
+        // The controller's logs with RUST_LOG (e.g. `rangepool_controller=debug`), in the
+        // output of a failed test; nothing without it.
+        let filter = tracing_subscriber::EnvFilter::builder()
+            .with_default_directive(tracing_subscriber::filter::LevelFilter::OFF.into())
+            .from_env_lossy();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+        let plane = ControlPlane::start_with(options).await.unwrap();
+        let client = plane.client().unwrap();
+        let crds: Vec<_> = api::crd::all().into_iter().map(|(_, crd)| crd).collect();
+        plane.install_crds(&crds).await.unwrap();
+        let identity = plane
+            .chart_identity(ChartIdentity::Controller)
+            .await
+            .unwrap();
+        let (controller_kubeconfig, faults) = if faults {
+            let proxy = plane.fault_proxy().await.unwrap();
+            let path = plane.dir().join("controller-via-proxy.kubeconfig");
+            std::fs::write(&path, plane.kubeconfig_for(proxy.url(), &identity.token)).unwrap();
+            (path, Some(proxy))
+        } else {
+            (identity.kubeconfig.clone(), None)
+        };
+        Cluster {
+            plane,
+            client,
+            identity,
+            controller_kubeconfig,
+            faults,
         }
-        Cluster { server, client }
     }
 
+    /// The fault proxy in front of the controller under test ([`Cluster::with_faults`]).
+    pub fn faults(&self) -> &FaultProxy {
+        self.faults
+            .as_ref()
+            .expect("a cluster made with Cluster::with_faults")
+    }
+
+    /// Creates a namespace and its `default` ServiceAccount, without which the server refuses
+    /// pods in it.
     pub async fn namespace(
         &self,
         name: &str,
         labels: &[(&str, &str)],
         annotations: &[(&str, &str)],
     ) {
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(map(labels)),
-                annotations: Some(map(annotations)),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<Namespace>::all(self.client.clone())
-            .create(&PostParams::default(), &ns)
+        self.plane
+            .create_namespace(name, map(labels), map(annotations))
             .await
             .unwrap();
     }
@@ -104,19 +148,6 @@ impl Cluster {
             .delete(name, &DeleteParams::default())
             .await
             .unwrap();
-    }
-
-    /// Deletes a pod, retrying writes the fault injection refuses.
-    pub async fn delete_pod_retrying(&self, namespace: &str, name: &str) {
-        let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
-        for _ in 0..20 {
-            match api.delete(name, &DeleteParams::default()).await {
-                Ok(_) => return,
-                Err(kube::Error::Api(s)) if s.code == 404 => return,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        panic!("could not delete pod {namespace}/{name}");
     }
 
     pub async fn set_phase(&self, namespace: &str, name: &str, phase: &str) {
@@ -216,11 +247,16 @@ impl Cluster {
         .await
     }
 
-    /// Starts the real controller in-process.
+    /// Starts the real controller in-process, as the chart's controller ServiceAccount.
     pub async fn controller(&self, settings: Settings) -> ControllerHandle {
         self.controller_as("test-controller", settings).await
     }
 
+    /// As [`Cluster::controller`], with `identity` in the Lease and in Events.
+    ///
+    /// The controller gets a runtime of its own, and its client is made inside it: every task
+    /// and connection it starts lives there, so that [`ControllerHandle::kill`] stops all of them
+    /// at once, as the death of its process would.
     pub async fn controller_as(&self, identity: &str, settings: Settings) -> ControllerHandle {
         let (stop, stopped) = oneshot::channel::<()>();
         let options = Options {
@@ -229,8 +265,15 @@ impl Cluster {
             lease_duration: 3,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
         };
-        let client = self.client.clone();
-        let task = tokio::spawn(async move {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("controller-{identity}"))
+            .enable_all()
+            .build()
+            .unwrap();
+        let kubeconfig = self.controller_kubeconfig.clone();
+        let task = runtime.spawn(async move {
+            let client = envtest::client_from(&kubeconfig).await?;
             run(client, settings, options, async {
                 let _ = stopped.await;
             })
@@ -239,40 +282,48 @@ impl Cluster {
         ControllerHandle {
             stop: Some(stop),
             task: Some(task),
+            runtime: Some(runtime),
         }
     }
 }
 
-/// A controller running in-process. Dropping it kills it without a graceful shutdown.
+/// A controller running in-process on its own runtime. Dropping it kills it.
 pub struct ControllerHandle {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl ControllerHandle {
-    /// Graceful shutdown (releases the Lease).
+    /// Graceful shutdown (releases the Lease); fails the test if the controller had failed.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            task.await
+                .expect("the controller's task")
+                .expect("the controller stops cleanly");
         }
     }
 
-    /// A crash: the task is aborted wherever it is.
+    /// A crash: the controller's runtime is shut down, so every one of its tasks (watches,
+    /// writes, the Lease renewal) stops wherever it is, and the Lease is left to expire.
     pub fn kill(mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime would block, which an async test must not.
+            runtime.shutdown_background();
         }
     }
 }
 
 impl Drop for ControllerHandle {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.shut_down();
     }
 }
 
