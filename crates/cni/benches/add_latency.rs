@@ -2,30 +2,55 @@
 //! Debian's `host-local` IPAM plugin invoked the same way, in the same run.
 //!
 //! Each call is a fresh process, as a container runtime starts it: environment and stdin in,
-//! result out. rangepool-ipam talks to the in-repo test API server on 127.0.0.1 (one GET of the
-//! pod, one PATCH of the block); host-local writes its files in a temporary data directory.
-//! Calls of the two plugins alternate so that machine noise hits both alike.
+//! result out. rangepool-ipam talks to a real kube-apiserver and etcd (envtest) on 127.0.0.1 over
+//! TLS, with the chart's node credentials (one GET of the pod, one PATCH of the block);
+//! host-local writes its files in a temporary data directory.
+//!
+//! Two nodes are measured: one where the pod is alone, and one running [`BUSY`] other pods, whose
+//! allocations and claims fill most of the pod's block for rangepool and whose files sit in
+//! host-local's store (host-local's ADD looks through every file; the API server's cost of a
+//! write grows with the block). Each host-local ADD is undone by an untimed DEL, so that its
+//! store stays the node's size instead of growing by a file per call, as rangepool's block does
+//! (each ADD is a new sandbox taking the claim over). Calls of the two plugins alternate so that
+//! machine noise hits both alike, and each node is measured in a few rounds so that a reader sees
+//! how much the numbers move between runs.
 //!
 //! Run with `make bench-cni` (`cargo bench -p rangepool-cni --bench add_latency`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use api::{Assignment, BlockAllocation, FamilyAssignment, IPAMBlock, IPAMBlockSpec};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use envtest::{ChartIdentity, ControlPlane};
+use ipam::cidr::block_name;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use rangepool_testserver::TestServer;
 use serde_json::{Value, json};
 
-const CALLS: usize = 200;
+const ROUNDS: usize = 3;
+const CALLS: usize = 120;
 const WARMUP: usize = 10;
+/// Other pods on the busy node (of the 64 addresses of its /26 block).
+const BUSY: usize = 60;
 const PLUGIN: &str = env!("CARGO_BIN_EXE_rangepool-ipam");
 const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+
+/// One node to measure: the pod whose sandbox is set up over and over, and both plugins'
+/// configurations.
+struct Node {
+    title: String,
+    pod: Pod,
+    ours: Value,
+    theirs: Value,
+    /// host-local's data directory.
+    _data: tempfile::TempDir,
+}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -33,51 +58,75 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    // The server keeps serving on the runtime's worker thread while this thread runs plugins.
-    let (server, pod) = runtime.block_on(prepare());
-    let ours_conf = json!({
-        "cniVersion": "1.0.0", "name": "bench", "type": "bridge",
-        "ipam": {"type": "rangepool-ipam", "kubeconfig": server.kubeconfig_path(),
-                 "prefix": {"ipv4": 24}, "gateway": {"ipv4": "10.99.0.1"}}
-    });
-    let data = tempfile::tempdir().unwrap();
-    let theirs_conf = json!({
-        "cniVersion": "1.0.0", "name": "bench", "type": "bridge",
-        "ipam": {"type": "host-local", "dataDir": data.path(),
-                 "ranges": [[{"subnet": "10.98.0.0/16", "gateway": "10.98.0.1"}]]}
-    });
     let host_local = Path::new(HOST_LOCAL).exists();
     if !host_local {
         println!(
             "host-local not found at {HOST_LOCAL}: run tests/tools/install-cni-plugins.sh; measuring rangepool-ipam alone"
         );
     }
-
-    let mut ours = Vec::with_capacity(CALLS);
-    let mut theirs = Vec::with_capacity(CALLS);
-    for i in 0..WARMUP + CALLS {
-        let container = format!("bench{i:05}");
-        let t = add(PLUGIN, &container, &pod, &ours_conf);
-        let u = host_local.then(|| add(HOST_LOCAL, &container, &pod, &theirs_conf));
-        if i >= WARMUP {
-            ours.push(t);
-            theirs.extend(u);
-        }
-    }
+    // The control plane's helper tasks (the kubelet stand-in) keep running on the runtime's
+    // worker thread while this thread runs plugins.
+    let (plane, nodes) = runtime.block_on(prepare(host_local));
 
     println!(
-        "ADD latency over {CALLS} calls (after {WARMUP} warm-up calls), one process per call:"
+        "ADD latency, one process per call, {ROUNDS} rounds of {CALLS} calls per plugin and node (after {WARMUP} warm-up calls);"
     );
-    let (our_median, our_p99) = report("rangepool-ipam (GET pod + PATCH block)", &mut ours);
-    if host_local {
-        let (their_median, their_p99) = report("host-local (files in a temp dir)", &mut theirs);
+    println!(
+        "rangepool-ipam against kube-apiserver {} with the chart's node credentials (GET pod + PATCH block over TLS)",
+        plane.version()
+    );
+    let mut call = 0;
+    for node in &nodes {
+        println!("{}:", node.title);
+        let mut all_ours = Vec::with_capacity(ROUNDS * CALLS);
+        let mut all_theirs = Vec::with_capacity(ROUNDS * CALLS);
+        for round in 0..ROUNDS {
+            let warmup = if round == 0 { WARMUP } else { 0 };
+            let mut ours = Vec::with_capacity(CALLS);
+            let mut theirs = Vec::with_capacity(CALLS);
+            for i in 0..warmup + CALLS {
+                let container = format!("bench{call:05}");
+                call += 1;
+                let t = run(PLUGIN, "ADD", &container, &node.pod, &node.ours);
+                let u = host_local.then(|| {
+                    let took = run(HOST_LOCAL, "ADD", &container, &node.pod, &node.theirs);
+                    run(HOST_LOCAL, "DEL", &container, &node.pod, &node.theirs);
+                    took
+                });
+                if i >= warmup {
+                    ours.push(t);
+                    theirs.extend(u);
+                }
+            }
+            println!(" round {}/{ROUNDS}:", round + 1);
+            compare(&mut ours, &mut theirs);
+            all_ours.extend(ours);
+            all_theirs.extend(theirs);
+        }
         println!(
-            "ratio rangepool-ipam / host-local: median {:.2}x, p99 {:.2}x (target: median <= 2x)",
-            ratio(our_median, their_median),
-            ratio(our_p99, their_p99)
+            " all {ROUNDS} rounds ({} calls per plugin):",
+            all_ours.len()
         );
+        compare(&mut all_ours, &mut all_theirs);
     }
-    drop(server);
+    runtime.block_on(async move {
+        drop(nodes);
+        drop(plane);
+    });
+}
+
+/// Prints both plugins' numbers and their ratio.
+fn compare(ours: &mut [Duration], theirs: &mut [Duration]) {
+    let (our_median, our_p99) = report("rangepool-ipam (real API server)", ours);
+    if theirs.is_empty() {
+        return;
+    }
+    let (their_median, their_p99) = report("host-local (files in a temp dir)", theirs);
+    println!(
+        "   ratio rangepool-ipam / host-local: median {:.2}x, p99 {:.2}x (target: median <= 2x)",
+        ratio(our_median, their_median),
+        ratio(our_p99, their_p99)
+    );
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {
@@ -93,7 +142,7 @@ fn report(name: &str, samples: &mut [Duration]) -> (Duration, Duration) {
     let (median, p99) = (pick(0.5), pick(0.99));
     let mean = samples.iter().sum::<Duration>() / u32::try_from(samples.len()).unwrap();
     println!(
-        "  {name:<40} median {:>7.2} ms   p99 {:>7.2} ms   mean {:>7.2} ms   min {:>7.2} ms",
+        "   {name:<40} median {:>7.2} ms   p99 {:>7.2} ms   mean {:>7.2} ms   min {:>7.2} ms",
         ms(median),
         ms(p99),
         ms(mean),
@@ -106,8 +155,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// One ADD through a fresh process; panics unless it succeeds.
-fn add(binary: &str, container: &str, pod: &Pod, conf: &Value) -> Duration {
+/// One call (`ADD`, `DEL`) through a fresh process; panics unless it succeeds.
+fn run(binary: &str, command: &str, container: &str, pod: &Pod, conf: &Value) -> Duration {
     let args = format!(
         "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_UID={}",
         pod.namespace().unwrap(),
@@ -118,7 +167,7 @@ fn add(binary: &str, container: &str, pod: &Pod, conf: &Value) -> Duration {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .env_clear()
-        .env("CNI_COMMAND", "ADD")
+        .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", container)
         .env("CNI_NETNS", "/var/run/netns/bench")
         .env("CNI_IFNAME", "eth0")
@@ -139,56 +188,103 @@ fn add(binary: &str, container: &str, pod: &Pod, conf: &Value) -> Duration {
     let elapsed = started.elapsed();
     assert!(
         out.status.success(),
-        "{binary} ADD failed: {}",
+        "{binary} {command} failed: {}",
         String::from_utf8_lossy(&out.stdout)
     );
     elapsed
 }
 
-/// The test server with the CRDs, a pod and its assignment, as the controller leaves them.
-async fn prepare() -> (TestServer, Pod) {
-    let server = TestServer::start().await.unwrap();
-    let client = server.client().unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, crd) in api::crd::all() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
+/// A control plane with the CRDs and the chart's RBAC, and the two nodes: a pod with its
+/// assignment on each, as the controller leaves them, and host-local's store filled alike.
+async fn prepare(host_local: bool) -> (ControlPlane, Vec<Node>) {
+    let plane = ControlPlane::start().await.expect("control plane starts");
+    let client = plane.client().unwrap();
+    let crds: Vec<_> = api::crd::all().into_iter().map(|(_, crd)| crd).collect();
+    plane.install_crds(&crds).await.unwrap();
+    let credentials = plane.chart_identity(ChartIdentity::Node).await.unwrap();
+    plane
+        .create_namespace("bench", BTreeMap::new(), BTreeMap::new())
+        .await
+        .unwrap();
+    let mut nodes = Vec::new();
+    for (name, block, others) in [
+        ("alone", "10.99.0.128/26", 0),
+        ("busy", "10.99.0.192/26", BUSY),
+    ] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "bench"},
+            "spec": {"nodeName": format!("node-{name}"), "containers": [{"name": "app", "image": "app:1"}]}
+        }))
+        .unwrap();
+        let pod = Api::<Pod>::namespaced(client.clone(), "bench")
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+        let net: IpNet = block.parse().unwrap();
+        assign(&client, &pod, &net, others).await;
+        let data = tempfile::tempdir().unwrap();
+        let node = Node {
+            title: format!("a node running the pod and {others} other pods"),
+            ours: json!({
+                "cniVersion": "1.0.0", "name": "bench", "type": "bridge",
+                "ipam": {"type": "rangepool-ipam", "kubeconfig": credentials.kubeconfig,
+                         "prefix": {"ipv4": 24}, "gateway": {"ipv4": "10.99.0.1"}}
+            }),
+            theirs: json!({
+                "cniVersion": "1.0.0", "name": "bench", "type": "bridge",
+                "ipam": {"type": "host-local", "dataDir": data.path(),
+                         "ranges": [[{"subnet": "10.98.0.0/16", "gateway": "10.98.0.1"}]]}
+            }),
+            pod,
+            _data: data,
+        };
+        if host_local {
+            for n in 0..others {
+                run(HOST_LOCAL, "ADD", &other(n), &node.pod, &node.theirs);
+            }
+        }
+        nodes.push(node);
     }
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "bench"}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "web", "namespace": "bench"},
-        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1"}]}
-    }))
-    .unwrap();
-    let pod = Api::<Pod>::namespaced(client.clone(), "bench")
-        .create(&PostParams::default(), &pod)
-        .await
-        .unwrap();
-    assign(&client, &pod).await;
-    (server, pod)
+    (plane, nodes)
 }
 
-async fn assign(client: &Client, pod: &Pod) {
-    let mut allocations = std::collections::BTreeMap::new();
+/// The sandbox of another pod on the node.
+fn other(n: usize) -> String {
+    format!("other{n:03}")
+}
+
+/// The pod's allocation at ordinal 2 of `net`'s block, with `others` running pods' allocations
+/// and claims at 3 and up, and the pod's annotations.
+async fn assign(client: &Client, pod: &Pod, net: &IpNet, others: usize) {
+    let mut allocations: BTreeMap<String, BlockAllocation> = (0..others)
+        .map(|n| {
+            let allocation = BlockAllocation {
+                handle: format!("00000000-0000-0000-0000-{n:012}"),
+                namespace: "bench".into(),
+                pod: format!("other-{n}"),
+                container: Some(other(n)),
+                sequence: 1,
+            };
+            ((n + 3).to_string(), allocation)
+        })
+        .collect();
     allocations.insert(
         "2".to_owned(),
         BlockAllocation {
             handle: pod.uid().unwrap(),
             namespace: "bench".into(),
-            pod: "web".into(),
+            pod: pod.name_any(),
             container: None,
             sequence: 1,
         },
     );
+    let name = block_name(net);
     let block = IPAMBlock::new(
-        "10-99-0-128-26",
+        &name,
         IPAMBlockSpec {
-            cidr: "10.99.0.128/26".into(),
+            cidr: net.to_string(),
             pool: "payments".into(),
-            affinity: Some("node-1".into()),
+            affinity: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             sequence_number: 1,
             allocations,
         },
@@ -197,17 +293,22 @@ async fn assign(client: &Client, pod: &Pod) {
         .create(&PostParams::default(), &block)
         .await
         .unwrap();
+    let address = net.hosts().nth(1).unwrap();
     let assignment = Assignment {
         ipv4: Some(FamilyAssignment {
-            address: "10.99.0.130".parse().unwrap(),
+            address,
             pool: "payments".into(),
-            block: "10-99-0-128-26".into(),
+            block: name,
         }),
         ..Assignment::default()
     };
     let patch = json!({"metadata": {"annotations": assignment.to_annotations()}});
     Api::<Pod>::namespaced(client.clone(), "bench")
-        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .unwrap();
 }

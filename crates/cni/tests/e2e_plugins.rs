@@ -1,7 +1,9 @@
 //! End to end under Debian's real main plugins. With `bridge`: pods of two pools, each in its own
 //! network namespace on a bridge this test creates, get the addresses the controller assigned,
 //! are reachable from the host, pass CHECK, and lose their claim on DEL. With `ptp`: the README's
-//! ptp configuration works as documented.
+//! ptp configuration works as documented. The API server is a real one (envtest): the plugin
+//! runs with the chart's node credentials over TLS, the controller with the chart's controller
+//! credentials.
 //!
 //! Needs root (network namespaces, links) and `tests/tools/install-cni-plugins.sh`; skipped with
 //! a printed reason when not root. Every namespace and link it creates carries a unique name and
@@ -145,9 +147,9 @@ async fn main_plugin(
     )
 }
 
-/// The controller's part, by the real controller: it runs in this process against the test
-/// server, with a pod CIDR (the /16 around the pools) that contains every pool, until each pod
-/// carries the address it assigned; then it stops.
+/// The controller's part, by the real controller: it runs in this process with the chart's
+/// controller credentials, with a pod CIDR (the /16 around the pools) that contains every pool,
+/// until each pod carries the address it assigned; then it stops.
 async fn controller_assigns(cluster: &Cluster, pods: &[Pod]) {
     let pools = Api::<IPPool>::all(cluster.client.clone());
     let first = pools.list(&Default::default()).await.unwrap().items[0]
@@ -182,7 +184,12 @@ async fn controller_assigns(cluster: &Cluster, pods: &[Pod]) {
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let client = cluster.client.clone();
+    let client = cluster
+        .plane
+        .chart_identity(envtest::ChartIdentity::Controller)
+        .await
+        .expect("the chart's controller identity")
+        .client;
     let controller = tokio::spawn(rangepool_controller::run::run(
         client,
         settings,

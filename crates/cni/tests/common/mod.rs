@@ -1,6 +1,12 @@
-//! Fixtures shared by the plugin's protocol and end-to-end tests: the test API server with
-//! rangepool's CRDs, builders for pods and network configurations, the test playing the
-//! controller, and a runner for the built `rangepool-ipam` binary.
+//! Fixtures shared by the plugin's protocol and end-to-end tests: a real control plane (envtest)
+//! with rangepool's CRDs and the chart's node identity for the plugin, builders for pods and
+//! network configurations, the test playing the controller, and a runner for the built
+//! `rangepool-ipam` binary.
+//!
+//! Two identities, as on a cluster: the test's own setup (namespaces, pods, pools, and the
+//! controller's writes of blocks and annotations) uses the admin; the plugin gets a kubeconfig
+//! file with the token of the chart's node ServiceAccount, the server's URL and its CA, and so
+//! exactly the RBAC the chart grants on every node.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -10,38 +16,83 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use api::{Assignment, BlockAllocation, FamilyAssignment, IPAMBlock, IPAMBlockSpec, IPPool};
+use envtest::faults::FaultProxy;
+use envtest::{ChartIdentity, ControlPlane, Credentials};
 use ipam::cidr::{block_name, ordinal_of};
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use rangepool_testserver::TestServer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The plugin binary under test.
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_rangepool-ipam");
 
-/// A test API server with rangepool's CRDs installed.
+/// How long a test waits for the server to finish something it does in the background.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A real control plane with rangepool's CRDs installed and the chart's RBAC applied.
 pub struct Cluster {
-    pub server: TestServer,
+    pub plane: ControlPlane,
+    /// The admin (`system:masters`): the test's setup and the controller's part.
     pub client: Client,
+    /// The chart's node ServiceAccount: what the plugin runs as.
+    pub node: Credentials,
 }
 
 impl Cluster {
+    /// With the chart's RBAC as rendered with default values.
     pub async fn start() -> Cluster {
-        let server = TestServer::start().await.expect("test server starts");
-        let client = server.client().unwrap();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for (_, crd) in api::crd::all() {
-            crds.create(&PostParams::default(), &crd).await.unwrap();
-        }
-        Cluster { server, client }
+        Cluster::start_with(&[]).await
     }
 
+    /// With the chart's RBAC as rendered with `helm_args` (`["--set", "cni.prefix=pool"]`
+    /// gives the node `get` on IPPools, which only that prefix style needs).
+    pub async fn start_with(helm_args: &[&str]) -> Cluster {
+        let plane = ControlPlane::start().await.expect("control plane starts");
+        let client = plane.client().unwrap();
+        let crds: Vec<_> = api::crd::all().into_iter().map(|(_, crd)| crd).collect();
+        plane.install_crds(&crds).await.expect("CRDs served");
+        let node = plane
+            .chart_identity_with(ChartIdentity::Node, helm_args)
+            .await
+            .expect("the chart's node identity");
+        Cluster {
+            plane,
+            client,
+            node,
+        }
+    }
+
+    /// The plugin's kubeconfig: the node's token, the server's URL and CA.
     pub fn kubeconfig(&self) -> &Path {
-        self.server.kubeconfig_path()
+        &self.node.kubeconfig
+    }
+
+    /// A fault proxy in front of the server, and a kubeconfig file that sends the plugin
+    /// through it with the node's token.
+    pub async fn faults(&self) -> Faults {
+        let proxy = self.plane.fault_proxy().await.expect("fault proxy starts");
+        let kubeconfig = self.plane.dir().join("node-via-proxy.kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            self.plane.kubeconfig_for(proxy.url(), &self.node.token),
+        )
+        .unwrap();
+        Faults { proxy, kubeconfig }
+    }
+
+    /// A kubeconfig like the node's, for an HTTPS port of 127.0.0.1 where nothing listens.
+    pub fn dead_kubeconfig(&self) -> PathBuf {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let path = self.plane.dir().join("dead.kubeconfig");
+        let server = format!("https://127.0.0.1:{port}");
+        std::fs::write(&path, self.plane.kubeconfig_for(&server, &self.node.token)).unwrap();
+        path
     }
 
     /// The test in the controller's role.
@@ -71,6 +122,24 @@ impl Cluster {
             .expect("allocation exists");
         allocation.container.clone()
     }
+
+    /// Deletes the pod and waits until it is gone: a pod bound to a node is only marked for
+    /// deletion until its kubelet (here envtest's stand-in) confirms.
+    pub async fn delete_pod(&self, namespace: &str, name: &str) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while pods.get_opt(name).await.unwrap().is_some() {
+            assert!(Instant::now() < deadline, "pod {namespace}/{name} not gone");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A fault proxy and the plugin's kubeconfig through it.
+pub struct Faults {
+    pub proxy: FaultProxy,
+    pub kubeconfig: PathBuf,
 }
 
 /// A pod to create: `pod("web").in_ns("shop").on_node("node-1").annotated(k, v)`.
@@ -106,13 +175,19 @@ impl PodBuilder {
         self
     }
 
-    /// Creates the pod (and its namespace); the server gives it a UID.
+    /// Creates the pod (and its namespace, with the `default` ServiceAccount the server's
+    /// admission wants before it takes a pod there); the server gives it a UID.
     pub async fn create(self, cluster: &Cluster) -> Pod {
-        let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-        let ns: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": self.namespace}})).unwrap();
-        // Already there from an earlier pod of the same test: fine.
-        let _ = namespaces.create(&PostParams::default(), &ns).await;
+        match cluster
+            .plane
+            .create_namespace(&self.namespace, BTreeMap::new(), BTreeMap::new())
+            .await
+        {
+            Ok(_) => {}
+            // Already there from an earlier pod of the same test.
+            Err(envtest::Error::Kube(kube::Error::Api(s))) if s.code == 409 => {}
+            Err(e) => panic!("namespace {}: {e}", self.namespace),
+        }
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": self.name, "namespace": self.namespace, "annotations": self.annotations},
             "spec": {
@@ -312,7 +387,7 @@ impl Outcome {
     pub fn addresses(&self) -> Vec<String> {
         self.json()["ips"]
             .as_array()
-            .expect("ips")
+            .unwrap_or_else(|| panic!("no ips in {} / {}", self.stdout, self.stderr))
             .iter()
             .map(|ip| ip["address"].as_str().unwrap().to_owned())
             .collect()
@@ -422,6 +497,14 @@ impl Running {
             .expect("the plugin logs within 30s");
     }
 
+    /// Whether the plugin logs a line containing `text` within `within`.
+    pub async fn logs_within(&mut self, text: &str, within: Duration) -> bool {
+        // `next_line` is cancel-safe: a timeout loses no line.
+        tokio::time::timeout(within, self.logged(text))
+            .await
+            .is_ok()
+    }
+
     /// Waits for the plugin to end.
     pub async fn finish(self) -> Outcome {
         let Running {
@@ -455,21 +538,4 @@ impl Running {
             elapsed: started.elapsed(),
         }
     }
-}
-
-/// A kubeconfig pointing at a port where nothing listens.
-pub fn dead_kubeconfig(dir: &Path) -> PathBuf {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let path = dir.join("dead.kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: dead\n  context:\n    cluster: dead\n    user: dead\ncurrent-context: dead\nusers:\n- name: dead\n  user: {{}}\n"
-        ),
-    )
-    .unwrap();
-    path
 }

@@ -1,11 +1,11 @@
 //! ADD: the assignment is read, checked against the block with one conditional write, and
 //! returned; everything else is refused with a message naming the pod.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use api::keys;
+use envtest::faults::FailWrites;
 use rangepool_cni::CniVersion;
-use rangepool_testserver::FailWrites;
 use serde_json::json;
 
 use crate::common::{Call, Cluster, netconf, pod, with_ipam};
@@ -231,18 +231,37 @@ async fn no_assignment_within_the_timeout_is_try_again_later() {
 #[tokio::test]
 async fn waits_for_the_assignment_written_meanwhile() {
     let cluster = Cluster::start().await;
+    let faults = cluster.faults().await;
     let web = pod("web").create(&cluster).await;
-    let conf = with_ipam(netconf("0.4.0", cluster.kubeconfig()), "timeout", json!(20));
+    let conf = with_ipam(netconf("0.4.0", &faults.kubeconfig), "timeout", json!(20));
+    let conf = with_ipam(conf, "logLevel", json!("debug"));
     let mut add = Call::new("ADD", &web, "c1", &conf).spawn().await;
     add.logged("waiting up to 20s").await;
-    // A watch broken meanwhile is re-established.
-    cluster.server.faults().drop_watches();
+    add.logged("request: WATCH pods/shop").await;
+    // A watch broken meanwhile is re-established. The plugin logs the request before the
+    // proxy has the watch open, so cut until a second watch request shows the first one ended.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        faults.proxy.drop_watches();
+        if add
+            .logs_within("request: WATCH pods/shop", Duration::from_millis(300))
+            .await
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watch was never cut");
+    }
     cluster
         .controller()
         .assign(&web, "payments", BLOCK, "10.99.0.170")
         .await;
     let out = add.finish().await;
     assert_eq!(out.addresses(), ["10.99.0.170/26"], "{}", out.stderr);
+    assert!(
+        out.stderr.matches("request: WATCH pods/shop").count() >= 2,
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         cluster.claim(BLOCK, "10.99.0.170").await.as_deref(),
         Some("c1")
@@ -275,7 +294,8 @@ async fn a_missing_pod_and_unreadable_annotations_are_errors() {
 
 #[tokio::test]
 async fn dual_stack_with_the_pools_prefix() {
-    let cluster = Cluster::start().await;
+    // The chart grants the node `get` on IPPools only for this prefix style.
+    let cluster = Cluster::start_with(&["--set", "cni.prefix=pool"]).await;
     let ctl = cluster.controller();
     ctl.pool("payments", "10.99.0.128/25").await;
     ctl.pool("payments-v6", "fd00:99::/112").await;
@@ -323,22 +343,29 @@ async fn api_trouble_is_try_again_later() {
         .controller()
         .assign(&web, "payments", BLOCK, "10.99.0.180")
         .await;
-    let conf = netconf("1.1.0", cluster.kubeconfig());
-    cluster
-        .server
-        .faults()
+    let faults = cluster.faults().await;
+    let conf = netconf("1.1.0", &faults.kubeconfig);
+    faults
+        .proxy
         .fail_writes(FailWrites::new("rangepool.dev", "ipamblocks", 503, 1));
     let msg = Call::new("ADD", &web, "c1", &conf).run().await.failed(11);
     assert!(
         msg.contains("pod shop/web") && msg.contains("IPAMBlock 10-99-0-128-26"),
         "{msg}"
     );
+    assert_eq!(
+        faults.proxy.pending(),
+        0,
+        "the injected failure was handed out"
+    );
     // The next try goes through.
     Call::new("ADD", &web, "c1", &conf).run().await.ok();
+    assert_eq!(
+        cluster.claim(BLOCK, "10.99.0.180").await.as_deref(),
+        Some("c1")
+    );
 
-    let dir = tempfile::tempdir().unwrap();
-    let dead = crate::common::dead_kubeconfig(dir.path());
-    let conf = netconf("1.1.0", &dead);
+    let conf = netconf("1.1.0", &cluster.dead_kubeconfig());
     let msg = Call::new("ADD", &web, "c1", &conf).run().await.failed(11);
     assert!(
         msg.contains("pod shop/web") && msg.contains("did not answer"),

@@ -6,7 +6,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
 
-use crate::common::{Call, Cluster, dead_kubeconfig, netconf, pod, with_ipam};
+use crate::common::{Call, Cluster, netconf, pod, with_ipam};
 
 const BLOCK: &str = "10.99.0.192/26";
 
@@ -65,10 +65,7 @@ async fn del_succeeds_when_pod_block_or_assignment_is_gone() {
         .unwrap();
     Call::new("DEL", &web, "c1", &conf).run().await.ok();
 
-    Api::<Pod>::namespaced(cluster.client.clone(), "shop")
-        .delete("web", &DeleteParams::default())
-        .await
-        .unwrap();
+    cluster.delete_pod("shop", "web").await;
     let gone = Call::new("DEL", &web, "c1", &conf).run().await;
     assert_eq!(gone.ok(), None);
     assert!(gone.stderr.contains("pod is gone"), "{}", gone.stderr);
@@ -135,12 +132,11 @@ async fn status_reports_whether_the_api_server_answers() {
     let ready = Call::bare("STATUS", &conf).run().await;
     assert_eq!(ready.ok(), None, "STATUS prints nothing when ready");
 
-    let dir = tempfile::tempdir().unwrap();
-    let dead = netconf("1.1.0", &dead_kubeconfig(dir.path()));
+    let dead = netconf("1.1.0", &cluster.dead_kubeconfig());
     let msg = Call::bare("STATUS", &dead).run().await.failed(50);
     assert!(msg.contains("not available"), "{msg}");
 
-    let missing = netconf("1.1.0", &dir.path().join("absent.kubeconfig"));
+    let missing = netconf("1.1.0", &cluster.plane.dir().join("absent.kubeconfig"));
     let msg = Call::bare("STATUS", &missing).run().await.failed(50);
     assert!(msg.contains("absent.kubeconfig"), "{msg}");
 }
