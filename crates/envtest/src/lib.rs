@@ -221,55 +221,45 @@ impl ControlPlane {
     }
 
     fn start_controller_manager(&mut self, pki: &pki::Pki) -> Result<(), Error> {
-        let kubeconfig = self.dir().join("kcm.kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            kubeconfig_text(&self.url, &self.ca_pem, Some("envtest-kcm")),
-        )?;
-        let args: Vec<String> = [
-            format!("--kubeconfig={}", kubeconfig.display()),
-            "--leader-elect=false".to_owned(),
-            // Each controller acts as its own ServiceAccount with its bootstrap role, as kubeadm
-            // runs it; system:kube-controller-manager itself may do almost nothing.
-            "--use-service-account-credentials=true".to_owned(),
-            "--controllers=namespace-controller,serviceaccount-controller,garbage-collector-controller,root-ca-certificate-publisher-controller"
-                .to_owned(),
-            format!("--root-ca-file={}", pki.ca_file.display()),
-            format!("--secure-port={}", process::free_port()?),
-            "--bind-address=127.0.0.1".to_owned(),
-            "-v=1".to_owned(),
-        ]
-        .into();
-        let process = Process::spawn(
+        self.start_component(
             "kube-controller-manager",
-            &binaries::path("kube-controller-manager")?,
-            &args,
-            self.dir(),
-        )?;
-        self.components.push(process);
-        Ok(())
+            "envtest-kcm",
+            vec![
+                // Each controller acts as its own ServiceAccount with its bootstrap role, as
+                // kubeadm runs it; system:kube-controller-manager itself may do almost nothing.
+                "--use-service-account-credentials=true".to_owned(),
+                "--controllers=namespace-controller,serviceaccount-controller,garbage-collector-controller,root-ca-certificate-publisher-controller"
+                    .to_owned(),
+                format!("--root-ca-file={}", pki.ca_file.display()),
+            ],
+        )
     }
 
     fn start_scheduler(&mut self) -> Result<(), Error> {
-        let kubeconfig = self.dir().join("scheduler.kubeconfig");
+        self.start_component("kube-scheduler", "envtest-scheduler", Vec::new())
+    }
+
+    /// Starts a component that talks to the API server with a static `token` and serves its
+    /// own endpoints on a free port of 127.0.0.1.
+    fn start_component(
+        &mut self,
+        name: &str,
+        token: &str,
+        mut args: Vec<String>,
+    ) -> Result<(), Error> {
+        let kubeconfig = self.dir().join(format!("{name}.kubeconfig"));
         std::fs::write(
             &kubeconfig,
-            kubeconfig_text(&self.url, &self.ca_pem, Some("envtest-scheduler")),
+            kubeconfig_text(&self.url, &self.ca_pem, Some(token)),
         )?;
-        let args: Vec<String> = [
+        args.extend([
             format!("--kubeconfig={}", kubeconfig.display()),
             "--leader-elect=false".to_owned(),
             format!("--secure-port={}", process::free_port()?),
             "--bind-address=127.0.0.1".to_owned(),
             "-v=1".to_owned(),
-        ]
-        .into();
-        let process = Process::spawn(
-            "kube-scheduler",
-            &binaries::path("kube-scheduler")?,
-            &args,
-            self.dir(),
-        )?;
+        ]);
+        let process = Process::spawn(name, &binaries::path(name)?, &args, self.dir())?;
         self.components.push(process);
         Ok(())
     }
