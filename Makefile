@@ -69,8 +69,8 @@ bench:
 bench-cni: setup
 	$(call with_k8s,$(K8S_VERSION)) $(CARGO) bench -p rangepool-cni --bench add_latency
 
-## Controller burst throughput next to the API write ceiling, and its memory on 150,000 pods,
-## on the real API server.
+## Controller burst throughput next to a plain client creating and patching as many pods, and
+## its memory on 150,000 pods, on the real API server.
 bench-controller:
 	$(call with_k8s,$(K8S_VERSION)) $(CARGO) bench -p rangepool-controller --bench controller
 

@@ -1,11 +1,12 @@
-//! The burst: bound pods created all at once with the controller running in-process; how long
-//! until every pod is annotated, how many API writes that took, and the ceiling — how fast the
-//! controller's own client merely patches an annotation onto the same pods.
+//! The burst: bound pods created all at once with the real controller running (in-process, on a
+//! runtime of its own, with the chart's controller identity); how long until a watch has seen
+//! every pod annotated, how many writes the API server answered for that, and how much CPU the
+//! API server, etcd and the controller used. Next to it, on the same control plane, the
+//! baseline: a plain client that creates as many pods and merge-patches each once.
 //!
-//! The API server and the controller share this process's runtime. The pods are created by a
-//! stand-in for the scheduler on a thread of its own, with its connections already open, as a
-//! scheduler in a cluster is another process that has been running; the controller's client
-//! also starts with its connections open.
+//! The pods are created by a stand-in for the scheduler on a runtime of its own with its
+//! connections already open, as a scheduler in a cluster is another process that has been
+//! running; the controller's client and the baseline's patcher also start with theirs open.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,48 +19,54 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use rangepool_controller::config::Settings;
-use rangepool_controller::run::{Options, run};
-use serde_json::Value;
+use rangepool_controller::run::{Options as RunOptions, run};
 use tokio::sync::oneshot;
 
+use crate::actor::Actor;
+use crate::apiserver::Requests;
 use crate::cluster::{
-    Cluster, CommitLog, Op, Scheduler, Seen, cpu_seconds, env_usize, http_get, loadavg,
-    metric_lines, node_name, pod, print_writes, quantile, secs,
+    Cluster, PodCreate, cpu, create_pods, env_usize, http_get, metric_lines, node_name, pod,
+    quantile, secs,
 };
+use crate::procfs::{cpu_seconds, loadavg, used};
+use crate::watch::{Change, Watch};
 
 const NAMESPACE: &str = "burst";
+const BASELINE_NAMESPACE: &str = "baseline";
+const POOL: &str = "burst";
 const POD_CIDR: &str = "10.244.0.0/16";
-/// The controller's `PATCH_CONCURRENCY` (src/annotations.rs), which the ceiling uses too.
+/// The controller's `PATCH_CONCURRENCY` (src/annotations.rs), which the baseline uses too.
 const PATCH_CONCURRENCY: usize = 32;
 /// The controller's `WRITE_CONCURRENCY` (src/engine.rs): block writes in flight at once.
 const WRITE_CONCURRENCY: usize = 32;
+/// The controller binary's runtime has a worker per CPU; this machine's bursts ran on two.
+const CONTROLLER_WORKERS: usize = 2;
 
-/// The controller running in-process, as the integration tests run it.
+/// The controller's `run`, on its actor's runtime.
 struct InProcess {
-    client: Client,
     metrics: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl InProcess {
-    fn start(client: Client, settings: Settings) -> InProcess {
+    /// With the Lease in `lease_namespace`, where the chart's Role lets the controller hold it.
+    fn start(actor: &Actor, settings: Settings, lease_namespace: &str) -> InProcess {
         // Options takes an address, and `run` does not say which port :0 got; pick one.
         let metrics = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port");
-        let options = Options {
+        let options = RunOptions {
             identity: "bench-controller".into(),
-            lease_namespace: "kube-system".into(),
+            lease_namespace: lease_namespace.into(),
             lease_duration: 15,
             metrics_addr: metrics,
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(client.clone(), settings, options, async {
+        let task = actor.spawn(run(actor.client.clone(), settings, options, async {
             let _ = stopped.await;
         }));
         InProcess {
-            client,
             metrics,
             stop: Some(stop),
             task: Some(task),
@@ -95,15 +102,34 @@ impl Drop for InProcess {
     }
 }
 
-/// What one burst measured.
+/// What one burst and its baseline measured.
 struct Outcome {
+    burst_seconds: f64,
+    baseline_seconds: f64,
+    /// `baseline_seconds / burst_seconds`: the controller's pods per second over the plain
+    /// client's.
     ratio: f64,
+    /// The controller's pods per second over the plain client's patches per second (its
+    /// patching alone, the creates left out).
+    patch_ratio: f64,
+    /// The controller's annotations per second after the last create returned, over the plain
+    /// client's patches per second.
     tail_ratio: f64,
+    block_writes_per_pod: f64,
+    pod_writes_per_pod: f64,
     writes_per_pod: f64,
+    apiserver_cpu: f64,
+    etcd_cpu: f64,
+    controller_cpu: f64,
+    baseline_apiserver_cpu: f64,
 }
 
-/// `BENCH_BURST_RUNS` bursts (3), each on a fresh API server and controller, then the median of
-/// each result: on a shared 2-CPU machine one run varies by a fifth either way.
+/// A summary line: its name, its value in one outcome, and a note.
+type Summary = (&'static str, fn(&Outcome) -> f64, &'static str);
+
+/// `BENCH_BURST_RUNS` bursts (3), each on a fresh control plane and controller, then every
+/// run's numbers and the median of each: on a shared 2-CPU machine one run varies by a fifth
+/// either way.
 pub async fn run_burst() {
     let runs = env_usize("BENCH_BURST_RUNS", 3).max(1);
     let mut outcomes = Vec::new();
@@ -111,37 +137,60 @@ pub async fn run_burst() {
         println!("burst_run: {run} of {runs}");
         outcomes.push(run_burst_once().await);
     }
-    let median = |f: fn(&Outcome) -> f64| {
-        let mut values: Vec<f64> = outcomes.iter().map(f).collect();
-        values.sort_by(f64::total_cmp);
-        let all: Vec<String> = values.iter().map(|v| format!("{v:.3}")).collect();
-        (values[values.len() / 2], all.join(" "))
-    };
-    let (ratio, ratios) = median(|o| o.ratio);
-    let (tail, tails) = median(|o| o.tail_ratio);
-    let (writes, all_writes) = median(|o| o.writes_per_pod);
     println!("summary_runs: {runs}");
-    println!(
-        "summary_assignment_vs_ceiling_ratio_median: {ratio:.3} (target >= 0.5; runs: {ratios})"
-    );
-    println!("summary_tail_vs_ceiling_ratio_median: {tail:.3} (runs: {tails})");
-    println!("summary_writes_per_pod_median: {writes:.3} (target <= 2; runs: {all_writes})");
+    let rows: [Summary; 12] = [
+        (
+            "assignment_vs_baseline_ratio",
+            |o| o.ratio,
+            " (target >= 0.8)",
+        ),
+        ("assignment_vs_patch_rate_ratio", |o| o.patch_ratio, ""),
+        ("tail_vs_patch_ratio", |o| o.tail_ratio, ""),
+        ("burst_seconds", |o| o.burst_seconds, ""),
+        ("baseline_seconds", |o| o.baseline_seconds, ""),
+        ("block_writes_per_pod", |o| o.block_writes_per_pod, ""),
+        ("pod_writes_per_pod", |o| o.pod_writes_per_pod, ""),
+        ("writes_per_pod", |o| o.writes_per_pod, " (target <= 2)"),
+        ("burst_apiserver_cpu_seconds", |o| o.apiserver_cpu, ""),
+        ("burst_etcd_cpu_seconds", |o| o.etcd_cpu, ""),
+        ("burst_controller_cpu_seconds", |o| o.controller_cpu, ""),
+        (
+            "baseline_apiserver_cpu_seconds",
+            |o| o.baseline_apiserver_cpu,
+            "",
+        ),
+    ];
+    for (name, value, note) in rows {
+        let each: Vec<f64> = outcomes.iter().map(value).collect();
+        let mut sorted = each.clone();
+        sorted.sort_by(f64::total_cmp);
+        let all: Vec<String> = each.iter().map(|v| format!("{v:.3}")).collect();
+        println!(
+            "summary_{name}_median: {:.3}{note} (runs: {})",
+            sorted[sorted.len() / 2],
+            all.join(" ")
+        );
+    }
 }
 
 async fn run_burst_once() -> Outcome {
-    let pods = env_usize("BENCH_PODS", 1000);
-    let nodes = env_usize("BENCH_NODES", 50);
+    let pods = env_usize("BENCH_PODS", 1000).max(1);
+    let nodes = env_usize("BENCH_NODES", 50).max(1);
     let create_concurrency = env_usize("BENCH_CREATE_CONCURRENCY", pods).max(1);
     let patience = Duration::from_secs(env_usize("BENCH_TIMEOUT_SECS", 600) as u64);
+    let slot = env_usize("BENCH_TIMELINE_MS", 500);
     println!("burst_pods: {pods}");
     println!("burst_nodes: {nodes}");
     println!("burst_create_concurrency: {create_concurrency}");
     println!("burst_loadavg_at_start: {}", loadavg());
 
     let cluster = Cluster::start().await;
+    println!("burst_kubernetes_version: {}", cluster.plane.version());
     cluster.nodes(nodes, 64).await;
     cluster.namespace(NAMESPACE).await;
-    cluster.pool("burst", POD_CIDR, 26).await;
+    cluster.namespace(BASELINE_NAMESPACE).await;
+    cluster.pool(POOL, POD_CIDR, 26).await;
+    let identity = cluster.controller_identity().await;
 
     let settings = Settings {
         pod_cidrs: Some(vec![POD_CIDR.parse().expect("CIDR")]),
@@ -151,71 +200,96 @@ async fn run_burst_once() -> Outcome {
         default_pool: false,
         strict_affinity: false,
     };
-    // Both clients start with their connections open: the controller's for its patches and
-    // block writes, the benchmark's for its creates.
-    let controller_client = cluster.server.client().expect("controller's client");
-    Cluster::warm(&controller_client, PATCH_CONCURRENCY + WRITE_CONCURRENCY).await;
-    let scheduler = Scheduler::start(&cluster.server, create_concurrency).await;
-    let controller = InProcess::start(controller_client, settings);
-    wait_until_leading(&cluster, &controller, patience).await;
+    let controller = Actor::start(
+        "controller",
+        CONTROLLER_WORKERS,
+        &identity.kubeconfig,
+        PATCH_CONCURRENCY + WRITE_CONCURRENCY,
+    )
+    .await;
+    let scheduler = Actor::start(
+        "scheduler",
+        1,
+        cluster.plane.kubeconfig_path(),
+        create_concurrency,
+    )
+    .await;
+    let running = InProcess::start(&controller, settings, &identity.namespace);
+    wait_until_leading(&cluster, &running, patience).await;
 
-    // Every write anyone commits, from before the first create.
-    let (log, rv0) = CommitLog::start(&cluster.server, annotated_pod);
-
-    let fixtures: Vec<Pod> = (0..pods)
+    let pod_watch = Watch::start(
+        Api::<Pod>::namespaced(cluster.admin.clone(), NAMESPACE),
+        annotated,
+    )
+    .await;
+    let block_watch = Watch::start(Api::<IPAMBlock>::all(cluster.admin.clone()), |_| false).await;
+    let requests: Vec<PodCreate> = (0..pods)
         .map(|i| {
-            pod(
-                &format!("web-{i:05}"),
+            PodCreate::of(&pod(
+                &pod_name(i),
                 NAMESPACE,
                 &node_name(i % nodes),
                 BTreeMap::new(),
-            )
+            ))
         })
         .collect();
-    let cpu_before = cpu_seconds(std::process::id());
+
+    let before = Requests::read(&cluster.admin).await;
+    let (apiserver_before, etcd_before) = cluster.processes.cpu();
+    let controller_before = controller.cpu_seconds();
+    let scheduler_before = scheduler.cpu_seconds();
+    let process_before = cpu_seconds(std::process::id());
     let start = Instant::now();
-    let created = scheduler.create_pods(fixtures, create_concurrency).await;
+    let created = scheduler
+        .run(create_pods(
+            scheduler.client.clone(),
+            requests.into_iter(),
+            create_concurrency,
+            None,
+        ))
+        .await;
     let all_created = start.elapsed();
-    let annotated_by_then = log.marked_count("pod");
+    let annotated_by_then = pod_watch.marked_count();
+    let done = pod_watch.wait_marked(pods, patience).await;
+    let marks = pod_watch.marks();
+    let last = marks.values().max().copied().unwrap_or(start);
+    let (apiserver_after, etcd_after) = cluster.processes.cpu();
+    let controller_cpu = controller.cpu_seconds() - controller_before;
+    let scheduler_cpu = scheduler.cpu_seconds() - scheduler_before;
+    let process_cpu = used(process_before, cpu_seconds(std::process::id()));
+    let writes = Requests::read(&cluster.admin).await.since(&before);
 
-    let deadline = Instant::now() + patience;
-    while log.marked_count("pod") < pods && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let all_annotated = start.elapsed();
-    let burst_cpu = cpu_seconds(std::process::id())
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
-    let marks = log.marks("pod");
-    let done = marks.len();
-    let rv_done = marks.values().map(|(rv, _)| *rv).max().unwrap_or(rv0);
-
+    let burst = last.saturating_duration_since(start);
     println!("burst_create_seconds: {}", secs(all_created));
     println!("burst_annotated_when_all_created: {annotated_by_then}");
     println!("burst_annotated: {done}");
     if done < pods {
-        println!("burst_timed_out_after_seconds: {}", secs(all_annotated));
+        println!("burst_timed_out_after_seconds: {}", secs(start.elapsed()));
     }
-    println!("burst_seconds: {}", secs(all_annotated));
-    if let Some(cpu) = burst_cpu {
-        // The API server, the controller and this benchmark share the process and its CPUs.
-        println!("burst_cpu_seconds: {cpu:.2} (API server, controller and benchmark)");
-    }
-    let assign_rate = done as f64 / all_annotated.as_secs_f64();
+    println!("burst_seconds: {}", secs(burst));
+    let assign_rate = done as f64 / burst.as_secs_f64();
     println!("burst_assignment_pods_per_second: {assign_rate:.0}");
     // After the last create returned, the controller no longer shares the API server and the
     // CPUs with the creates.
-    let tail = all_annotated.saturating_sub(all_created);
+    let tail = burst.saturating_sub(all_created);
+    let tail_rate = done.saturating_sub(annotated_by_then) as f64 / tail.as_secs_f64();
     println!("burst_tail_seconds: {}", secs(tail));
+    println!("burst_tail_pods_per_second: {tail_rate:.0}");
+    let apiserver_cpu = used(apiserver_before, apiserver_after);
+    let etcd_cpu = used(etcd_before, etcd_after);
+    println!("burst_apiserver_cpu_seconds: {}", cpu(apiserver_cpu));
+    println!("burst_etcd_cpu_seconds: {}", cpu(etcd_cpu));
+    println!("burst_controller_cpu_seconds: {controller_cpu:.2}");
+    println!("burst_scheduler_cpu_seconds: {scheduler_cpu:.2}");
     println!(
-        "burst_tail_pods_per_second: {:.0}",
-        (done - annotated_by_then.min(done)) as f64 / tail.as_secs_f64()
+        "burst_bench_process_cpu_seconds: {} (controller, scheduler and the benchmark's watches)",
+        cpu(process_cpu)
     );
 
     // Latency of each pod: from its create request to the watch showing its annotation.
     let mut latencies: Vec<Duration> = (0..pods)
         .filter_map(|i| {
-            let (_, seen) = marks.get(&format!("{NAMESPACE}/web-{i:05}"))?;
+            let seen = marks.get(&format!("{NAMESPACE}/{}", pod_name(i)))?;
             Some(seen.saturating_duration_since(created[i].1))
         })
         .collect();
@@ -227,24 +301,26 @@ async fn run_burst_once() -> Outcome {
         );
     }
 
-    // Writes: every change committed from just before the first create to the last annotation.
-    let counts = log.settle(rv0, rv_done, Duration::from_secs(5)).await;
-    let delta = rv_done - rv0;
-    println!("burst_rv_delta: {delta}");
-    print_writes("burst", &counts, delta);
-    let creates = counts
-        .get(&("pod".to_owned(), Op::Create))
-        .copied()
-        .unwrap_or(0);
-    let controller_writes = delta.saturating_sub(creates);
-    println!("burst_controller_writes: {controller_writes}");
+    // Writes the API server answered from just before the first create until every pod was
+    // seen annotated: the creates, the controller's, and the server's own (its Lease).
+    writes.print_writes("burst");
+    writes.print_waits("burst");
+    let creates = writes.writes_to("pods", &["POST"]);
+    let block_writes = writes.writes_to("ipamblocks.rangepool.dev", &[]);
+    let pod_writes = writes.writes_to("pods", &[]) - creates;
+    let other_writes = writes.writes() - creates;
+    let per_pod = |n: u64| n as f64 / pods as f64;
+    println!("burst_block_writes_per_pod: {:.3}", per_pod(block_writes));
     println!(
-        "burst_controller_writes_per_pod: {:.3}",
-        controller_writes as f64 / pods as f64
+        "burst_pod_writes_per_pod: {:.3} (besides the create)",
+        per_pod(pod_writes)
     );
-    print_steps(&log.changes(rv0, rv_done), start);
-    print_timeline(&log.changes(rv0, rv_done), start);
-    let metrics = controller.metrics().await;
+    println!(
+        "burst_writes_per_pod: {:.3} (every write but the creates, refused ones too; target <= 2)",
+        per_pod(other_writes)
+    );
+    print_phases(&pod_watch, &block_watch, start, slot);
+    let metrics = running.metrics().await;
     for line in metric_lines(&metrics, "rangepool_write_conflicts")
         .into_iter()
         .chain(metric_lines(&metrics, "rangepool_failures"))
@@ -253,172 +329,218 @@ async fn run_burst_once() -> Outcome {
         println!("burst_metric: {line}");
     }
 
-    // What the controller writes once the burst is over.
+    // What is written once the burst is over.
+    let settled = Requests::read(&cluster.admin).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rv_settled = cluster.server.resource_version();
-    let after = log
-        .settle(rv_done, rv_settled, Duration::from_secs(2))
-        .await;
-    println!("burst_after_3s_rv_delta: {}", rv_settled - rv_done);
-    print_writes("burst_after_3s", &after, rv_settled - rv_done);
-
+    Requests::read(&cluster.admin)
+        .await
+        .since(&settled)
+        .print_writes("burst_after_3s");
     println!("burst_consistent: {}", check_consistency(&cluster).await);
 
-    // The ceiling, with the controller stopped so that it does not undo the fake annotations.
-    let client = controller.client.clone();
-    controller.stop().await;
-    drop(log);
-    let names: Vec<(String, String)> = created
-        .iter()
-        .enumerate()
-        .map(|(i, (uid, _))| (format!("web-{i:05}"), uid.clone()))
-        .collect();
-    let rv_before = cluster.server.resource_version();
-    let cpu_before = cpu_seconds(std::process::id());
-    let concurrent = ceiling(&client, &names, PATCH_CONCURRENCY, 1).await;
-    let ceiling_cpu = cpu_seconds(std::process::id())
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
-    let rv_mid = cluster.server.resource_version();
-    let sequential = ceiling(&client, &names, 1, 2).await;
-    let rv_after = cluster.server.resource_version();
-    let concurrent_rate = pods as f64 / concurrent.as_secs_f64();
-    let sequential_rate = pods as f64 / sequential.as_secs_f64();
-    println!("ceiling_concurrency: {PATCH_CONCURRENCY}");
-    println!("ceiling_concurrent_seconds: {}", secs(concurrent));
-    println!("ceiling_concurrent_patches_per_second: {concurrent_rate:.0}");
-    println!("ceiling_concurrent_writes: {}", rv_mid - rv_before);
-    if let Some(cpu) = ceiling_cpu {
-        println!("ceiling_concurrent_cpu_seconds: {cpu:.2}");
-    }
-    println!("ceiling_sequential_seconds: {}", secs(sequential));
-    println!("ceiling_sequential_patches_per_second: {sequential_rate:.0}");
-    println!("ceiling_sequential_writes: {}", rv_after - rv_mid);
-    let ratio = assign_rate / concurrent_rate;
-    println!("assignment_vs_ceiling_ratio: {ratio:.3} (target >= 0.5)");
+    // The baseline, with the controller stopped so that it leaves the pods to the plain client.
+    running.stop().await;
+    drop(controller);
+    let baseline = baseline(&cluster, &scheduler, &identity.kubeconfig, pods, nodes).await;
+    let ratio = baseline.seconds / burst.as_secs_f64();
+    let patch_ratio = assign_rate / baseline.patch_rate;
+    let tail_ratio = tail_rate / baseline.patch_rate;
     println!(
-        "assignment_vs_sequential_ceiling_ratio: {:.3}",
-        assign_rate / sequential_rate
+        "assignment_vs_baseline_ratio: {ratio:.3} (target >= 0.8; the baseline's seconds over the burst's, both from the first create until the watch saw the last pod annotated)"
     );
-    // The burst's clock includes the creates, which share the API server and both CPUs with
-    // the annotations; this is the controller's rate once they are done.
-    let tail_ratio =
-        (done - annotated_by_then.min(done)) as f64 / tail.as_secs_f64() / concurrent_rate;
-    println!("tail_vs_ceiling_ratio: {tail_ratio:.3} (annotations after the last create returned)");
-    let writes_per_pod = controller_writes as f64 / pods as f64;
-    println!("writes_per_pod: {writes_per_pod:.3} (target <= 2)");
+    println!(
+        "assignment_vs_patch_rate_ratio: {patch_ratio:.3} (the burst's pods per second over the baseline's patches per second)"
+    );
+    println!(
+        "tail_vs_patch_ratio: {tail_ratio:.3} (annotations per second after the last create, over the baseline's patches per second)"
+    );
     println!("burst_loadavg_at_end: {}", loadavg());
     Outcome {
+        burst_seconds: burst.as_secs_f64(),
+        baseline_seconds: baseline.seconds,
         ratio,
+        patch_ratio,
         tail_ratio,
-        writes_per_pod,
+        block_writes_per_pod: per_pod(block_writes),
+        pod_writes_per_pod: per_pod(pod_writes),
+        writes_per_pod: per_pod(other_writes),
+        apiserver_cpu: apiserver_cpu.unwrap_or(f64::NAN),
+        etcd_cpu: etcd_cpu.unwrap_or(f64::NAN),
+        controller_cpu,
+        baseline_apiserver_cpu: baseline.apiserver_cpu.unwrap_or(f64::NAN),
     }
 }
 
-/// The controller's steps as the API server committed them: the engine writes a batch's blocks,
-/// then annotates the batch's pods, then takes the next batch; so a block write after an
-/// annotation starts a new step. Prints where the burst's time went.
-fn print_steps(changes: &[Seen], start: Instant) {
-    #[derive(Default)]
-    struct Step {
-        blocks: u64,
-        pods: u64,
-        block_span: Option<(Instant, Instant)>,
-        pod_span: Option<(Instant, Instant)>,
+/// What the baseline measured.
+struct Baseline {
+    /// From the first create until the watch saw every pod patched.
+    seconds: f64,
+    patch_rate: f64,
+    apiserver_cpu: Option<f64>,
+}
+
+/// The raw rate of the same work without the controller: the scheduler creates `pods` pods as
+/// in the burst, then a plain client with the controller's identity and connections
+/// merge-patches an annotation onto each, `PATCH_CONCURRENCY` in flight, with the controller's
+/// own patch function (one merge patch carrying the UID as a precondition).
+async fn baseline(
+    cluster: &Cluster,
+    scheduler: &Actor,
+    kubeconfig: &std::path::Path,
+    pods: usize,
+    nodes: usize,
+) -> Baseline {
+    let patcher = Actor::start("patcher", CONTROLLER_WORKERS, kubeconfig, PATCH_CONCURRENCY).await;
+    let watch = Watch::start(
+        Api::<Pod>::namespaced(cluster.admin.clone(), BASELINE_NAMESPACE),
+        annotated,
+    )
+    .await;
+    let requests: Vec<PodCreate> = (0..pods)
+        .map(|i| {
+            PodCreate::of(&pod(
+                &pod_name(i),
+                BASELINE_NAMESPACE,
+                &node_name(i % nodes),
+                BTreeMap::new(),
+            ))
+        })
+        .collect();
+    let patience = Duration::from_secs(env_usize("BENCH_TIMEOUT_SECS", 600) as u64);
+    let before = Requests::read(&cluster.admin).await;
+    let (apiserver_before, etcd_before) = cluster.processes.cpu();
+    let start = Instant::now();
+    let created = scheduler
+        .run(create_pods(
+            scheduler.client.clone(),
+            requests.into_iter(),
+            pods,
+            None,
+        ))
+        .await;
+    let all_created = start.elapsed();
+    let patch_start = Instant::now();
+    let targets: Vec<(String, String)> = created
+        .into_iter()
+        .enumerate()
+        .map(|(i, (uid, _))| (pod_name(i), uid))
+        .collect();
+    patcher
+        .run(patch_all(patcher.client.clone(), targets))
+        .await;
+    let done = watch.wait_marked(pods, patience).await;
+    let last = watch.marks().values().max().copied().unwrap_or(start);
+    let (apiserver_after, etcd_after) = cluster.processes.cpu();
+    let writes = Requests::read(&cluster.admin).await.since(&before);
+
+    let seconds = last.saturating_duration_since(start);
+    let patching = last.saturating_duration_since(patch_start);
+    let patch_rate = done as f64 / patching.as_secs_f64();
+    println!("baseline_create_seconds: {}", secs(all_created));
+    println!("baseline_patch_seconds: {}", secs(patching));
+    println!("baseline_patched: {done}");
+    println!("baseline_seconds: {}", secs(seconds));
+    println!(
+        "baseline_pods_per_second: {:.0}",
+        done as f64 / seconds.as_secs_f64()
+    );
+    println!("baseline_patches_per_second: {patch_rate:.0}");
+    let apiserver_cpu = used(apiserver_before, apiserver_after);
+    println!("baseline_apiserver_cpu_seconds: {}", cpu(apiserver_cpu));
+    println!(
+        "baseline_etcd_cpu_seconds: {}",
+        cpu(used(etcd_before, etcd_after))
+    );
+    writes.print_writes("baseline");
+    writes.print_waits("baseline");
+    Baseline {
+        seconds: seconds.as_secs_f64(),
+        patch_rate,
+        apiserver_cpu,
     }
-    fn widen(span: &mut Option<(Instant, Instant)>, at: Instant) {
-        *span = Some(match *span {
-            Some((a, b)) => (a.min(at), b.max(at)),
-            None => (at, at),
-        });
+}
+
+/// Patches a (fake) assignment onto every pod of the baseline's namespace.
+async fn patch_all(client: Client, pods: Vec<(String, String)>) {
+    futures::stream::iter(pods.into_iter().enumerate())
+        .map(|(i, (name, uid))| {
+            let client = client.clone();
+            async move {
+                let address = Ipv4Addr::new(10, 250, (i / 250) as u8, (i % 250) as u8);
+                let assignment = Assignment {
+                    ipv4: Some(FamilyAssignment {
+                        address: IpAddr::V4(address),
+                        pool: POOL.into(),
+                        block: format!("10-250-{}-0-24", i / 250),
+                    }),
+                    ..Default::default()
+                };
+                rangepool_controller::pods::annotate(
+                    &client,
+                    BASELINE_NAMESPACE,
+                    &name,
+                    &uid,
+                    &assignment,
+                )
+                .await
+                .expect("baseline patch");
+            }
+        })
+        .buffer_unordered(PATCH_CONCURRENCY)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// When the controller's work showed in the watches, and with `slot_ms` > 0 what they saw in
+/// each slot of that many milliseconds: pods created, block writes, annotations.
+fn print_phases(pods: &Watch, blocks: &Watch, start: Instant, slot_ms: usize) {
+    let at = |i: Instant| i.saturating_duration_since(start).as_secs_f64();
+    let block_events = blocks.events();
+    let mut annotations: Vec<Instant> = pods.marks().into_values().collect();
+    annotations.sort();
+    if let Some((first, _)) = block_events.first() {
+        println!("burst_first_block_write_seen_at_seconds: {:.3}", at(*first));
     }
-    let mut steps: Vec<Step> = Vec::new();
-    for c in changes {
-        match (c.resource.as_str(), c.op) {
-            ("ipamblock", _) => {
-                if steps.last().is_none_or(|s| s.pods > 0) {
-                    steps.push(Step::default());
-                }
-                let step = steps.last_mut().expect("a step");
-                step.blocks += 1;
-                widen(&mut step.block_span, c.at);
-            }
-            ("pod", Op::Update) => {
-                if steps.is_empty() {
-                    steps.push(Step::default());
-                }
-                let step = steps.last_mut().expect("a step");
-                step.pods += 1;
-                widen(&mut step.pod_span, c.at);
-            }
-            _ => {}
+    if let (Some(first), Some(last)) = (annotations.first(), annotations.last()) {
+        println!("burst_first_annotation_seen_at_seconds: {:.3}", at(*first));
+        println!("burst_last_annotation_seen_at_seconds: {:.3}", at(*last));
+    }
+    println!("burst_block_events_seen: {}", block_events.len());
+    if slot_ms == 0 {
+        return;
+    }
+    let slot = |i: Instant| i.saturating_duration_since(start).as_millis() / slot_ms as u128;
+    let mut slots: BTreeMap<u128, [u32; 3]> = BTreeMap::new();
+    for (i, change) in pods.events() {
+        if change == Change::Added {
+            slots.entry(slot(i)).or_default()[0] += 1;
         }
     }
-    let at = |i: Instant| i.saturating_duration_since(start).as_secs_f64();
-    let span = |s: Option<(Instant, Instant)>| {
-        s.map_or("-".to_owned(), |(a, b)| {
-            format!("+{:.3}..+{:.3}s", at(a), at(b))
-        })
-    };
-    println!("burst_steps: {}", steps.len());
-    for (k, step) in steps.iter().enumerate().take(12) {
-        println!(
-            "burst_step_{}: blocks={} {} pods={} {}",
-            k + 1,
-            step.blocks,
-            span(step.block_span),
-            step.pods,
-            span(step.pod_span)
-        );
+    for (i, _) in block_events {
+        slots.entry(slot(i)).or_default()[1] += 1;
     }
-    // Time spent writing blocks, annotating, and neither (batching window, deciding, waiting for
-    // the watch), as seen through the watch.
-    let length = |s: Option<(Instant, Instant)>| s.map_or(0.0, |(a, b)| (b - a).as_secs_f64());
-    let blocks: f64 = steps.iter().map(|s| length(s.block_span)).sum();
-    let pods: f64 = steps.iter().map(|s| length(s.pod_span)).sum();
-    let first = steps
-        .first()
-        .and_then(|s| s.block_span.or(s.pod_span))
-        .map_or(0.0, |(a, _)| at(a));
-    println!("burst_time_until_first_write_seconds: {first:.3}");
-    println!("burst_time_writing_blocks_seconds: {blocks:.3}");
-    println!("burst_time_annotating_seconds: {pods:.3}");
-}
-
-/// What the API server committed in each 20 ms of the burst: the creates, the controller's block
-/// writes and its annotations.
-fn print_timeline(changes: &[Seen], start: Instant) {
-    const SLOT_MS: u128 = 20;
-    let mut slots: BTreeMap<u128, [u32; 3]> = BTreeMap::new();
-    for c in changes {
-        let column = match (c.resource.as_str(), c.op) {
-            ("pod", Op::Create) => 0,
-            ("ipamblock", _) => 1,
-            ("pod", _) => 2,
-            _ => continue,
-        };
-        let slot = c.at.saturating_duration_since(start).as_millis() / SLOT_MS;
-        slots.entry(slot).or_default()[column] += 1;
+    for i in annotations {
+        slots.entry(slot(i)).or_default()[2] += 1;
     }
-    for (slot, [creates, blocks, annotations]) in slots {
+    for (n, [creates, blocks, annotations]) in slots {
         println!(
-            "burst_timeline_{:04}ms: creates={creates} block_writes={blocks} annotations={annotations}",
-            slot * SLOT_MS
+            "burst_timeline_{:05}ms: creates={creates} block_writes={blocks} annotations={annotations}",
+            n * slot_ms as u128
         );
     }
 }
 
 /// Waits until the controller leads and has written the pool's status, then until the API
-/// server has been quiet for a moment, so the burst starts from an idle controller.
+/// server has answered no write for half a second, so the burst starts from an idle controller.
 async fn wait_until_leading(cluster: &Cluster, controller: &InProcess, patience: Duration) {
     let deadline = Instant::now() + patience;
-    let pools: Api<IPPool> = Api::all(cluster.client.clone());
+    let pools: Api<IPPool> = Api::all(cluster.admin.clone());
     loop {
         let leading = metric_lines(&controller.metrics().await, "rangepool_leader")
             .iter()
             .any(|l| l.ends_with(" 1"));
         let status = pools
-            .get("burst")
+            .get(POOL)
             .await
             .ok()
             .and_then(|p| p.allocatable().map(|c| c.status.clone()));
@@ -426,58 +548,24 @@ async fn wait_until_leading(cluster: &Cluster, controller: &InProcess, patience:
             break;
         }
         assert!(Instant::now() < deadline, "the controller never led");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut rv = cluster.server.resource_version();
+    let mut writes = Requests::read(&cluster.admin).await.writes();
     let mut quiet_since = Instant::now();
     while quiet_since.elapsed() < Duration::from_millis(500) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = cluster.server.resource_version();
-        if now != rv {
-            rv = now;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = Requests::read(&cluster.admin).await.writes();
+        if now != writes {
+            writes = now;
             quiet_since = Instant::now();
         }
     }
 }
 
-/// Patches a (fake) assignment onto every pod through the controller's own annotate function,
-/// with `concurrency` in flight. `round` makes the values differ from the previous round's, so
-/// that every patch is a real write.
-async fn ceiling(
-    client: &Client,
-    pods: &[(String, String)],
-    concurrency: usize,
-    round: u8,
-) -> Duration {
-    let start = Instant::now();
-    futures::stream::iter(pods.iter().enumerate())
-        .map(|(i, (name, uid))| {
-            let client = client.clone();
-            async move {
-                let address = Ipv4Addr::new(10, 250 + round, (i / 250) as u8, (i % 250) as u8);
-                let assignment = Assignment {
-                    ipv4: Some(FamilyAssignment {
-                        address: IpAddr::V4(address),
-                        pool: "burst".into(),
-                        block: format!("10-{}-{}-0-24", 250 + round, i / 250),
-                    }),
-                    ..Default::default()
-                };
-                rangepool_controller::pods::annotate(&client, NAMESPACE, name, uid, &assignment)
-                    .await
-                    .expect("ceiling patch");
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect::<Vec<()>>()
-        .await;
-    start.elapsed()
-}
-
 /// Every annotated address is recorded for that pod's UID in the block the annotation names,
 /// and no address is given twice.
 async fn check_consistency(cluster: &Cluster) -> String {
-    let blocks = Api::<IPAMBlock>::all(cluster.client.clone())
+    let blocks = Api::<IPAMBlock>::all(cluster.admin.clone())
         .list(&ListParams::default())
         .await
         .expect("list blocks");
@@ -497,7 +585,7 @@ async fn check_consistency(cluster: &Cluster) -> String {
             recorded.insert(address, (a.handle.clone(), block.name_any()));
         }
     }
-    let pods = Api::<Pod>::namespaced(cluster.client.clone(), NAMESPACE)
+    let pods = Api::<Pod>::namespaced(cluster.admin.clone(), NAMESPACE)
         .list(&ListParams::default())
         .await
         .expect("list pods");
@@ -528,11 +616,11 @@ async fn check_consistency(cluster: &Cluster) -> String {
     }
 }
 
-/// A pod of the burst carrying an assigned address.
-fn annotated_pod(resource: &str, object: &Value) -> bool {
-    resource == "pod"
-        && object["metadata"]["namespace"] == NAMESPACE
-        && object["metadata"]["annotations"]
-            .get(api::keys::ASSIGNED_IPV4)
-            .is_some()
+fn pod_name(i: usize) -> String {
+    format!("web-{i:05}")
+}
+
+/// A pod carrying an assigned address.
+fn annotated(pod: &Pod) -> bool {
+    pod.annotations().contains_key(api::keys::ASSIGNED_IPV4)
 }

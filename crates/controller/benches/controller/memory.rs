@@ -1,6 +1,6 @@
-//! Memory: the real controller binary, as a separate process, against a test API server that
-//! holds a large cluster's pods; its resident set once it has loaded (and verified) everything,
-//! and again after it idled.
+//! Memory: the real controller binary, as a separate process with the chart's controller
+//! identity, against a real API server that holds a large cluster's pods; its resident set once
+//! it has loaded (and verified) everything, and again after it idled.
 //!
 //! Two ways to get there (`BENCH_MEMORY_MODE`):
 //! - `preload` (default): the state a running cluster has — blocks recording every address and
@@ -20,14 +20,16 @@ use api::{Assignment, IPAMBlock, IPPool};
 use futures::StreamExt;
 use ipam::cidr::Family;
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use kube::api::PostParams;
+use kube::{Api, ResourceExt};
 use rangepool_controller::model::{BlockWrite, Model, Request};
 
+use crate::apiserver::Requests;
 use crate::cluster::{
-    Cluster, CommitLog, cpu_seconds, env_usize, http_get, loadavg, mib, node_name, pod,
-    print_writes, rss_kib, secs,
+    Cluster, PodCreate, cpu, create_pods, env_usize, http_get, mib, node_name, pod, secs,
 };
+use crate::procfs::{cpu_seconds, loadavg, rss_kib, used};
+use crate::watch::Watch;
 
 const POD_CIDR: &str = "10.0.0.0/8";
 const POOL: &str = "bench";
@@ -41,7 +43,8 @@ struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    fn spawn(kubeconfig: &std::path::Path) -> ControllerProcess {
+    /// With the Lease in `lease_namespace`, where the chart's Role lets the controller hold it.
+    fn spawn(kubeconfig: &std::path::Path, lease_namespace: &str) -> ControllerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rangepool-controller"))
             .arg("--kubeconfig")
             .arg(kubeconfig)
@@ -49,7 +52,7 @@ impl ControllerProcess {
             .args(["--metrics-addr", "127.0.0.1:0"])
             .arg("--no-default-pool")
             .args(["--log-format", "json"])
-            .args(["--lease-namespace", "kube-system"])
+            .args(["--lease-namespace", lease_namespace])
             .args(["--identity", "bench-controller"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -118,7 +121,7 @@ pub async fn run_memory() {
     let pods = env_usize("BENCH_MEMORY_PODS", 150_000);
     let nodes = env_usize("BENCH_MEMORY_NODES", 5_000).max(1);
     let namespaces = env_usize("BENCH_MEMORY_NAMESPACES", 50).max(1);
-    let concurrency = env_usize("BENCH_SETUP_CONCURRENCY", 64).max(1);
+    let concurrency = env_usize("BENCH_SETUP_CONCURRENCY", 128).max(1);
     let idle = Duration::from_secs(env_usize("BENCH_IDLE_SECS", 10) as u64);
     let patience = Duration::from_secs(env_usize("BENCH_TIMEOUT_SECS", 3600) as u64);
     let mode = std::env::var("BENCH_MEMORY_MODE").unwrap_or_else(|_| "preload".into());
@@ -131,16 +134,23 @@ pub async fn run_memory() {
     println!("memory_nodes: {nodes}");
     println!("memory_namespaces: {namespaces}");
     println!("memory_mode: {mode}");
+    println!("memory_setup_concurrency: {concurrency}");
     println!("memory_loadavg_at_start: {}", loadavg());
 
     let setup = Instant::now();
     let cluster = Cluster::start().await;
+    println!("memory_kubernetes_version: {}", cluster.plane.version());
     cluster.pool(POOL, POD_CIDR, BLOCK_SIZE).await;
     cluster.nodes(nodes, concurrency).await;
     for n in 0..namespaces {
         cluster.namespace(&namespace(n)).await;
     }
+    let identity = cluster.controller_identity().await;
     let nodes_done = setup.elapsed();
+    println!(
+        "memory_setup_nodes_namespaces_seconds: {}",
+        secs(nodes_done)
+    );
 
     // Who gets which address, decided by the controller's own model with placeholder handles
     // (the real handles are the UIDs the API server gives the pods).
@@ -172,39 +182,41 @@ pub async fn run_memory() {
     } else {
         vec![None; pods]
     };
-    let fixtures: Vec<Pod> = plan
-        .iter()
-        .enumerate()
-        .map(|(i, planned)| {
-            let annotations: BTreeMap<String, String> = planned
-                .as_ref()
-                .map(|v4| {
-                    Assignment {
-                        ipv4: Some(v4.clone()),
-                        ..Default::default()
-                    }
-                    .to_annotations()
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
-                    .collect()
-                })
-                .unwrap_or_default();
-            pod(
-                &pod_name(i),
-                &namespace(i % namespaces),
-                &node_name(i % nodes),
-                annotations,
-            )
-        })
-        .collect();
+    // Built as they are sent: 150,000 encoded pods held at once would cost hundreds of MiB.
+    let fixtures = plan.iter().enumerate().map(|(i, planned)| {
+        let annotations: BTreeMap<String, String> = planned
+            .as_ref()
+            .map(|v4| {
+                Assignment {
+                    ipv4: Some(v4.clone()),
+                    ..Default::default()
+                }
+                .to_annotations()
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+                .collect()
+            })
+            .unwrap_or_default();
+        PodCreate::of(&pod(
+            &pod_name(i),
+            &namespace(i % namespaces),
+            &node_name(i % nodes),
+            annotations,
+        ))
+    });
     let pods_start = Instant::now();
-    let uids: Vec<String> = cluster
-        .create_pods(fixtures, concurrency)
-        .await
-        .into_iter()
-        .map(|(uid, _)| uid)
-        .collect();
+    let uids: Vec<String> = create_pods(
+        cluster.admin.clone(),
+        fixtures,
+        concurrency,
+        Some("memory_setup_progress"),
+    )
+    .await
+    .into_iter()
+    .map(|(uid, _)| uid)
+    .collect();
     let pods_done = pods_start.elapsed();
+    drop(plan);
 
     let blocks_start = Instant::now();
     let mut blocks = 0;
@@ -228,7 +240,7 @@ pub async fn run_memory() {
             })
             .collect();
         blocks = writes.len();
-        let api: Api<IPAMBlock> = Api::all(cluster.client.clone());
+        let api: Api<IPAMBlock> = Api::all(cluster.admin.clone());
         futures::stream::iter(writes)
             .map(|(name, spec)| {
                 let api = api.clone();
@@ -244,10 +256,7 @@ pub async fn run_memory() {
     }
     let blocks_done = blocks_start.elapsed();
     drop(model);
-    println!(
-        "memory_setup_nodes_namespaces_seconds: {}",
-        secs(nodes_done)
-    );
+    drop(uids);
     println!("memory_setup_pods_seconds: {}", secs(pods_done));
     println!(
         "memory_setup_pods_per_second: {:.0}",
@@ -256,25 +265,20 @@ pub async fn run_memory() {
     println!("memory_setup_blocks: {blocks}");
     println!("memory_setup_blocks_seconds: {}", secs(blocks_done));
     println!("memory_setup_seconds: {}", secs(setup.elapsed()));
-    if let Some((rss, _)) = rss_kib(std::process::id()) {
-        println!(
-            "memory_bench_process_rss_mib: {} (the test API server holding the cluster, and this benchmark)",
-            mib(rss)
-        );
-    }
+    cluster.processes.print_rss("memory_setup");
 
-    // Everything the controller writes from here on.
-    let client = &cluster.client;
-    let (log, rv0) = CommitLog::start(&cluster.server, |resource, object| {
-        resource == "pod"
-            && object["metadata"]["annotations"]
-                .get(api::keys::ASSIGNED_IPV4)
-                .is_some()
-    });
+    // In assign mode, the annotations as the controller writes them.
+    let watch = if preload {
+        None
+    } else {
+        Some(Watch::start(Api::<Pod>::all(cluster.admin.clone()), annotated).await)
+    };
+    let annotated_count = || watch.as_ref().map_or(pods, Watch::marked_count);
+    let before = Requests::read(&cluster.admin).await;
 
     let started = Instant::now();
-    let server_cpu_before = cpu_seconds(std::process::id());
-    let controller = ControllerProcess::spawn(cluster.server.kubeconfig_path());
+    let (apiserver_before, etcd_before) = cluster.processes.cpu();
+    let controller = ControllerProcess::spawn(&identity.kubeconfig, &identity.namespace);
     let pid = controller.child.id();
     let addr = controller.metrics_addr(patience).await;
     let deadline = Instant::now() + patience;
@@ -287,46 +291,55 @@ pub async fn run_memory() {
 
     // Loaded: the pool's status counts every address (written after the leader's first step,
     // which checks every pod against the blocks); in assign mode, every pod is annotated too.
-    let pools: Api<IPPool> = Api::all(client.clone());
+    let pools: Api<IPPool> = Api::all(cluster.admin.clone());
+    let mut last_report = Instant::now();
     loop {
         let allocated = pools
             .get(POOL)
             .await
             .ok()
             .and_then(|p| p.status.and_then(|s| s.allocated));
-        let annotated = preload || log.marked_count("pod") >= pods;
-        if allocated == Some(pods as i64) && annotated {
+        if allocated == Some(pods as i64) && annotated_count() >= pods {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "the controller did not account for every pod in time (pool status allocated: {allocated:?}, pods annotated: {})",
-            log.marked_count("pod")
+            annotated_count()
         );
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            println!(
+                "memory_progress: {:.0} s, pool status allocated {allocated:?}, pods annotated {}",
+                started.elapsed().as_secs_f64(),
+                annotated_count()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let loaded = started.elapsed();
     let rss_loaded = rss_kib(pid);
     let controller_cpu = cpu_seconds(pid);
-    let server_cpu = cpu_seconds(std::process::id())
-        .zip(server_cpu_before)
-        .map(|(after, before)| after - before);
+    let (apiserver_after, etcd_after) = cluster.processes.cpu();
     tokio::time::sleep(idle).await;
     let rss_idle = rss_kib(pid);
-    let rv1 = cluster.server.resource_version();
-    let counts = log.settle(rv0, rv1, Duration::from_secs(5)).await;
+    let writes = Requests::read(&cluster.admin).await.since(&before);
 
     println!("memory_controller_ready_seconds: {}", secs(ready));
     println!("memory_controller_loaded_seconds: {}", secs(loaded));
     // Who was busy while the controller loaded: the controller, or the API server serving it.
-    if let Some(cpu) = controller_cpu {
-        println!("memory_controller_cpu_seconds_until_loaded: {cpu:.1}");
-    }
-    if let Some(cpu) = server_cpu {
-        println!(
-            "memory_test_server_cpu_seconds_until_loaded: {cpu:.1} (this process: serving the controller's lists and watches)"
-        );
-    }
+    println!(
+        "memory_controller_cpu_seconds_until_loaded: {}",
+        cpu(controller_cpu)
+    );
+    println!(
+        "memory_apiserver_cpu_seconds_until_loaded: {} (serving the controller's lists and watches, and its writes)",
+        cpu(used(apiserver_before, apiserver_after))
+    );
+    println!(
+        "memory_etcd_cpu_seconds_until_loaded: {}",
+        cpu(used(etcd_before, etcd_after))
+    );
     let show = |label: &str, rss: Option<(u64, u64)>| match rss {
         Some((rss, hwm)) => {
             println!("memory_{label}_vmrss_mib: {}", mib(rss));
@@ -348,8 +361,9 @@ pub async fn run_memory() {
             mib(hwm)
         );
     }
-    println!("memory_controller_rv_delta: {}", rv1 - rv0);
-    print_writes("memory_controller", &counts, rv1 - rv0);
+    cluster.processes.print_rss("memory_loaded");
+    // Every write from the controller's start until after the idle, the API server's own too.
+    writes.print_writes("memory_controller");
     let warnings = controller.warnings.lock().expect("warnings lock").clone();
     println!("memory_controller_warnings: {}", warnings.0);
     for w in warnings.1 {
@@ -357,6 +371,11 @@ pub async fn run_memory() {
     }
     println!("memory_loadavg_at_end: {}", loadavg());
     drop(controller);
+}
+
+/// A pod carrying an assigned address.
+fn annotated(pod: &Pod) -> bool {
+    pod.annotations().contains_key(api::keys::ASSIGNED_IPV4)
 }
 
 fn namespace(n: usize) -> String {
