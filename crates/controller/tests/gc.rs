@@ -77,7 +77,9 @@ async fn a_pod_deleted_while_the_controller_was_down_is_released_after_the_grace
     let uid_b = uid_of(&c, "web", "b").await;
     controller.stop().await;
 
-    c.delete_pod("web", "a").await;
+    // Gone before the next controller starts: one that still sees it terminating would see it
+    // go live and release it at once, without a grace period.
+    c.delete_pod_and_wait_gone("web", "a").await;
     let mut s = settings();
     s.leak_grace = Duration::from_secs(2);
     let started = tokio::time::Instant::now();

@@ -150,6 +150,16 @@ impl Cluster {
             .unwrap();
     }
 
+    /// Deletes a pod and waits until it is gone: a pod bound to a node is only marked until the
+    /// kubelet (here envtest's stand-in) confirms, a moment later.
+    pub async fn delete_pod_and_wait_gone(&self, namespace: &str, name: &str) {
+        self.delete_pod(namespace, name).await;
+        eventually(&format!("pod {namespace}/{name} to be gone"), || async {
+            self.get_pod(namespace, name).await.is_none().then_some(())
+        })
+        .await;
+    }
+
     pub async fn set_phase(&self, namespace: &str, name: &str, phase: &str) {
         Api::<Pod>::namespaced(self.client.clone(), namespace)
             .patch_status(
