@@ -223,16 +223,7 @@ async fn run_burst_once() -> Outcome {
     )
     .await;
     let block_watch = Watch::start(Api::<IPAMBlock>::all(cluster.admin.clone()), |_| false).await;
-    let requests: Vec<PodCreate> = (0..pods)
-        .map(|i| {
-            PodCreate::of(&pod(
-                &pod_name(i),
-                NAMESPACE,
-                &node_name(i % nodes),
-                BTreeMap::new(),
-            ))
-        })
-        .collect();
+    let requests = creates(NAMESPACE, pods, nodes);
 
     let before = Requests::read(&cluster.admin).await;
     let (apiserver_before, etcd_before) = cluster.processes.cpu();
@@ -396,16 +387,7 @@ async fn baseline(
         annotated,
     )
     .await;
-    let requests: Vec<PodCreate> = (0..pods)
-        .map(|i| {
-            PodCreate::of(&pod(
-                &pod_name(i),
-                BASELINE_NAMESPACE,
-                &node_name(i % nodes),
-                BTreeMap::new(),
-            ))
-        })
-        .collect();
+    let requests = creates(BASELINE_NAMESPACE, pods, nodes);
     let patience = Duration::from_secs(env_usize("BENCH_TIMEOUT_SECS", 600) as u64);
     let before = Requests::read(&cluster.admin).await;
     let (apiserver_before, etcd_before) = cluster.processes.cpu();
@@ -623,4 +605,18 @@ fn pod_name(i: usize) -> String {
 /// A pod carrying an assigned address.
 fn annotated(pod: &Pod) -> bool {
     pod.annotations().contains_key(api::keys::ASSIGNED_IPV4)
+}
+
+/// The pre-encoded creates of `pods` pods in `namespace`, spread round-robin over `nodes` nodes.
+fn creates(namespace: &str, pods: usize, nodes: usize) -> Vec<PodCreate> {
+    (0..pods)
+        .map(|i| {
+            PodCreate::of(&pod(
+                &pod_name(i),
+                namespace,
+                &node_name(i % nodes),
+                BTreeMap::new(),
+            ))
+        })
+        .collect()
 }
