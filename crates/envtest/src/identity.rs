@@ -2,8 +2,10 @@
 //! Roles and bindings are rendered by the real `helm template` and applied as they are, and a
 //! ServiceAccount's credentials are a token from the TokenRequest API, as a projected token is.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -142,8 +144,23 @@ impl ControlPlane {
     }
 }
 
-/// `helm template` of the chart's ServiceAccounts and RBAC.
+/// `helm template` of the chart's ServiceAccounts and RBAC, rendered once per process for each
+/// set of values (a test asks for the controller and the node with the same values).
 fn render_rbac(helm_args: &[&str]) -> Result<Vec<Value>, Error> {
+    static RENDERED: Mutex<BTreeMap<Vec<String>, Vec<Value>>> = Mutex::new(BTreeMap::new());
+    let key: Vec<String> = helm_args.iter().map(|a| a.to_string()).collect();
+    if let Some(docs) = RENDERED.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(docs.clone());
+    }
+    let docs = run_helm_template(helm_args)?;
+    RENDERED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, docs.clone());
+    Ok(docs)
+}
+
+fn run_helm_template(helm_args: &[&str]) -> Result<Vec<Value>, Error> {
     let root = binaries::repo_root();
     let helm = root.join(".tools/bin/helm");
     if !helm.exists() {
