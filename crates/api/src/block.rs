@@ -3,8 +3,11 @@
 //!
 //! Blocks are the source of truth for who holds which address. The controller creates them and
 //! writes allocations; the CNI plugin only records which container claimed an allocation. Every
-//! write is compare-and-swap on `metadata.resourceVersion`, and `sequenceNumber` lets a release
-//! tell an address that was re-assigned meanwhile from the one it meant to free.
+//! write is a JSON patch built in [`crate::write`]: the controller's and `kubectl ipam
+//! release`'s test `sequenceNumber`, which grows whenever an address changes hands or the
+//! affinity changes (not on a container claim), so a write made from a stale read fails; a removed allocation is tested for its handle and `sequence`,
+//! so an address re-assigned meanwhile is never freed; the plugin's claim tests the range and
+//! the allocation's handle. Deletes of empty blocks are conditional on `resourceVersion`.
 
 // The derive takes one `printcolumn(...)` per column, which clippy reads as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
@@ -55,7 +58,8 @@ pub struct IPAMBlockSpec {
     #[schemars(length(max = 253))]
     pub affinity: Option<String>,
 
-    /// Bumped on every change to the allocations.
+    /// Bumped whenever an address is allocated or released or the affinity changes; a container
+    /// claim leaves it alone. A write that tests it fails when it was made from an older read.
     #[serde(default)]
     #[schemars(range(min = 0), extend("format" = "int64"))]
     pub sequence_number: i64,

@@ -2,8 +2,9 @@
 //!
 //! Owns the `IPPool` and `IPAMBlock` custom resources (group `rangepool.dev`, version `v1`), the
 //! annotation keys, finalizer and field-manager names, and the conversions between these
-//! resources and the pure core in the `ipam` crate. It depends on kube only for the derive
-//! macros and resource traits: nothing here talks to an API server.
+//! resources and the pure core in the `ipam` crate, and the shape of every IPAMBlock write
+//! ([`write`]). It depends on kube only for the derive macros and resource traits: nothing here
+//! talks to an API server.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod crd;
 pub mod keys;
 pub mod pool;
+pub mod write;
 
 pub use assignment::{Assignment, AssignmentError, FamilyAssignment};
 pub use block::{BlockAllocation, IPAMBlock, IPAMBlockSpec};

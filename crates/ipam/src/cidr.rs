@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
+use std::str::FromStr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use thiserror::Error;
@@ -74,6 +75,45 @@ impl Family {
         match self {
             Family::V4 => "ipv4",
             Family::V6 => "ipv6",
+        }
+    }
+}
+
+impl Family {
+    /// The families to assign: those named (any of `ipv4`, `v4`, `ipv6`, `v6`, any case, each
+    /// once), else those of the pod CIDRs, else IPv4 alone. Always IPv4 first.
+    pub fn select(
+        named: &[String],
+        pod_cidrs: Option<&[IpNet]>,
+    ) -> Result<Vec<Family>, FamilyError> {
+        let mut families: Vec<Family> = if named.is_empty() {
+            pod_cidrs.into_iter().flatten().map(Family::of).collect()
+        } else {
+            named.iter().map(|n| n.parse()).collect::<Result<_, _>>()?
+        };
+        families.sort();
+        families.dedup();
+        if families.is_empty() {
+            families.push(Family::V4);
+        }
+        Ok(families)
+    }
+}
+
+/// A name that is not an address family.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{} is not ipv4 or ipv6", shown(.0))]
+pub struct FamilyError(pub String);
+
+impl FromStr for Family {
+    type Err = FamilyError;
+
+    /// `ipv4` / `v4` / `ipv6` / `v6`, any case, surrounding spaces ignored.
+    fn from_str(s: &str) -> Result<Family, FamilyError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ipv4" | "v4" => Ok(Family::V4),
+            "ipv6" | "v6" => Ok(Family::V6),
+            _ => Err(FamilyError(s.to_owned())),
         }
     }
 }
@@ -230,6 +270,40 @@ pub(crate) fn u128_to_addr(family: Family, value: u128) -> Option<IpAddr> {
 /// `2^bits`, saturating at `u128::MAX` for the one value (`2^128`) that does not fit.
 fn pow2(bits: u32) -> u128 {
     1u128.checked_shl(bits).unwrap_or(u128::MAX)
+}
+
+/// Every pair of ranges among `nets` that overlap, as indices `(i, j)` with `i < j`, sorted.
+/// One sweep over the ranges sorted by start address: `O(n log n)` plus the pairs found.
+pub fn overlapping_pairs(nets: &[IpNet]) -> Vec<(usize, usize)> {
+    let mut order: Vec<usize> = (0..nets.len()).collect();
+    order.sort_by_key(|&i| span(&nets[i]));
+    let mut pairs = Vec::new();
+    // Ranges started so far whose end has not been passed, per family.
+    let mut open: Vec<usize> = Vec::new();
+    for &i in &order {
+        let (family, start, _) = span(&nets[i]);
+        open.retain(|&j| {
+            let (f, _, end) = span(&nets[j]);
+            f == family && end >= start
+        });
+        pairs.extend(open.iter().map(|&j| (j.min(i), j.max(i))));
+        open.push(i);
+    }
+    pairs.sort_unstable();
+    pairs
+}
+
+/// A range as its family and first and last address, for sorting and sweeping.
+fn span(net: &IpNet) -> (Family, u128, u128) {
+    let number = |a: IpAddr| match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    };
+    (
+        Family::of(net),
+        number(net.network()),
+        number(net.broadcast()),
+    )
 }
 
 /// Number of addresses in a range (saturates at `u128::MAX` for `::/0`).

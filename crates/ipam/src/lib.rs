@@ -79,17 +79,21 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod absence;
 pub mod age;
 pub mod allocator;
 pub mod block;
 pub mod choice;
 pub mod cidr;
 mod hash;
+pub mod planner;
+pub mod pod;
 pub mod pool;
 pub mod selector;
 mod text;
 pub mod validate;
 
+pub use absence::Absence;
 pub use allocator::{
     AllocError, Allocator, Assigned, Change, DirtyBlock, InsertError, PoolRef, ReleaseError,
     Released, Request, Usage,
@@ -99,7 +103,11 @@ pub use choice::{
     Choice, ChoiceError, IPV4_POOLS_ANNOTATION, IPV6_POOLS_ANNOTATION, PodFacts, PodFixture,
     PoolCatalog, Source, annotation_key,
 };
-pub use cidr::{CidrError, Family};
-pub use pool::{AllowedUse, AssignmentMode, EncapMode, Pool, PoolError, PoolInput};
+pub use cidr::{CidrError, Family, FamilyError};
+pub use planner::{AssignError, Placed, Planner, PodContext};
+pub use pod::{NoAddress, PodState};
+pub use pool::{
+    AllowedUse, AssignmentMode, Effect, EncapMode, Pool, PoolError, PoolInput, SpecField,
+};
 pub use selector::{Selector, SelectorError};
-pub use validate::{PoolVerdict, Reason, validate_pools};
+pub use validate::{PoolVerdict, Reason, UnknownReason, overlapped_by, validate_pools};

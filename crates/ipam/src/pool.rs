@@ -87,6 +87,104 @@ enum_text!(EncapMode {
     CrossSubnet
 });
 
+/// A field of `IPPool.spec`, as manifests spell it. The one list of the fields rangepool
+/// knows: the Calico import keeps exactly these, and [`Pool::inert_settings`] reports the inert
+/// ones; a test in `api` fails when the CRD has a field that is not here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpecField {
+    /// `cidr`.
+    Cidr,
+    /// `blockSize`.
+    BlockSize,
+    /// `nodeSelector`.
+    NodeSelector,
+    /// `namespaceSelector`.
+    NamespaceSelector,
+    /// `disabled`.
+    Disabled,
+    /// `assignmentMode`.
+    AssignmentMode,
+    /// `allowedUses`.
+    AllowedUses,
+    /// `natOutgoing`.
+    NatOutgoing,
+    /// `ipipMode`.
+    IpipMode,
+    /// `vxlanMode`.
+    VxlanMode,
+    /// `disableBGPExport`.
+    DisableBgpExport,
+}
+
+/// What a spec field does in rangepool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// It decides which addresses go to which pods.
+    Allocation,
+    /// Only its `Workload` value acts: without it the pool serves no pod. Its other values
+    /// (`Tunnel`, `LoadBalancer`) are inert.
+    Uses,
+    /// Validated as Calico validates it, with no effect: rangepool does not program the data
+    /// plane (NAT, encapsulation, BGP).
+    Inert,
+}
+
+impl SpecField {
+    /// Every field, in the CRD's order.
+    pub const ALL: [SpecField; 11] = [
+        SpecField::Cidr,
+        SpecField::BlockSize,
+        SpecField::NodeSelector,
+        SpecField::NamespaceSelector,
+        SpecField::Disabled,
+        SpecField::AssignmentMode,
+        SpecField::AllowedUses,
+        SpecField::NatOutgoing,
+        SpecField::IpipMode,
+        SpecField::VxlanMode,
+        SpecField::DisableBgpExport,
+    ];
+
+    /// The field's name in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpecField::Cidr => "cidr",
+            SpecField::BlockSize => "blockSize",
+            SpecField::NodeSelector => "nodeSelector",
+            SpecField::NamespaceSelector => "namespaceSelector",
+            SpecField::Disabled => "disabled",
+            SpecField::AssignmentMode => "assignmentMode",
+            SpecField::AllowedUses => "allowedUses",
+            SpecField::NatOutgoing => "natOutgoing",
+            SpecField::IpipMode => "ipipMode",
+            SpecField::VxlanMode => "vxlanMode",
+            SpecField::DisableBgpExport => "disableBGPExport",
+        }
+    }
+
+    /// What the field does here.
+    pub fn effect(self) -> Effect {
+        match self {
+            SpecField::Cidr
+            | SpecField::BlockSize
+            | SpecField::NodeSelector
+            | SpecField::NamespaceSelector
+            | SpecField::Disabled
+            | SpecField::AssignmentMode => Effect::Allocation,
+            SpecField::AllowedUses => Effect::Uses,
+            SpecField::NatOutgoing
+            | SpecField::IpipMode
+            | SpecField::VxlanMode
+            | SpecField::DisableBgpExport => Effect::Inert,
+        }
+    }
+
+    /// The field with that manifest name (case-sensitive).
+    pub fn named(name: &str) -> Option<SpecField> {
+        SpecField::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
 /// A pool's fields as an admin wrote them, before validation. Field names follow Calico's
 /// `IPPool.spec`; `terminating` and `created` come from the object's metadata.
 ///
@@ -343,21 +441,7 @@ impl PoolError {
     /// Short stable label, also used as the reason of the pool's `Allocatable=False` condition:
     /// `InvalidCIDR`, `InvalidBlockSize`, `InvalidSelector`, `InvalidField` or `LinkLocal`.
     pub fn reason(&self) -> &'static str {
-        match self {
-            PoolError::Cidr { .. } => "InvalidCIDR",
-            PoolError::LinkLocal { .. } => "LinkLocal",
-            PoolError::BlockSizeOutOfRange { .. } | PoolError::SmallerThanBlock { .. } => {
-                "InvalidBlockSize"
-            }
-            PoolError::Selector { .. } => "InvalidSelector",
-            PoolError::MissingName
-            | PoolError::BadValue { .. }
-            | PoolError::IpipWithVxlan { .. }
-            | PoolError::IpipOnIpv6 { .. }
-            | PoolError::LoadBalancerMixed { .. }
-            | PoolError::TunnelWithNamespaceSelector { .. }
-            | PoolError::BadTimestamp { .. } => "InvalidField",
-        }
+        crate::validate::Reason::of_error(self).as_str()
     }
 
     /// The name of the pool the error is about (empty for [`PoolError::MissingName`]).
@@ -630,19 +714,29 @@ impl Pool {
     /// The Calico data-plane settings this pool asks for that rangepool does not carry out, as
     /// `field: value` (e.g. `natOutgoing: true`); empty when every one is at its default.
     pub fn inert_settings(&self) -> Vec<String> {
-        let mut inert = Vec::new();
-        if self.nat_outgoing {
-            inert.push("natOutgoing: true".to_owned());
+        SpecField::ALL
+            .into_iter()
+            .filter(|f| f.effect() == Effect::Inert)
+            .filter_map(|f| Some(format!("{}: {}", f.name(), self.inert_value(f)?)))
+            .collect()
+    }
+
+    /// The value of an inert field when it is not at its default.
+    fn inert_value(&self, field: SpecField) -> Option<String> {
+        let mode = |m: EncapMode| (m != EncapMode::Never).then(|| m.to_string());
+        match field {
+            SpecField::NatOutgoing => self.nat_outgoing.then(|| "true".to_owned()),
+            SpecField::IpipMode => mode(self.ipip_mode),
+            SpecField::VxlanMode => mode(self.vxlan_mode),
+            SpecField::DisableBgpExport => self.disable_bgp_export.then(|| "true".to_owned()),
+            SpecField::Cidr
+            | SpecField::BlockSize
+            | SpecField::NodeSelector
+            | SpecField::NamespaceSelector
+            | SpecField::Disabled
+            | SpecField::AssignmentMode
+            | SpecField::AllowedUses => None,
         }
-        for (field, mode) in [("ipipMode", self.ipip_mode), ("vxlanMode", self.vxlan_mode)] {
-            if mode != EncapMode::Never {
-                inert.push(format!("{field}: {mode}"));
-            }
-        }
-        if self.disable_bgp_export {
-            inert.push("disableBGPExport: true".to_owned());
-        }
-        inert
     }
 
     /// `spec.disableBGPExport` (inert here).

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::str::FromStr;
 
 use ipnet::IpNet;
 
@@ -49,6 +50,21 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 11] = [
+        Reason::Ok,
+        Reason::InvalidCidr,
+        Reason::InvalidBlockSize,
+        Reason::InvalidSelector,
+        Reason::InvalidField,
+        Reason::LinkLocal,
+        Reason::OutsidePodCidr,
+        Reason::PodCidrUnknown,
+        Reason::CidrOverlap,
+        Reason::PoolDisabled,
+        Reason::Terminating,
+    ];
+
     /// The condition reason as written to the API: `OK`, `InvalidCIDR`, `InvalidBlockSize`,
     /// `InvalidSelector`, `InvalidField`, `LinkLocal`, `OutsidePodCIDR`, `PodCIDRUnknown`,
     /// `CIDROverlap`, `PoolDisabled`, `Terminating`.
@@ -88,6 +104,23 @@ impl Reason {
     }
 }
 
+impl FromStr for Reason {
+    type Err = UnknownReason;
+
+    /// The reason as written to the API (see [`Reason::as_str`]).
+    fn from_str(s: &str) -> Result<Reason, UnknownReason> {
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownReason(s.to_owned()))
+    }
+}
+
+/// A condition reason rangepool does not write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a reason rangepool writes")]
+pub struct UnknownReason(pub String);
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -120,35 +153,49 @@ impl PoolVerdict {
     }
 }
 
-/// One pool's range for the overlap check.
-struct Claim {
-    cidr: IpNet,
-    age: Age,
-    /// The CIDR as text, the last tie-break, so that "older" is a total order even for two
-    /// pools with the same name and creation time.
-    text: String,
+/// One pool's place in the "older wins" order: age, then the CIDR as text, so that "older" is
+/// a total order even for two pools with the same name and creation time.
+fn order_key(input: &PoolInput, cidr: &IpNet) -> (Age, String) {
+    (Age::new(&input.created, &input.name), cidr.to_string())
 }
 
-impl Claim {
-    fn key(&self) -> (&Age, &str) {
-        (&self.age, &self.text)
+/// For each pool, the index of the oldest other pool whose range overlaps its own and that is
+/// older than it: the pool that keeps the range. `None` for a pool that overlaps no older one
+/// or whose CIDR does not parse. Every pool whose CIDR parses takes part, valid or not.
+pub fn overlapped_by(inputs: &[PoolInput]) -> Vec<Option<usize>> {
+    let parsed: Vec<(usize, IpNet)> = inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, input)| Some((i, cidr::parse_strict(&input.cidr).ok()?)))
+        .collect();
+    let keys: Vec<(Age, String)> = parsed
+        .iter()
+        .map(|(i, c)| order_key(&inputs[*i], c))
+        .collect();
+    let nets: Vec<IpNet> = parsed.iter().map(|(_, c)| *c).collect();
+    // Indexed like `parsed`: the oldest older overlapping pool found so far.
+    let mut best: Vec<Option<usize>> = vec![None; parsed.len()];
+    for (a, b) in cidr::overlapping_pairs(&nets) {
+        let (older, newer) = match keys[a].cmp(&keys[b]) {
+            std::cmp::Ordering::Less => (a, b),
+            std::cmp::Ordering::Greater => (b, a),
+            std::cmp::Ordering::Equal => continue,
+        };
+        if best[newer].is_none_or(|w| keys[older] < keys[w]) {
+            best[newer] = Some(older);
+        }
     }
+    let mut winner = vec![None; inputs.len()];
+    for (p, (i, _)) in parsed.iter().enumerate() {
+        winner[*i] = best[p].map(|w| parsed[w].0);
+    }
+    winner
 }
 
 /// Validates every pool against its own spec, the pod CIDRs (`None` when unknown) and the other
 /// pools. Returns one verdict per input, in input order.
 pub fn validate_pools(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<PoolVerdict> {
-    let claims: Vec<Option<Claim>> = inputs
-        .iter()
-        .map(|i| {
-            cidr::parse_strict(&i.cidr).ok().map(|cidr| Claim {
-                cidr,
-                age: Age::new(&i.created, &i.name),
-                text: cidr.to_string(),
-            })
-        })
-        .collect();
-
+    let winners = overlapped_by(inputs);
     let mut name_counts: HashMap<&str, usize> = HashMap::new();
     for i in inputs {
         *name_counts.entry(i.name.as_str()).or_default() += 1;
@@ -156,13 +203,14 @@ pub fn validate_pools(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<
 
     inputs
         .iter()
-        .enumerate()
-        .map(|(index, input)| {
+        .zip(&winners)
+        .map(|(input, winner)| {
+            let cidr = cidr::parse_strict(&input.cidr).ok();
             let same_name = name_counts.get(input.name.as_str()).copied().unwrap_or(0);
             if same_name > 1 {
                 return PoolVerdict {
                     name: input.name.clone(),
-                    cidr: claims[index].as_ref().map(|c| c.cidr),
+                    cidr,
                     pool: None,
                     error: None,
                     reason: Reason::InvalidField,
@@ -176,7 +224,7 @@ pub fn validate_pools(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<
             match Pool::parse(input) {
                 Err(e) => PoolVerdict {
                     name: input.name.clone(),
-                    cidr: claims[index].as_ref().map(|c| c.cidr),
+                    cidr,
                     pool: None,
                     reason: Reason::of_error(&e),
                     message: e.to_string(),
@@ -184,18 +232,11 @@ pub fn validate_pools(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<
                     overlapped_by: None,
                 },
                 Ok(pool) => {
-                    let winner = claims[index].as_ref().and_then(|me| {
-                        claims
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(j, c)| Some((j, c.as_ref()?)))
-                            .filter(|(j, c)| {
-                                *j != index
-                                    && cidr::overlaps(&c.cidr, &me.cidr)
-                                    && c.key() < me.key()
-                            })
-                            .min_by(|(_, a), (_, b)| a.key().cmp(&b.key()))
-                            .map(|(j, c)| (inputs[j].name.clone(), c.cidr))
+                    let winner = winner.and_then(|w| {
+                        Some((
+                            inputs[w].name.clone(),
+                            cidr::parse_strict(&inputs[w].cidr).ok()?,
+                        ))
                     });
                     judge(pool, pod_cidrs, winner)
                 }

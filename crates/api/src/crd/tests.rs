@@ -212,3 +212,22 @@ fn optional_fields_are_not_required_and_never_null() {
     let json = serde_json::to_string(&pool).unwrap();
     assert!(!json.contains("null"), "{json}");
 }
+
+#[test]
+fn every_pool_spec_field_of_the_crd_is_one_the_core_knows() {
+    let crd = <crate::IPPool as kube::CustomResourceExt>::crd();
+    let spec = schema(&crd)["properties"]["spec"]["properties"].clone();
+    let mut in_crd: Vec<&str> = spec
+        .as_object()
+        .expect("spec has properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut known: Vec<&str> = ipam::SpecField::ALL.iter().map(|f| f.name()).collect();
+    in_crd.sort_unstable();
+    known.sort_unstable();
+    assert_eq!(
+        in_crd, known,
+        "a field of IPPool.spec must be in ipam::SpecField with its effect (Allocation, Uses or Inert), so that the Calico import keeps it and the pool's message reports it when inert"
+    );
+}

@@ -166,3 +166,51 @@ fn link_local_detection() {
     assert!(is_link_local(&net("fe80::/64")));
     assert!(!is_link_local(&net("fd00::/8")));
 }
+
+#[test]
+fn families_parse_in_any_spelling_and_select_ipv4_first() {
+    assert_eq!(" IPv6 ".parse::<Family>(), Ok(Family::V6));
+    assert_eq!("v4".parse::<Family>(), Ok(Family::V4));
+    let err = "ipv5".parse::<Family>().unwrap_err();
+    assert_eq!(err.to_string(), "\"ipv5\" is not ipv4 or ipv6");
+    let named = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        Family::select(&named(&["ipv6", "v4", "IPV6"]), None),
+        Ok(vec![Family::V4, Family::V6])
+    );
+    let dual = [net("fd00::/48"), net("10.244.0.0/16")];
+    assert_eq!(
+        Family::select(&[], Some(&dual)),
+        Ok(vec![Family::V4, Family::V6])
+    );
+    assert_eq!(Family::select(&[], None), Ok(vec![Family::V4]));
+    assert!(Family::select(&named(&["v4", "x"]), None).is_err());
+}
+
+#[test]
+fn overlapping_pairs_are_every_pair_that_shares_an_address() {
+    let nets = [
+        net("10.0.0.0/16"),
+        net("fd00::/64"),
+        net("10.0.1.0/24"),
+        net("10.1.0.0/16"),
+        net("10.0.1.128/25"),
+        net("fd00::/120"),
+        net("10.0.255.0/24"),
+    ];
+    assert_eq!(
+        overlapping_pairs(&nets),
+        [(0, 2), (0, 4), (0, 6), (1, 5), (2, 4)]
+    );
+    // The same as comparing every pair.
+    let mut slow = Vec::new();
+    for i in 0..nets.len() {
+        for j in i + 1..nets.len() {
+            if overlaps(&nets[i], &nets[j]) {
+                slow.push((i, j));
+            }
+        }
+    }
+    assert_eq!(overlapping_pairs(&nets), slow);
+    assert!(overlapping_pairs(&[]).is_empty());
+}

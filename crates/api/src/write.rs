@@ -1,0 +1,265 @@
+//! Every write anyone makes to an IPAMBlock, as the JSON patch sent to the API server, and what
+//! the server's answers to those writes mean. Pure: building a patch needs no client, so each
+//! binary keeps only its send and its retry policy.
+//!
+//! - [`update`]: the controller's change from the version it last read to the one it wants.
+//!   Its first operation tests `spec.sequenceNumber`, which only allocation changes bump, so
+//!   the patch fails when anyone changed the allocations since the read and not when the CNI
+//!   plugin merely recorded a container claim.
+//! - [`release`]: one allocation removed from a block as last read, as `kubectl ipam release`
+//!   does: the core's own release applied to the read, written with [`update`].
+//! - [`Slot::claim`] and [`Slot::unclaim`]: the plugin's container claim on its pod's allocation,
+//!   written without a read: `test` operations make the server refuse the write unless the
+//!   block is the range the pod's annotation implies and the allocation belongs to the pod.
+//!
+//! A refused `test` answers 422 on a real API server (the patch handler reports any JSON-patch
+//! error as Unprocessable Entity); [`refusal`] reads every status a block write can get.
+
+use std::time::Duration;
+
+use ipam::block::Block;
+use ipam::cidr::{ordinal_of, parse_block_name};
+use ipnet::IpNet;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{
+    AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation,
+};
+use serde_json::{Value, json};
+
+use crate::{BlockAllocation, FamilyAssignment, IPAMBlockSpec};
+
+/// What a refused block write means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The block is not as the write expected: a `test` failed (422), the resourceVersion is
+    /// stale or the name exists (409). Read it again and recompute.
+    Conflict,
+    /// The block does not exist (404).
+    Gone,
+    /// Anything else: the request itself failed (authorization, overload, server error).
+    Other,
+}
+
+/// The meaning of the HTTP status of a refused block write.
+pub fn refusal(status: u16) -> Refusal {
+    match status {
+        409 | 422 => Refusal::Conflict,
+        404 => Refusal::Gone,
+        _ => Refusal::Other,
+    }
+}
+
+/// A bounded retry: `attempts` tries in all, pausing `first_pause` after the first failure and
+/// twice as long after each next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// The pause after the first failed try.
+    pub first_pause: Duration,
+}
+
+impl Retry {
+    /// The pause after failed try number `attempt` (1-based), or `None` when it was the last.
+    pub fn pause_after(&self, attempt: u32) -> Option<Duration> {
+        (attempt < self.attempts).then(|| {
+            self.first_pause
+                .saturating_mul(1u32 << (attempt - 1).min(16))
+        })
+    }
+}
+
+/// The JSON patch that turns `have` (as last read) into `want`, guarded by a test of `have`'s
+/// sequence number.
+///
+/// Records whose owner (handle and sequence) is unchanged are left alone, so a container claim
+/// the CNI plugin wrote meanwhile survives. A removed record is tested for its handle and
+/// sequence too, so an address re-assigned since the read is never freed, even if the block
+/// test were lifted.
+pub fn update(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
+    let mut ops = vec![test(
+        &["spec", "sequenceNumber"],
+        json!(have.sequence_number),
+    )];
+    if want.sequence_number != have.sequence_number {
+        ops.push(PatchOperation::Replace(ReplaceOperation {
+            path: pointer(&["spec", "sequenceNumber"]),
+            value: json!(want.sequence_number),
+        }));
+    }
+    match (&have.affinity, &want.affinity) {
+        (Some(_), None) => ops.push(remove(&["spec", "affinity"])),
+        (old, Some(new)) if old.as_ref() != Some(new) => {
+            ops.push(add(&["spec", "affinity"], json!(new)))
+        }
+        _ => {}
+    }
+    for (ordinal, old) in &have.allocations {
+        if !want.allocations.contains_key(ordinal) {
+            ops.push(test(
+                &["spec", "allocations", ordinal, "handle"],
+                json!(old.handle),
+            ));
+            ops.push(test(
+                &["spec", "allocations", ordinal, "sequence"],
+                json!(old.sequence),
+            ));
+            ops.push(remove(&["spec", "allocations", ordinal]));
+        }
+    }
+    for (ordinal, new) in &want.allocations {
+        if have
+            .allocations
+            .get(ordinal)
+            .is_some_and(|old| same_owner(old, new))
+        {
+            continue;
+        }
+        ops.push(add(
+            &["spec", "allocations", ordinal],
+            serde_json::to_value(new).unwrap_or(Value::Null),
+        ));
+    }
+    Patch(ops)
+}
+
+/// The patch that releases the allocation at `ordinal` of a block last read as `have`, if it
+/// is still held by `handle` with allocation `sequence`: the core's release (which bumps the
+/// block's sequence number) applied to the read, sent as an [`update`]. The reason, naming the
+/// block and address, when the read does not hold that allocation or cannot be read.
+pub fn release(
+    have: &IPAMBlockSpec,
+    ordinal: u32,
+    handle: &str,
+    sequence: u64,
+) -> Result<Patch, String> {
+    let mut block = Block::from_record(&have.to_record()?).map_err(|e| e.to_string())?;
+    block
+        .release(ordinal, handle, sequence)
+        .map_err(|e| e.to_string())?;
+    Ok(update(
+        have,
+        &IPAMBlockSpec::from_record(&block.to_record()),
+    ))
+}
+
+fn same_owner(a: &BlockAllocation, b: &BlockAllocation) -> bool {
+    a.handle == b.handle && a.sequence == b.sequence
+}
+
+/// Where an address is recorded: its block's range and its ordinal in the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// The block's range, from its name.
+    pub block: IpNet,
+    /// The address's ordinal in the block: the allocation's key.
+    pub ordinal: u32,
+}
+
+impl Slot {
+    /// Finds the slot from an annotation's block name and address; the reason when the two do
+    /// not fit together.
+    pub fn locate(assigned: &FamilyAssignment) -> Result<Slot, String> {
+        let block = parse_block_name(&assigned.block).map_err(|e| e.to_string())?;
+        let ordinal = ordinal_of(&block, assigned.address).ok_or_else(|| {
+            format!(
+                "{} lies outside the block's range {block}",
+                assigned.address
+            )
+        })?;
+        Ok(Slot { block, ordinal })
+    }
+
+    fn path(&self, field: &str) -> PointerBuf {
+        pointer(&["spec", "allocations", &self.ordinal.to_string(), field])
+    }
+
+    /// Claim: the block is this range and the allocation is the pod's; then record the
+    /// container. `add` replaces an existing value, so a sandbox restart takes the claim over.
+    pub fn claim(&self, uid: &str, container: &str) -> Patch {
+        Patch(vec![
+            test(&["spec", "cidr"], json!(self.block.to_string())),
+            PatchOperation::Test(TestOperation {
+                path: self.path("handle"),
+                value: json!(uid),
+            }),
+            PatchOperation::Add(AddOperation {
+                path: self.path("container"),
+                value: json!(container),
+            }),
+        ])
+    }
+
+    /// Unclaim: only this container's claim on this pod's allocation; never the allocation.
+    pub fn unclaim(&self, uid: &str, container: &str) -> Patch {
+        Patch(vec![
+            PatchOperation::Test(TestOperation {
+                path: self.path("handle"),
+                value: json!(uid),
+            }),
+            PatchOperation::Test(TestOperation {
+                path: self.path("container"),
+                value: json!(container),
+            }),
+            PatchOperation::Remove(RemoveOperation {
+                path: self.path("container"),
+            }),
+        ])
+    }
+
+    /// Why the block does not record the address for `uid` (and, when given, for `container`);
+    /// `Ok` when it does. Says why a claim was refused.
+    pub fn diagnose(
+        &self,
+        spec: &IPAMBlockSpec,
+        uid: &str,
+        container: Option<&str>,
+    ) -> Result<(), String> {
+        if spec.cidr != self.block.to_string() {
+            return Err(format!(
+                "the block's range is {}, not {}",
+                spec.cidr, self.block
+            ));
+        }
+        let Some(allocation) = spec.allocations.get(&self.ordinal.to_string()) else {
+            return Err("the block holds no allocation for the address".into());
+        };
+        if allocation.handle != uid {
+            return Err("the address is allocated to another pod".into());
+        }
+        match (container, allocation.container.as_deref()) {
+            (Some(want), Some(have)) if want != have => {
+                Err(format!("the claim belongs to container {have}"))
+            }
+            (Some(_), None) => Err("no container has claimed the address".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn pointer(parts: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(parts.iter().copied())
+}
+
+fn test(parts: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Test(TestOperation {
+        path: pointer(parts),
+        value,
+    })
+}
+
+fn add(parts: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: pointer(parts),
+        value,
+    })
+}
+
+fn remove(parts: &[&str]) -> PatchOperation {
+    PatchOperation::Remove(RemoveOperation {
+        path: pointer(parts),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+//! Deciding a pod's addresses: validated pools, pool choice and allocation behind one call.
+//!
+//! [`Planner`] is what the controller keeps in memory and what `kubectl ipam plan` runs over
+//! files: both feed it the pools ([`Planner::set_pools`]) and the blocks they know, and ask
+//! [`Planner::assign`] for each pod that needs an address. A pod that already holds an address
+//! of every family keeps it, without its node or namespace being looked at; otherwise the node's
+//! labels and the namespace must be known, since the selectors and the namespace's pool
+//! annotations decide, and the cluster's pod CIDR must be known, since no pool can be checked
+//! without it. Then, per family still missing: choose the candidate pools
+//! ([`PoolCatalog::choose`]), allocate from them in order ([`Allocator::allocate`]).
+//!
+//! A family allocated before another family fails stays allocated: the pod keeps it, and the
+//! next attempt only asks for what is still missing.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use thiserror::Error;
+
+use crate::allocator::{AllocError, Allocator, Request};
+use crate::choice::{ChoiceError, PodFacts, PoolCatalog};
+use crate::cidr::Family;
+use crate::pool::PoolInput;
+use crate::validate::{PoolVerdict, validate_pools};
+
+/// Labels or annotations.
+pub type Map = BTreeMap<String, String>;
+
+/// What [`Planner::assign`] reads of a pod and its surroundings.
+#[derive(Debug, Clone, Copy)]
+pub struct PodContext<'a> {
+    /// The pod's namespace.
+    pub namespace: &'a str,
+    /// The pod's name.
+    pub name: &'a str,
+    /// The node the pod is bound to.
+    pub node: &'a str,
+    /// The pod's annotations.
+    pub annotations: &'a Map,
+    /// The node's labels; `None` when the node is not known.
+    pub node_labels: Option<&'a Map>,
+    /// The namespace's labels and annotations; `None` when the namespace is not known.
+    pub namespace_meta: Option<(&'a Map, &'a Map)>,
+}
+
+/// One family's address for a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The family.
+    pub family: Family,
+    /// The address.
+    pub address: IpAddr,
+    /// The pool's name.
+    pub pool: String,
+    /// The block that records it.
+    pub block: IpNet,
+    /// False when the pod held it already.
+    pub new: bool,
+}
+
+/// Why a pod gets no address (now). Every message names the pod.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AssignError {
+    /// The node's labels are not known, so no `nodeSelector` can be checked.
+    #[error(
+        "pod {namespace}/{pod} gets no address: node {node} is not known, so the pools' nodeSelectors cannot be checked against its labels"
+    )]
+    NodeUnknown {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The node.
+        node: String,
+    },
+    /// The namespace is not known. Pool annotations count once, so a namespace not seen yet must
+    /// not be read as one without annotations: the pod would be pinned to the wrong pool for
+    /// good.
+    #[error(
+        "pod {namespace}/{pod} gets no address: namespace {namespace} is not known, so its labels and pool annotations cannot be read"
+    )]
+    NamespaceUnknown {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+    },
+    /// The cluster's pod CIDR is not known, so no pool is allocatable.
+    #[error(
+        "pod {namespace}/{pod} gets no address: the cluster pod CIDR is unknown, so no pool can be checked against it; set --pod-cidr (Helm value podCIDRs) or kubeadm's podSubnet"
+    )]
+    PodCidrUnknown {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+    },
+    /// No pool may serve the pod (annotation, selectors, pool state).
+    #[error(transparent)]
+    Choice(#[from] ChoiceError),
+    /// The candidate pools have no room, or the request is malformed.
+    #[error(transparent)]
+    Alloc(#[from] AllocError),
+}
+
+impl AssignError {
+    /// Short stable label for Events, the pod's error annotation and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AssignError::NodeUnknown { .. } => "NodeUnknown",
+            AssignError::NamespaceUnknown { .. } => "NamespaceUnknown",
+            AssignError::PodCidrUnknown { .. } => "PodCIDRUnknown",
+            AssignError::Choice(e) => e.reason(),
+            AssignError::Alloc(e) => e.reason(),
+        }
+    }
+}
+
+/// Pools, their verdicts and every block: see the module docs.
+#[derive(Debug, Default)]
+pub struct Planner {
+    allocator: Allocator,
+    catalog: PoolCatalog,
+    /// In the order the pools were given.
+    verdicts: Vec<PoolVerdict>,
+    pod_cidrs_known: bool,
+}
+
+impl Planner {
+    /// A planner with no pool and no block. With `strict_affinity`, a pod gets an address only
+    /// from its node's blocks or a new block, never from another node's block.
+    pub fn new(strict_affinity: bool) -> Planner {
+        let mut allocator = Allocator::new();
+        allocator.set_strict_affinity(strict_affinity);
+        Planner {
+            allocator,
+            ..Planner::default()
+        }
+    }
+
+    /// Validates the pools (all of them, every time: a verdict depends on the others) and
+    /// hands the valid ones to the allocator. Blocks of pools that are gone stay until removed.
+    pub fn set_pools(&mut self, inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) {
+        let verdicts = validate_pools(inputs, pod_cidrs);
+        let names: HashSet<&str> = verdicts.iter().map(|v| v.name.as_str()).collect();
+        for old in &self.verdicts {
+            if !names.contains(old.name.as_str()) {
+                self.allocator.remove_pool(&old.name);
+            }
+        }
+        for verdict in &verdicts {
+            match &verdict.pool {
+                Some(pool) => self.allocator.set_pool(pool.clone(), verdict.allocatable()),
+                None => self.allocator.remove_pool(&verdict.name),
+            }
+        }
+        self.catalog = PoolCatalog::new(&verdicts);
+        self.verdicts = verdicts;
+        self.pod_cidrs_known = pod_cidrs.is_some();
+    }
+
+    /// Every pool's verdict, in the order [`Planner::set_pools`] was given them.
+    pub fn verdicts(&self) -> &[PoolVerdict] {
+        &self.verdicts
+    }
+
+    /// The verdict of the pool with that name.
+    pub fn verdict(&self, name: &str) -> Option<&PoolVerdict> {
+        self.catalog.verdict(name)
+    }
+
+    /// The allocator, for usage and blocks.
+    pub fn allocator(&self) -> &Allocator {
+        &self.allocator
+    }
+
+    /// The allocator, to load, drop and release blocks.
+    pub fn allocator_mut(&mut self) -> &mut Allocator {
+        &mut self.allocator
+    }
+
+    /// What `handle` holds in `family`.
+    pub fn held(&self, handle: &str, family: Family) -> Option<Placed> {
+        let got = self.allocator.find(handle, family)?;
+        Some(Placed {
+            family,
+            address: got.address,
+            pool: self.allocator.pool_name(got.pool).to_owned(),
+            block: got.block,
+            new: false,
+        })
+    }
+
+    /// What `handle` holds, if it holds an address of every one of `families`.
+    pub fn held_all(&self, handle: &str, families: &[Family]) -> Option<Vec<Placed>> {
+        families.iter().map(|&f| self.held(handle, f)).collect()
+    }
+
+    /// The pod's address of each of `families`, allocating what it does not hold yet (in
+    /// memory; the blocks changed are in [`Allocator::take_dirty`]). See the module docs.
+    pub fn assign(
+        &mut self,
+        pod: &PodContext<'_>,
+        handle: &str,
+        families: &[Family],
+    ) -> Result<Vec<Placed>, AssignError> {
+        if let Some(held) = self.held_all(handle, families) {
+            return Ok(held);
+        }
+        let Some(node_labels) = pod.node_labels else {
+            return Err(AssignError::NodeUnknown {
+                namespace: pod.namespace.to_owned(),
+                pod: pod.name.to_owned(),
+                node: pod.node.to_owned(),
+            });
+        };
+        let Some((namespace_labels, namespace_annotations)) = pod.namespace_meta else {
+            return Err(AssignError::NamespaceUnknown {
+                namespace: pod.namespace.to_owned(),
+                pod: pod.name.to_owned(),
+            });
+        };
+        if !self.pod_cidrs_known {
+            return Err(AssignError::PodCidrUnknown {
+                namespace: pod.namespace.to_owned(),
+                pod: pod.name.to_owned(),
+            });
+        }
+        let facts = PodFacts {
+            namespace: pod.namespace,
+            name: pod.name,
+            node: pod.node,
+            annotations: pod.annotations,
+            namespace_annotations,
+            namespace_labels,
+            node_labels,
+        };
+        let mut placed = Vec::with_capacity(families.len());
+        for &family in families {
+            if let Some(held) = self.held(handle, family) {
+                placed.push(held);
+                continue;
+            }
+            let choice = self.catalog.choose(&facts, family)?;
+            let got = self.allocator.allocate(&Request {
+                handle,
+                namespace: pod.namespace,
+                pod: pod.name,
+                node: pod.node,
+                family,
+                pools: &choice.pools,
+            })?;
+            placed.push(Placed {
+                family,
+                address: got.address,
+                pool: self.allocator.pool_name(got.pool).to_owned(),
+                block: got.block,
+                new: got.new,
+            });
+        }
+        Ok(placed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::choice::IPV4_POOLS_ANNOTATION;
+
+fn planner(pools: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Planner {
+    let mut p = Planner::new(false);
+    p.set_pools(pools, pod_cidrs);
+    p
+}
+
+fn cidrs() -> Vec<IpNet> {
+    vec![
+        "10.244.0.0/16".parse().unwrap(),
+        "fd00::/48".parse().unwrap(),
+    ]
+}
+
+fn general() -> Vec<PoolInput> {
+    vec![
+        PoolInput::new("general", "10.244.0.0/20"),
+        PoolInput::new("v6", "fd00::/64"),
+    ]
+}
+
+struct Pod {
+    annotations: Map,
+    node_labels: Map,
+    ns_labels: Map,
+    ns_annotations: Map,
+}
+
+impl Pod {
+    fn new() -> Pod {
+        Pod {
+            annotations: Map::new(),
+            node_labels: Map::new(),
+            ns_labels: Map::new(),
+            ns_annotations: Map::new(),
+        }
+    }
+
+    fn known(&self) -> PodContext<'_> {
+        PodContext {
+            namespace: "shop",
+            name: "web",
+            node: "n1",
+            annotations: &self.annotations,
+            node_labels: Some(&self.node_labels),
+            namespace_meta: Some((&self.ns_labels, &self.ns_annotations)),
+        }
+    }
+}
+
+#[test]
+fn a_pod_gets_one_address_per_family_and_keeps_it_on_the_next_call() {
+    let mut p = planner(&general(), Some(&cidrs()));
+    let pod = Pod::new();
+    let got = p.assign(&pod.known(), "u1", &Family::ALL).unwrap();
+    let shown: Vec<(String, String, bool)> = got
+        .iter()
+        .map(|g| (g.address.to_string(), g.pool.clone(), g.new))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("10.244.0.0".to_owned(), "general".to_owned(), true),
+            ("fd00::".to_owned(), "v6".to_owned(), true)
+        ]
+    );
+    let again = p.assign(&pod.known(), "u1", &Family::ALL).unwrap();
+    assert!(again.iter().all(|g| !g.new));
+    assert_eq!(again[0].address, got[0].address);
+    assert_eq!(p.allocator().usage("general").unwrap().allocated, 1);
+}
+
+#[test]
+fn a_pod_holding_every_family_needs_neither_node_nor_namespace() {
+    let mut p = planner(&general(), Some(&cidrs()));
+    let pod = Pod::new();
+    p.assign(&pod.known(), "u1", &[Family::V4]).unwrap();
+    let unknown = PodContext {
+        node_labels: None,
+        namespace_meta: None,
+        ..pod.known()
+    };
+    let got = p.assign(&unknown, "u1", &[Family::V4]).unwrap();
+    assert_eq!(got[0].address.to_string(), "10.244.0.0");
+    // Asking for a family it does not hold needs them again.
+    let err = p.assign(&unknown, "u1", &Family::ALL).unwrap_err();
+    assert_eq!(err.reason(), "NodeUnknown");
+}
+
+#[test]
+fn unknown_node_namespace_or_pod_cidr_each_have_their_reason() {
+    let pod = Pod::new();
+    let mut p = planner(&general(), Some(&cidrs()));
+    let no_node = PodContext {
+        node_labels: None,
+        ..pod.known()
+    };
+    let err = p.assign(&no_node, "u1", &[Family::V4]).unwrap_err();
+    assert_eq!(err.reason(), "NodeUnknown");
+    assert!(err.to_string().contains("pod shop/web") && err.to_string().contains("node n1"));
+    let no_ns = PodContext {
+        namespace_meta: None,
+        ..pod.known()
+    };
+    let err = p.assign(&no_ns, "u1", &[Family::V4]).unwrap_err();
+    assert_eq!(err.reason(), "NamespaceUnknown");
+    assert!(err.to_string().contains("namespace shop"), "{err}");
+
+    let mut blind = planner(&general(), None);
+    let err = blind.assign(&pod.known(), "u1", &[Family::V4]).unwrap_err();
+    assert_eq!(err.reason(), "PodCIDRUnknown");
+    assert!(err.to_string().contains("--pod-cidr"), "{err}");
+    assert_eq!(blind.verdicts()[0].reason.as_str(), "PodCIDRUnknown");
+}
+
+#[test]
+fn choice_and_allocation_errors_keep_their_own_reasons() {
+    let mut p = planner(
+        &[PoolInput::new("tiny", "10.244.0.0/32").block_size(32)],
+        Some(&cidrs()),
+    );
+    let mut pod = Pod::new();
+    pod.annotations
+        .insert(IPV4_POOLS_ANNOTATION.to_owned(), r#"["nope"]"#.to_owned());
+    let err = p.assign(&pod.known(), "u1", &[Family::V4]).unwrap_err();
+    assert_eq!(err.reason(), "UnknownPool");
+    assert!(matches!(err, AssignError::Choice(_)));
+
+    let pod = Pod::new();
+    p.assign(&pod.known(), "u1", &[Family::V4]).unwrap();
+    let err = p.assign(&pod.known(), "u2", &[Family::V4]).unwrap_err();
+    assert_eq!(err.reason(), "PoolsExhausted");
+    assert!(err.to_string().contains("pod shop/web"), "{err}");
+}
+
+#[test]
+fn a_family_allocated_before_another_fails_is_kept_and_not_asked_again() {
+    let mut p = planner(&general()[..1], Some(&cidrs()));
+    let pod = Pod::new();
+    let err = p.assign(&pod.known(), "u1", &Family::ALL).unwrap_err();
+    assert_eq!(err.reason(), "NoMatchingPool");
+    assert!(p.held("u1", Family::V4).is_some());
+    p.set_pools(&general(), Some(&cidrs()));
+    let got = p.assign(&pod.known(), "u1", &Family::ALL).unwrap();
+    assert_eq!(got.iter().map(|g| g.new).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(p.allocator().usage("general").unwrap().allocated, 1);
+}
+
+#[test]
+fn a_pool_removed_from_the_set_is_gone_from_the_allocator_and_the_verdicts() {
+    let mut p = planner(&general(), Some(&cidrs()));
+    assert!(p.verdict("v6").is_some());
+    p.set_pools(&general()[..1], Some(&cidrs()));
+    assert!(p.verdict("v6").is_none());
+    assert!(p.allocator().pool("v6").is_none());
+    assert_eq!(p.verdicts().len(), 1);
+}
