@@ -7,21 +7,16 @@ use std::time::Duration;
 
 use api::{Assignment, FamilyAssignment};
 use ipam::cidr::Family;
+use ipam::planner::PodContext;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use tokio::time::Instant;
 
 use crate::annotations::{Job, Outcome, Patched, Pending};
-use crate::engine::{Engine, Waiting};
-use crate::model::Request;
+use crate::engine::Engine;
 use crate::pods::{self, PodInfo, PodKey};
+use crate::queue::FIRST_BACKOFF;
 use crate::world::labels_of;
-
-/// First retry of a pod that could not get an address; doubles up to [`MAX_BACKOFF`]. A change
-/// of pools, namespaces or nodes retries at once.
-const FIRST_BACKOFF: Duration = Duration::from_secs(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// What one pod needs.
 enum Decision {
@@ -53,21 +48,21 @@ impl Engine {
             }
             let Some(pod) = self.stores.pods.get(&key) else {
                 // Deleted: the PodGone change (or the sweep) releases its addresses.
-                self.waiting.remove(&key);
+                self.queue.done(&key);
                 continue;
             };
             if pod.is_terminal() {
-                self.waiting.remove(&key);
+                self.queue.done(&key);
                 finished.push(pod);
                 continue;
             }
             if !pod.wants_address() {
-                self.waiting.remove(&key);
+                self.queue.done(&key);
                 continue;
             }
             match self.decide(&pod) {
                 Decision::Done => {
-                    self.waiting.remove(&key);
+                    self.queue.done(&key);
                 }
                 Decision::Annotate {
                     assignment,
@@ -88,8 +83,8 @@ impl Engine {
         self.release_finished(finished).await;
         for job in self.flush_blocks(pending).await {
             // Its block changed under us and was re-read; decide again right away.
-            self.wait(
-                &job.pod,
+            self.queue.retry(
+                &job.pod.key,
                 "block changed while assigning".into(),
                 Duration::ZERO,
             );
@@ -103,108 +98,45 @@ impl Engine {
         let Some(node) = pod.node.as_deref() else {
             return Decision::Done;
         };
+        let families = &self.settings.families;
         // The usual case on a relist, and for the echo of our own patch: the pod holds an
         // address of every family already; only its annotations may need writing.
-        if let Some(held) = self.held(&pod.uid) {
+        if let Some(held) = self.model.held(&pod.uid, families) {
             return annotate_if_needed(pod, held, false);
         }
-        let uid = pod.uid.to_string();
-        let namespace = pod.key.namespace.to_string();
-        let name = pod.key.name.to_string();
-        let node_labels = match self.stores.nodes.get(&ObjectRef::new(node)) {
-            Some(n) => labels_of(Some(&n)),
-            None => {
-                return Decision::Fail {
-                    reason: "NodeUnknown",
-                    message: format!(
-                        "pod {namespace}/{name} gets no address: node {node} is not known to the controller yet"
-                    ),
-                };
-            }
-        };
-        // Annotations count once, so a namespace the cache has not seen yet must not be read as
-        // one without annotations: the pod would be pinned to the wrong pool for good.
-        let Some(ns) = self.stores.namespaces.get(&ObjectRef::new(&namespace)) else {
-            return Decision::Fail {
-                reason: "NamespaceUnknown",
-                message: format!(
-                    "pod {namespace}/{name} gets no address: namespace {namespace} is not known to the controller yet"
-                ),
-            };
-        };
-        let ns = Some(ns);
-        let ns_labels = labels_of(ns.as_ref());
-        let ns_annotations = ns
-            .as_ref()
-            .map(|n| n.annotations().clone())
-            .unwrap_or_default();
+        let node_labels = self
+            .stores
+            .nodes
+            .get(&ObjectRef::new(node))
+            .map(|n| labels_of(Some(&n)));
+        let ns = self
+            .stores
+            .namespaces
+            .get(&ObjectRef::new(&pod.key.namespace));
+        let ns_labels = ns.as_ref().map(|n| labels_of(Some(n)));
+        let ns_annotations = ns.as_ref().map(|n| n.annotations().clone());
         let annotations = pod.annotations();
-
-        let mut assignment = Assignment::default();
-        let mut blocks = Vec::new();
-        let mut new = false;
-        for family in self.settings.families.clone() {
-            let got = match self.model.find(&uid, family) {
-                Some(got) => got,
-                None => {
-                    if self.settings.pod_cidrs.is_none() {
-                        return Decision::Fail {
-                            reason: "PodCIDRUnknown",
-                            message: format!(
-                                "pod {namespace}/{name} gets no address: the cluster pod CIDR is unknown; start the controller with --pod-cidr (Helm value podCIDRs)"
-                            ),
-                        };
-                    }
-                    let facts = ipam::choice::PodFacts {
-                        namespace: &namespace,
-                        name: &name,
-                        node,
-                        annotations: &annotations,
-                        namespace_annotations: &ns_annotations,
-                        namespace_labels: &ns_labels,
-                        node_labels: &node_labels,
-                    };
-                    let candidates = match self.model.choose(&facts, family) {
-                        Ok(candidates) => candidates,
-                        // The core's messages already name the pod, the pool and the reason.
-                        Err((reason, message)) => return Decision::Fail { reason, message },
-                    };
-                    let request = Request {
-                        handle: &uid,
-                        namespace: &namespace,
-                        pod: &name,
-                        node,
-                        family,
-                        pools: &candidates,
-                    };
-                    match self.model.allocate(&request) {
-                        Ok(got) => {
-                            new = true;
-                            self.metrics.allocations.inc();
-                            got
-                        }
-                        // The core's messages already name the pod, the pool and the reason.
-                        Err((reason, message)) => return Decision::Fail { reason, message },
-                    }
-                }
-            };
-            blocks.push(got.block.clone());
-            put(&mut assignment, family, got);
+        let context = PodContext {
+            namespace: &pod.key.namespace,
+            name: &pod.key.name,
+            node,
+            annotations: &annotations,
+            node_labels: node_labels.as_ref(),
+            namespace_meta: ns_labels.as_ref().zip(ns_annotations.as_ref()),
+        };
+        match self.model.assign(&context, &pod.uid, families) {
+            Ok(placed) => {
+                let fresh = placed.iter().filter(|(_, new)| *new).count();
+                self.cluster.metrics.allocations.inc_by(fresh as u64);
+                let held = placed.into_iter().map(|(a, _)| a).collect();
+                annotate_if_needed(pod, held, fresh > 0)
+            }
+            // The core's messages already name the pod, the pool and the reason.
+            Err(e) => Decision::Fail {
+                reason: e.reason(),
+                message: e.to_string(),
+            },
         }
-        annotate_if_needed(pod, (assignment, blocks), new)
-    }
-
-    /// What the pod holds if it holds an address of every family the controller assigns, with
-    /// the blocks that record them.
-    fn held(&self, uid: &str) -> Option<(Assignment, Vec<String>)> {
-        let mut assignment = Assignment::default();
-        let mut blocks = Vec::new();
-        for &family in &self.settings.families {
-            let got = self.model.find(uid, family)?;
-            blocks.push(got.block.clone());
-            put(&mut assignment, family, got);
-        }
-        Some((assignment, blocks))
     }
 
     /// Takes in the answer to a pod's annotation patch. Returns the pod if the engine must look
@@ -222,26 +154,30 @@ impl Engine {
         let key = pod.key.clone();
         match result {
             Ok(()) => {
-                self.waiting.remove(&key);
+                self.queue.done(&key);
                 let addresses: Vec<String> = assignment.addresses().map(describe).collect();
                 tracing::info!(pod = %key, addresses = ?addresses, "assigned");
                 if new && let Some(bound) = pod.bound_at {
                     let seconds = (k8s_openapi::jiff::Timestamp::now() - bound)
                         .total(k8s_openapi::jiff::Unit::Second)
                         .unwrap_or(0.0);
-                    self.metrics.assignment_latency.observe(seconds.max(0.0));
+                    self.cluster
+                        .metrics
+                        .assignment_latency
+                        .observe(seconds.max(0.0));
                 }
             }
             // The pod is gone or was re-created: the watch brings the news.
             Err(kube::Error::Api(status))
                 if status.code == 404 || status.code == 409 || status.code == 422 =>
             {
-                self.metrics.conflict("pod");
-                self.waiting.remove(&key);
+                self.cluster.metrics.conflict("pod");
+                self.queue.done(&key);
             }
             Err(e) => {
                 tracing::warn!(pod = %key, error = %e, "could not annotate pod; will retry");
-                self.wait(&pod, format!("annotating failed: {e}"), FIRST_BACKOFF);
+                self.queue
+                    .retry(&key, format!("annotating failed: {e}"), FIRST_BACKOFF);
             }
         }
         again.then_some(key)
@@ -251,36 +187,20 @@ impl Engine {
     /// reason changes), then a backoff before the next try.
     async fn fail(&mut self, pod: &PodInfo, reason: &'static str, message: String) {
         let key = pod.key.clone();
-        let previous = self
-            .waiting
-            .get(&key)
-            .map(|w| (w.message.clone(), w.attempts));
-        let attempts = previous.as_ref().map_or(0, |(_, a)| *a + 1);
-        let backoff = FIRST_BACKOFF
-            .saturating_mul(1u32 << attempts.min(5))
-            .min(MAX_BACKOFF);
-        let changed = previous.as_ref().is_none_or(|(m, _)| m != &message);
-        self.waiting.insert(
-            key.clone(),
-            Waiting {
-                message: message.clone(),
-                attempts,
-                due: Instant::now() + backoff,
-            },
-        );
-        if !changed {
+        if !self.queue.failed(&key, &message) {
             return;
         }
-        self.metrics.failure(reason);
+        self.cluster.metrics.failure(reason);
         tracing::warn!(pod = %key, reason, "{message}");
-        self.event(
-            &pod.reference(),
-            EventType::Warning,
-            reason,
-            message.clone(),
-            "AssignAddress",
-        )
-        .await;
+        self.cluster
+            .event(
+                &pod.reference(),
+                EventType::Warning,
+                reason,
+                message.clone(),
+                "AssignAddress",
+            )
+            .await;
         let error = Assignment {
             error: Some(message),
             ..Default::default()
@@ -288,7 +208,7 @@ impl Engine {
         let already = Assignment::from_annotations(&pod.annotations()).ok();
         if already.as_ref() != Some(&error)
             && let Err(e) = pods::annotate(
-                &self.client,
+                &self.cluster.client,
                 &pod.key.namespace,
                 &pod.key.name,
                 &pod.uid,
@@ -298,19 +218,6 @@ impl Engine {
         {
             tracing::debug!(pod = %key, error = %e, "could not write the error annotation");
         }
-    }
-
-    fn wait(&mut self, pod: &PodInfo, message: String, after: Duration) {
-        let key = pod.key.clone();
-        let attempts = self.waiting.get(&key).map_or(0, |w| w.attempts);
-        self.waiting.insert(
-            key,
-            Waiting {
-                message,
-                attempts,
-                due: Instant::now() + after,
-            },
-        );
     }
 
     /// Finished pods: first remove the addresses from the pod, so that no annotation ever names
@@ -324,7 +231,7 @@ impl Engine {
             if annotated {
                 let cleared = Assignment::default();
                 if let Err(e) = pods::annotate(
-                    &self.client,
+                    &self.cluster.client,
                     &pod.key.namespace,
                     &pod.key.name,
                     &uid,
@@ -339,26 +246,22 @@ impl Engine {
             let released = self.release(&uid);
             if released > 0 {
                 tracing::info!(pod = %pod.key.clone(), released, "released the addresses of a finished pod");
-                self.metrics.released("terminal", released);
+                self.cluster.metrics.released("terminal", released);
             }
         }
     }
 }
 
-/// Records one family's address in an assignment.
-fn put(assignment: &mut Assignment, family: Family, got: FamilyAssignment) {
-    match family {
-        Family::V4 => assignment.ipv4 = Some(got),
-        Family::V6 => assignment.ipv6 = Some(got),
-    }
-}
-
 /// Annotate the pod unless its annotations already say what the blocks record.
-fn annotate_if_needed(
-    pod: &PodInfo,
-    (assignment, blocks): (Assignment, Vec<String>),
-    new: bool,
-) -> Decision {
+fn annotate_if_needed(pod: &PodInfo, held: Vec<FamilyAssignment>, new: bool) -> Decision {
+    let blocks = held.iter().map(|a| a.block.clone()).collect();
+    let mut assignment = Assignment::default();
+    for a in held {
+        match Family::of_addr(&a.address) {
+            Family::V4 => assignment.ipv4 = Some(a),
+            Family::V6 => assignment.ipv6 = Some(a),
+        }
+    }
     let current = Assignment::from_annotations(&pod.annotations()).unwrap_or_default();
     if current == assignment {
         Decision::Done

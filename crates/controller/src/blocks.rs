@@ -1,22 +1,15 @@
-//! The one seam through which the controller writes IPAM blocks.
+//! The one seam through which the controller sends IPAM block writes.
 //!
-//! Every change is a JSON patch computed from the version of the block we last read (`have`) to
-//! the version we want. Its first operation tests `spec.sequenceNumber`: only the controller bumps
-//! it, so the patch fails when anyone changed the block's allocations since we read it, and it
-//! does not fail when the CNI plugin merely recorded a container claim. A failed patch is never
-//! retried blindly: the caller re-reads the block and recomputes.
+//! The writes themselves are built by [`api::write::update`] from the version of the block we
+//! last read (`have`) to the version we want, and the answers read by [`api::write::refusal`].
+//! A failed write is never retried blindly: the caller re-reads the block and recomputes.
 
-use std::collections::BTreeMap;
-
-use api::{BlockAllocation, IPAMBlock, IPAMBlockSpec};
-use json_patch::{
-    AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation,
-};
+use api::write::Refusal;
+use api::{IPAMBlock, IPAMBlockSpec};
 use kube::api::{DeleteParams, Patch as KubePatch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 
 use crate::lean::LeanBlock;
-use serde_json::{Value, json};
 
 /// A block write that did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +88,7 @@ impl BlockStore {
         have: &IPAMBlockSpec,
         want: &IPAMBlockSpec,
     ) -> Result<IPAMBlock, WriteError> {
-        let patch = diff(have, want);
+        let patch = api::write::update(have, want);
         let params = PatchParams {
             field_manager: Some(api::keys::CONTROLLER_MANAGER.into()),
             ..Default::default()
@@ -131,88 +124,13 @@ fn api_error(name: &str, source: kube::Error) -> WriteError {
 }
 
 fn classify(name: &str, e: kube::Error) -> WriteError {
-    match &e {
-        // 422 is what a failed JSON-patch `test` operation gets; 409 a stale resourceVersion or
-        // an existing name.
-        kube::Error::Api(status) if status.code == 409 || status.code == 422 => {
-            WriteError::Conflict(name.to_owned())
-        }
-        kube::Error::Api(status) if status.code == 404 => WriteError::Gone(name.to_owned()),
-        _ => api_error(name, e),
+    let refusal = match &e {
+        kube::Error::Api(status) => api::write::refusal(status.code),
+        _ => Refusal::Other,
+    };
+    match refusal {
+        Refusal::Conflict => WriteError::Conflict(name.to_owned()),
+        Refusal::Gone => WriteError::Gone(name.to_owned()),
+        Refusal::Other => api_error(name, e),
     }
 }
-
-/// The JSON patch that turns `have` into `want`, guarded by a test of `have`'s sequence number.
-///
-/// Records whose owner (handle and sequence) is unchanged are left alone, so a container claim
-/// the CNI plugin wrote meanwhile survives.
-pub fn diff(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
-    let mut ops = vec![PatchOperation::Test(TestOperation {
-        path: pointer(&["spec", "sequenceNumber"]),
-        value: json!(have.sequence_number),
-    })];
-    if want.sequence_number != have.sequence_number {
-        ops.push(PatchOperation::Replace(ReplaceOperation {
-            path: pointer(&["spec", "sequenceNumber"]),
-            value: json!(want.sequence_number),
-        }));
-    }
-    match (&have.affinity, &want.affinity) {
-        (Some(_), None) => ops.push(PatchOperation::Remove(RemoveOperation {
-            path: pointer(&["spec", "affinity"]),
-        })),
-        (old, Some(new)) if old.as_ref() != Some(new) => {
-            ops.push(PatchOperation::Add(AddOperation {
-                path: pointer(&["spec", "affinity"]),
-                value: json!(new),
-            }))
-        }
-        _ => {}
-    }
-    diff_allocations(&have.allocations, &want.allocations, &mut ops);
-    Patch(ops)
-}
-
-fn diff_allocations(
-    have: &BTreeMap<String, BlockAllocation>,
-    want: &BTreeMap<String, BlockAllocation>,
-    ops: &mut Vec<PatchOperation>,
-) {
-    for (ordinal, old) in have {
-        if !want.contains_key(ordinal) {
-            // The release names the holder and the allocation's sequence, so an address that was
-            // re-assigned since the read is never freed, even if the block test were lifted.
-            ops.push(PatchOperation::Test(TestOperation {
-                path: pointer(&["spec", "allocations", ordinal, "handle"]),
-                value: json!(old.handle),
-            }));
-            ops.push(PatchOperation::Test(TestOperation {
-                path: pointer(&["spec", "allocations", ordinal, "sequence"]),
-                value: json!(old.sequence),
-            }));
-            ops.push(PatchOperation::Remove(RemoveOperation {
-                path: pointer(&["spec", "allocations", ordinal]),
-            }));
-        }
-    }
-    for (ordinal, new) in want {
-        if have.get(ordinal).is_some_and(|old| same_owner(old, new)) {
-            continue;
-        }
-        ops.push(PatchOperation::Add(AddOperation {
-            path: pointer(&["spec", "allocations", ordinal]),
-            value: serde_json::to_value(new).unwrap_or(Value::Null),
-        }));
-    }
-}
-
-fn same_owner(a: &BlockAllocation, b: &BlockAllocation) -> bool {
-    a.handle == b.handle && a.sequence == b.sequence
-}
-
-fn pointer(parts: &[&str]) -> json_patch::jsonptr::PointerBuf {
-    json_patch::jsonptr::PointerBuf::from_tokens(parts.iter().copied())
-}
-
-#[cfg(test)]
-mod tests;

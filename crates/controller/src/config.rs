@@ -125,17 +125,8 @@ impl Settings {
         flags: &Flags,
         pod_cidrs: Option<Vec<IpNet>>,
     ) -> Result<Settings, ConfigError> {
-        let families = if flags.families.is_empty() {
-            let mut families: Vec<Family> = pod_cidrs.iter().flatten().map(Family::of).collect();
-            families.sort_by_key(|f| matches!(f, Family::V6));
-            families.dedup();
-            if families.is_empty() {
-                families.push(Family::V4);
-            }
-            families
-        } else {
-            parse_families(&flags.families)?
-        };
+        let families = Family::select(&flags.families, pod_cidrs.as_deref())
+            .map_err(|e| ConfigError::Family(e.0))?;
         Ok(Settings {
             pod_cidrs,
             families,
@@ -145,21 +136,6 @@ impl Settings {
             strict_affinity: flags.strict_affinity,
         })
     }
-}
-
-fn parse_families(raw: &[String]) -> Result<Vec<Family>, ConfigError> {
-    let mut out = Vec::new();
-    for f in raw {
-        let family = match f.trim().to_ascii_lowercase().as_str() {
-            "ipv4" | "v4" => Family::V4,
-            "ipv6" | "v6" => Family::V6,
-            _ => return Err(ConfigError::Family(f.clone())),
-        };
-        if !out.contains(&family) {
-            out.push(family);
-        }
-    }
-    Ok(out)
 }
 
 fn parse_cidrs<'a>(

@@ -1,26 +1,23 @@
-//! The leader's in-memory model: the core's allocator over every block, the pools' verdicts,
+//! The leader's in-memory model: the core's [`Planner`] (pools, their verdicts, every block)
 //! and the version of each block last read from the API server.
 //!
-//! The model decides; [`crate::blocks`] writes. What the model changed is turned into one write
+//! The planner decides; [`crate::blocks`] writes. What the model changed is turned into one write
 //! per block by [`Model::take_writes`], computed against the version last read, so a write made
 //! against a stale read fails its test instead of overwriting anything.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use api::{FamilyAssignment, IPAMBlock, IPAMBlockSpec};
-use ipam::allocator::{Allocator, Change};
+use ipam::allocator::Change;
 use ipam::block::Block;
-use ipam::choice::{PodFacts, PoolCatalog};
 use ipam::cidr::Family;
+use ipam::planner::{AssignError, Placed, Planner, PodContext};
 use ipam::pool::PoolInput;
-use ipam::validate::PoolVerdict;
 use ipnet::IpNet;
 use kube::ResourceExt;
 
 use crate::blocks::{BlockStore, WriteError};
-
-pub use ipam::allocator::Request;
 
 /// A block as the API server last showed it: shared with the watch cache, not copied.
 #[derive(Debug, Clone)]
@@ -112,9 +109,7 @@ pub struct PoolState {
 
 /// See the module docs.
 pub struct Model {
-    allocator: Allocator,
-    catalog: PoolCatalog,
-    verdicts: BTreeMap<String, PoolVerdict>,
+    planner: Planner,
     seen: HashMap<String, Seen>,
     deletes: HashSet<String>,
 }
@@ -122,44 +117,22 @@ pub struct Model {
 impl Model {
     /// An empty model.
     pub fn new(strict_affinity: bool) -> Model {
-        let mut allocator = Allocator::new();
-        allocator.set_strict_affinity(strict_affinity);
         Model {
-            allocator,
-            catalog: PoolCatalog::default(),
-            verdicts: BTreeMap::new(),
+            planner: Planner::new(strict_affinity),
             seen: HashMap::new(),
             deletes: HashSet::new(),
         }
     }
 
-    /// Re-validates the pools and updates the allocator and the catalog pool choice reads.
+    /// Re-validates the pools; pool choice and allocation use the new verdicts.
     pub fn set_pools(&mut self, inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) {
-        let verdicts = ipam::validate::validate_pools(inputs, pod_cidrs);
-        self.catalog = PoolCatalog::new(&verdicts);
-        let names: HashSet<&str> = verdicts.iter().map(|v| v.name.as_str()).collect();
-        let gone: Vec<String> = self
-            .verdicts
-            .keys()
-            .filter(|n| !names.contains(n.as_str()))
-            .cloned()
-            .collect();
-        for name in gone {
-            self.allocator.remove_pool(&name);
-        }
-        for verdict in &verdicts {
-            match &verdict.pool {
-                Some(pool) => self.allocator.set_pool(pool.clone(), verdict.allocatable()),
-                None => self.allocator.remove_pool(&verdict.name),
-            }
-        }
-        self.verdicts = verdicts.into_iter().map(|v| (v.name.clone(), v)).collect();
+        self.planner.set_pools(inputs, pod_cidrs);
     }
 
     /// The pool's state for its status, if the pool is known.
     pub fn pool_state(&self, name: &str) -> Option<PoolState> {
-        let verdict = self.verdicts.get(name)?;
-        let usage = self.allocator.usage(name).unwrap_or_default();
+        let verdict = self.planner.verdict(name)?;
+        let usage = self.planner.allocator().usage(name).unwrap_or_default();
         Some(PoolState {
             allocatable: verdict.allocatable(),
             reason: verdict.reason.as_str().to_owned(),
@@ -170,58 +143,42 @@ impl Model {
         })
     }
 
-    /// Candidate pools for a pod, or the reason label and message of why there are none.
-    pub fn choose(
-        &self,
-        facts: &PodFacts<'_>,
-        family: Family,
-    ) -> Result<Vec<String>, (&'static str, String)> {
-        self.catalog
-            .choose(facts, family)
-            .map(|c| c.pools)
-            .map_err(|e| (e.reason(), e.to_string()))
-    }
-
-    /// Allocates in memory; the change is written by the next [`Model::take_writes`].
-    pub fn allocate(
+    /// The pod's address of each family, allocated in memory where it holds none yet; the
+    /// change is written by the next [`Model::take_writes`].
+    pub fn assign(
         &mut self,
-        request: &Request<'_>,
-    ) -> Result<FamilyAssignment, (&'static str, String)> {
-        let got = self
-            .allocator
-            .allocate(request)
-            .map_err(|e| (e.reason(), e.to_string()))?;
-        Ok(assignment(
-            got.address,
-            self.allocator.pool_name(got.pool),
-            &got.block,
-        ))
+        pod: &PodContext<'_>,
+        handle: &str,
+        families: &[Family],
+    ) -> Result<Vec<(FamilyAssignment, bool)>, AssignError> {
+        let placed = self.planner.assign(pod, handle, families)?;
+        Ok(placed
+            .into_iter()
+            .map(|p| (assignment(&p), p.new))
+            .collect())
     }
 
-    /// What `handle` holds in `family`.
-    pub fn find(&self, handle: &str, family: Family) -> Option<FamilyAssignment> {
-        let got = self.allocator.find(handle, family)?;
-        Some(assignment(
-            got.address,
-            self.allocator.pool_name(got.pool),
-            &got.block,
-        ))
+    /// What `handle` holds, if it holds an address of every family.
+    pub fn held(&self, handle: &str, families: &[Family]) -> Option<Vec<FamilyAssignment>> {
+        let placed = self.planner.held_all(handle, families)?;
+        Some(placed.iter().map(assignment).collect())
     }
 
     /// Releases everything `handle` holds; returns how many addresses.
     pub fn release_handle(&mut self, handle: &str) -> u64 {
-        self.allocator.release_handle(handle).len() as u64
+        self.planner.allocator_mut().release_handle(handle).len() as u64
     }
 
     /// Blocks of `node` lose their affinity.
     pub fn release_affinity(&mut self, node: &str) {
-        self.allocator.release_affinity(node);
+        self.planner.allocator_mut().release_affinity(node);
     }
 
     /// Nodes some block is affine to.
     pub fn affine_nodes(&self) -> Vec<String> {
         let nodes: HashSet<String> = self
-            .allocator
+            .planner
+            .allocator()
             .blocks()
             .filter_map(|b| b.affinity().map(str::to_owned))
             .collect();
@@ -233,7 +190,7 @@ impl Model {
     pub fn owners_except(&self, live: impl Fn(&str) -> bool) -> Vec<Owner> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for block in self.allocator.blocks() {
+        for block in self.planner.allocator().blocks() {
             for (_, a) in block.allocations() {
                 if !live(a.handle()) && seen.insert(a.handle()) {
                     out.push(Owner {
@@ -249,9 +206,13 @@ impl Model {
 
     /// Whether any block of the pool still holds an address.
     pub fn pool_in_use(&self, pool: &str) -> bool {
-        self.allocator.usage(pool).is_some_and(|u| u.allocated > 0)
+        self.planner
+            .allocator()
+            .usage(pool)
+            .is_some_and(|u| u.allocated > 0)
             || self
-                .allocator
+                .planner
+                .allocator()
                 .blocks()
                 .any(|b| b.pool() == pool && !b.is_empty())
     }
@@ -260,12 +221,13 @@ impl Model {
     /// the pool remains.
     pub fn drop_blocks_of_pool(&mut self, pool: &str) -> bool {
         let blocks: Vec<IpNet> = self
-            .allocator
+            .planner
+            .allocator()
             .blocks()
             .filter(|b| b.pool() == pool && b.is_empty())
             .map(|b| b.cidr())
             .collect();
-        let remaining = self.allocator.blocks().any(|b| b.pool() == pool);
+        let remaining = self.planner.allocator().blocks().any(|b| b.pool() == pool);
         for cidr in blocks {
             self.schedule_delete(&cidr);
         }
@@ -274,7 +236,7 @@ impl Model {
 
     /// Schedules deletion of empty blocks that belong to no node (or to no pool).
     pub fn drop_empty_unaffine_blocks(&mut self) {
-        for cidr in self.allocator.returnable_blocks() {
+        for cidr in self.planner.allocator().returnable_blocks() {
             self.schedule_delete(&cidr);
         }
     }
@@ -282,7 +244,7 @@ impl Model {
     fn schedule_delete(&mut self, cidr: &IpNet) {
         let name = ipam::cidr::block_name(cidr);
         if self.seen.contains_key(&name) {
-            self.allocator.remove_block(cidr);
+            self.planner.allocator_mut().remove_block(cidr);
             self.deletes.insert(name);
         }
     }
@@ -332,7 +294,7 @@ impl Model {
         };
         match Block::from_record(&record) {
             Ok(core) => {
-                if let Err(e) = self.allocator.insert_block(core) {
+                if let Err(e) = self.planner.allocator_mut().insert_block(core) {
                     tracing::error!(block = %name, error = %e, "ignoring a block that conflicts with another");
                     return;
                 }
@@ -357,15 +319,15 @@ impl Model {
         self.seen.remove(name);
         self.deletes.remove(name);
         if let Ok(cidr) = ipam::cidr::parse_block_name(name) {
-            self.allocator.remove_block(&cidr);
+            self.planner.allocator_mut().remove_block(&cidr);
         }
     }
 
     /// Every write needed to bring the API server to the model's state.
     pub fn take_writes(&mut self) -> Vec<BlockWrite> {
         let mut writes = Vec::new();
-        for dirty in self.allocator.take_dirty() {
-            let Some(block) = self.allocator.block(&dirty.cidr) else {
+        for dirty in self.planner.allocator_mut().take_dirty() {
+            let Some(block) = self.planner.allocator().block(&dirty.cidr) else {
                 continue;
             };
             let name = ipam::cidr::block_name(&dirty.cidr);
@@ -394,11 +356,11 @@ impl Model {
     }
 }
 
-fn assignment(address: std::net::IpAddr, pool: &str, block: &IpNet) -> FamilyAssignment {
+fn assignment(placed: &Placed) -> FamilyAssignment {
     FamilyAssignment {
-        address,
-        pool: pool.to_owned(),
-        block: ipam::cidr::block_name(block),
+        address: placed.address,
+        pool: placed.pool.clone(),
+        block: ipam::cidr::block_name(&placed.block),
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use api::Assignment;
+use ipam::pod::PodState;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams};
@@ -236,7 +237,7 @@ impl PodInfo {
     /// Keeps what the controller needs of a pod as its watch decoded it.
     pub fn of(pod: &WatchedPod) -> PodInfo {
         let meta = &pod.metadata;
-        let finished = matches!(pod.status.phase.as_deref(), Some("Succeeded" | "Failed"));
+        let finished = PodState::finished_phase(pod.status.phase.as_deref());
         PodInfo {
             key: PodKey {
                 namespace: meta.namespace.as_deref().unwrap_or_default().into(),
@@ -266,15 +267,24 @@ impl PodInfo {
         }
     }
 
-    /// Whether the controller must give this pod addresses: bound to a node, not on the host
-    /// network, not finished, not being deleted.
+    /// What the core's address rule reads of the pod.
+    pub fn state(&self) -> PodState<'_> {
+        PodState {
+            node: self.node.as_deref(),
+            host_network: self.host_network,
+            finished: self.phase == Phase::Finished,
+            deleting: self.deleting,
+        }
+    }
+
+    /// Whether the controller must give this pod addresses ([`PodState::needs_address`]).
     pub fn wants_address(&self) -> bool {
-        self.node.is_some() && !self.host_network && self.phase == Phase::Active && !self.deleting
+        self.state().needs_address()
     }
 
     /// Succeeded or Failed: its addresses can go.
     pub fn is_terminal(&self) -> bool {
-        self.phase == Phase::Finished
+        self.state().finished
     }
 
     /// The annotations the controller reads, as a map.

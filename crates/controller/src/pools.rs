@@ -9,8 +9,54 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use crate::annotations::Pending;
 use crate::engine::Engine;
+
+/// At most this often the pools' status is written.
+const STATUS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Whether the pools' status needs writing, and when it may be written next.
+pub(crate) struct StatusDue {
+    changed: bool,
+    next: Instant,
+}
+
+impl Default for StatusDue {
+    /// Due at once: a new leader writes every pool's status.
+    fn default() -> StatusDue {
+        StatusDue {
+            changed: true,
+            next: Instant::now(),
+        }
+    }
+}
+
+impl StatusDue {
+    /// Something the status shows changed.
+    pub(crate) fn changed(&mut self) {
+        self.changed = true;
+    }
+
+    /// When the status is to be written next, if it changed.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.changed.then_some(self.next)
+    }
+
+    /// Whether the status is to be written at `now`.
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        self.changed && now >= self.next
+    }
+
+    /// A write was attempted at `now`.
+    fn written(&mut self, now: Instant) {
+        self.changed = false;
+        self.next = now + STATUS_INTERVAL;
+    }
+}
 
 impl Engine {
     /// Re-validates every pool and hands the result to the model.
@@ -19,7 +65,7 @@ impl Engine {
         let inputs: Vec<ipam::pool::PoolInput> = pools.iter().map(|p| p.to_input()).collect();
         self.model
             .set_pools(&inputs, self.settings.pod_cidrs.as_deref());
-        self.status_dirty = true;
+        self.status.changed();
     }
 
     /// On a cluster with no pool at all, creates one pool per pod CIDR, named as Calico names
@@ -32,7 +78,7 @@ impl Engine {
             tracing::warn!("no pool exists and the pod CIDR is unknown: no default pool created");
             return;
         };
-        let api: Api<IPPool> = Api::all(self.client.clone());
+        let api: Api<IPPool> = Api::all(self.cluster.client.clone());
         for cidr in cidrs {
             let name = match Family::of(&cidr) {
                 Family::V4 => "default-ipv4-ippool",
@@ -62,7 +108,7 @@ impl Engine {
     /// Adds the in-use finalizer to pools, and lets a deleted pool go once none of its
     /// addresses is in use: its empty blocks are deleted first, then the finalizer removed.
     pub(crate) async fn pool_housekeeping(&mut self) {
-        let api: Api<IPPool> = Api::all(self.client.clone());
+        let api: Api<IPPool> = Api::all(self.cluster.client.clone());
         let mut released_blocks = false;
         for pool in self.stores.pools.state() {
             let name = pool.name_any();
@@ -109,7 +155,7 @@ impl Engine {
             {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
-                    self.metrics.conflict("ippool")
+                    self.cluster.metrics.conflict("ippool")
                 }
                 Err(e) => {
                     tracing::warn!(pool = %name, error = %e, "could not update the pool's finalizers")
@@ -124,8 +170,8 @@ impl Engine {
     /// Writes each pool's status where it differs from what the cache shows, and an Event when a
     /// pool becomes not allocatable.
     pub(crate) async fn write_pool_status(&mut self) {
-        self.status_dirty = false;
-        let api: Api<IPPool> = Api::all(self.client.clone());
+        self.status.written(Instant::now());
+        let api: Api<IPPool> = Api::all(self.cluster.client.clone());
         let params = PatchParams::apply(CONTROLLER_MANAGER).force();
         for pool in self.stores.pools.state() {
             let name = pool.name_any();
@@ -150,11 +196,13 @@ impl Engine {
                 blocks: Some(saturating_i64(u128::from(state.blocks))),
             };
             let gauge = crate::metrics::PoolLabel { pool: name.clone() };
-            self.metrics
+            self.cluster
+                .metrics
                 .pool_capacity
                 .get_or_create(&gauge)
                 .set(saturating_i64(state.capacity));
-            self.metrics
+            self.cluster
+                .metrics
                 .pool_allocated
                 .get_or_create(&gauge)
                 .set(saturating_i64(u128::from(state.allocated)));
@@ -169,19 +217,20 @@ impl Engine {
             });
             if let Err(e) = api.patch_status(&name, &params, &Patch::Apply(patch)).await {
                 tracing::warn!(pool = %name, error = %e, "could not write pool status");
-                self.status_dirty = true;
+                self.status.changed();
                 continue;
             }
             if !state.allocatable && before.as_deref() != Some(state.reason.as_str()) {
                 tracing::warn!(pool = %name, reason = %state.reason, "{}", state.message);
-                self.event(
-                    &pool.object_ref(&()),
-                    EventType::Warning,
-                    &state.reason,
-                    state.message.clone(),
-                    "ValidatePool",
-                )
-                .await;
+                self.cluster
+                    .event(
+                        &pool.object_ref(&()),
+                        EventType::Warning,
+                        &state.reason,
+                        state.message.clone(),
+                        "ValidatePool",
+                    )
+                    .await;
             }
         }
     }

@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 use api::{Assignment, IPAMBlock, IPPool};
 use futures::StreamExt;
 use ipam::cidr::Family;
+use ipam::planner::PodContext;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
-use rangepool_controller::model::{BlockWrite, Model, Request};
+use rangepool_controller::model::{BlockWrite, Model};
 
 use crate::apiserver::Requests;
 use crate::cluster::{
@@ -165,18 +166,23 @@ pub async fn run_memory() {
             },
         );
         model.set_pools(&[pool.to_input()], Some(&[POD_CIDR.parse().expect("CIDR")]));
-        let pools = vec![POOL.to_owned()];
+        let empty = BTreeMap::new();
         (0..pods)
             .map(|i| {
-                let request = Request {
-                    handle: &placeholder(i),
-                    namespace: &namespace(i % namespaces),
-                    pod: &pod_name(i),
-                    node: &node_name(i % nodes),
-                    family: Family::V4,
-                    pools: &pools,
+                let (namespace, name, node) =
+                    (namespace(i % namespaces), pod_name(i), node_name(i % nodes));
+                let context = PodContext {
+                    namespace: &namespace,
+                    name: &name,
+                    node: &node,
+                    annotations: &empty,
+                    node_labels: Some(&empty),
+                    namespace_meta: Some((&empty, &empty)),
                 };
-                Some(model.allocate(&request).expect("the pool has room"))
+                let placed = model
+                    .assign(&context, &placeholder(i), &[Family::V4])
+                    .expect("the pool has room");
+                placed.into_iter().next().map(|(v4, _)| v4)
             })
             .collect()
     } else {

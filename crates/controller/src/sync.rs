@@ -1,0 +1,118 @@
+//! Keeping the model and the API server's blocks in step: taking in the blocks the watch shows,
+//! and writing every block the model changed, at most [`WRITE_CONCURRENCY`] at once, before the
+//! pods whose addresses they record are annotated.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::annotations::{Job, Pending};
+use crate::blocks::WriteError;
+use crate::engine::Engine;
+
+/// Writes in flight at once.
+const WRITE_CONCURRENCY: usize = 32;
+
+impl Engine {
+    /// Releases everything a pod holds; pods waiting for room get another chance.
+    pub(crate) fn release(&mut self, handle: &str) -> u64 {
+        let released = self.model.release_handle(handle);
+        if released > 0 {
+            self.queue.freed();
+        }
+        released
+    }
+
+    /// Brings the model up to date with the blocks the watch has seen.
+    pub(crate) async fn sync_blocks(&mut self, all: bool, names: &HashSet<String>) {
+        let candidates: Vec<String> = if all {
+            let mut names: HashSet<String> = self
+                .stores
+                .blocks
+                .state()
+                .iter()
+                .map(|b| kube::ResourceExt::name_any(b.as_ref()))
+                .collect();
+            names.extend(self.model.block_names());
+            names.into_iter().collect()
+        } else {
+            names.iter().cloned().collect()
+        };
+        for name in candidates {
+            let cached = self.stores.blocks.get(&ObjectRef::new(&name));
+            match cached {
+                Some(block) if self.model.is_newer(&block) => self.model.accept(&block),
+                Some(block) => {
+                    self.model.share(&block);
+                    continue;
+                }
+                // Gone from the cache: confirm with the API server before forgetting it, since
+                // the cache may simply not have caught up with a block we just created.
+                None if self.model.knows(&name) => self.reload_block(&name).await,
+                None => continue,
+            }
+            // Counts changed: the pools' status is due (an idle controller writes nothing).
+            self.status.changed();
+        }
+    }
+
+    /// Re-reads one block from the API server into the model, dropping whatever the model had
+    /// decided for it that was not written.
+    pub(crate) async fn reload_block(&mut self, name: &str) {
+        match self.cluster.blocks.read(name).await {
+            Ok(Some(block)) => self.model.accept(&Arc::new(block)),
+            Ok(None) => self.model.forget(name),
+            Err(e) => {
+                // Keep what we have; a later write will fail its test and come back here.
+                tracing::warn!(block = name, error = %e, "could not re-read block");
+            }
+        }
+    }
+
+    /// Writes every block the model changed, and starts annotating each pending pod as soon as
+    /// its blocks are written. Returns the pods whose blocks could not be written.
+    pub(crate) async fn flush_blocks(&mut self, mut pending: Pending) -> Vec<Job> {
+        let writes = self.model.take_writes();
+        let writing: HashSet<String> = writes.iter().map(|w| w.name().to_owned()).collect();
+        self.annotations.start(pending.begin(&writing));
+        if writes.is_empty() {
+            return Vec::new();
+        }
+        let store = self.cluster.blocks.clone();
+        let mut results = futures::stream::iter(writes)
+            .map(|write| {
+                let store = store.clone();
+                async move {
+                    let result = write.perform(&store).await;
+                    (write.name().to_owned(), result)
+                }
+            })
+            .buffer_unordered(WRITE_CONCURRENCY);
+        let mut blocked = Vec::new();
+        while let Some((name, result)) = results.next().await {
+            match result {
+                Ok(written) => {
+                    match written {
+                        Some(block) => self.model.accept(&Arc::new(block)),
+                        None => self.model.forget(&name),
+                    }
+                    self.annotations.start(pending.written(&name));
+                }
+                Err(e) => {
+                    if matches!(e, WriteError::Conflict(_) | WriteError::Gone(_)) {
+                        self.cluster.metrics.conflict("ipamblock");
+                        tracing::debug!(block = %name, error = %e, "block changed meanwhile; re-reading it");
+                    } else {
+                        tracing::warn!(block = %name, error = %e, "block write failed");
+                    }
+                    self.reload_block(&name).await;
+                    blocked.extend(pending.not_written(&name));
+                }
+            }
+        }
+        self.status.changed();
+        blocked
+    }
+}
