@@ -77,34 +77,26 @@ impl Retry {
 /// sequence too, so an address re-assigned since the read is never freed, even if the block
 /// test were lifted.
 pub fn update(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
-    let mut ops = vec![test(
-        &["spec", "sequenceNumber"],
-        json!(have.sequence_number),
-    )];
+    let sequence = || pointer(&["spec", "sequenceNumber"]);
+    let mut ops = vec![test(sequence(), json!(have.sequence_number))];
     if want.sequence_number != have.sequence_number {
         ops.push(PatchOperation::Replace(ReplaceOperation {
-            path: pointer(&["spec", "sequenceNumber"]),
+            path: sequence(),
             value: json!(want.sequence_number),
         }));
     }
+    let affinity = || pointer(&["spec", "affinity"]);
     match (&have.affinity, &want.affinity) {
-        (Some(_), None) => ops.push(remove(&["spec", "affinity"])),
-        (old, Some(new)) if old.as_ref() != Some(new) => {
-            ops.push(add(&["spec", "affinity"], json!(new)))
-        }
+        (Some(_), None) => ops.push(remove(affinity())),
+        (old, Some(new)) if old.as_ref() != Some(new) => ops.push(add(affinity(), json!(new))),
         _ => {}
     }
     for (ordinal, old) in &have.allocations {
         if !want.allocations.contains_key(ordinal) {
-            ops.push(test(
-                &["spec", "allocations", ordinal, "handle"],
-                json!(old.handle),
-            ));
-            ops.push(test(
-                &["spec", "allocations", ordinal, "sequence"],
-                json!(old.sequence),
-            ));
-            ops.push(remove(&["spec", "allocations", ordinal]));
+            let at = |field: &str| pointer(&["spec", "allocations", ordinal, field]);
+            ops.push(test(at("handle"), json!(old.handle)));
+            ops.push(test(at("sequence"), json!(old.sequence)));
+            ops.push(remove(pointer(&["spec", "allocations", ordinal])));
         }
     }
     for (ordinal, new) in &want.allocations {
@@ -116,7 +108,7 @@ pub fn update(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
             continue;
         }
         ops.push(add(
-            &["spec", "allocations", ordinal],
+            pointer(&["spec", "allocations", ordinal]),
             serde_json::to_value(new).unwrap_or(Value::Null),
         ));
     }
@@ -178,32 +170,18 @@ impl Slot {
     /// container. `add` replaces an existing value, so a sandbox restart takes the claim over.
     pub fn claim(&self, uid: &str, container: &str) -> Patch {
         Patch(vec![
-            test(&["spec", "cidr"], json!(self.block.to_string())),
-            PatchOperation::Test(TestOperation {
-                path: self.path("handle"),
-                value: json!(uid),
-            }),
-            PatchOperation::Add(AddOperation {
-                path: self.path("container"),
-                value: json!(container),
-            }),
+            test(pointer(&["spec", "cidr"]), json!(self.block.to_string())),
+            test(self.path("handle"), json!(uid)),
+            add(self.path("container"), json!(container)),
         ])
     }
 
     /// Unclaim: only this container's claim on this pod's allocation; never the allocation.
     pub fn unclaim(&self, uid: &str, container: &str) -> Patch {
         Patch(vec![
-            PatchOperation::Test(TestOperation {
-                path: self.path("handle"),
-                value: json!(uid),
-            }),
-            PatchOperation::Test(TestOperation {
-                path: self.path("container"),
-                value: json!(container),
-            }),
-            PatchOperation::Remove(RemoveOperation {
-                path: self.path("container"),
-            }),
+            test(self.path("handle"), json!(uid)),
+            test(self.path("container"), json!(container)),
+            remove(self.path("container")),
         ])
     }
 
@@ -241,24 +219,16 @@ fn pointer(parts: &[&str]) -> PointerBuf {
     PointerBuf::from_tokens(parts.iter().copied())
 }
 
-fn test(parts: &[&str], value: Value) -> PatchOperation {
-    PatchOperation::Test(TestOperation {
-        path: pointer(parts),
-        value,
-    })
+fn test(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Test(TestOperation { path, value })
 }
 
-fn add(parts: &[&str], value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation {
-        path: pointer(parts),
-        value,
-    })
+fn add(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
 }
 
-fn remove(parts: &[&str]) -> PatchOperation {
-    PatchOperation::Remove(RemoveOperation {
-        path: pointer(parts),
-    })
+fn remove(path: PointerBuf) -> PatchOperation {
+    PatchOperation::Remove(RemoveOperation { path })
 }
 
 #[cfg(test)]

@@ -8,15 +8,16 @@
 //!
 //! # Modules, in the order data flows through them
 //!
-//! - [`cidr`]: [`Family`], strict parsing ([`cidr::parse_strict`]), containment and overlap,
+//! - [`cidr`]: [`Family`] (parsed with `FromStr`, chosen by [`Family::select`]), strict parsing ([`cidr::parse_strict`]), containment and overlap,
 //!   cutting a pool into blocks ([`cidr::block_count`], [`cidr::nth_block`],
 //!   [`cidr::block_index`], [`cidr::block_containing`]), addresses by ordinal
 //!   ([`cidr::nth_addr`], [`cidr::ordinal_of`]), block object names ([`cidr::block_name`],
-//!   [`cidr::parse_block_name`]) and [`cidr::is_link_local`].
+//!   [`cidr::parse_block_name`]), [`cidr::overlapping_pairs`] and [`cidr::is_link_local`].
 //! - [`selector`]: [`Selector`], the whole Calico selector syntax, with Calico's semantics for
 //!   missing labels (`!=` and `not in` match them). `global()` is refused.
-//! - [`pool`]: [`PoolInput`] (fields as written, with builder methods) and [`Pool`] (validated
-//!   through [`Pool::parse`] only). The Calico data-plane fields are validated as Calico does but
+//! - [`pool`]: [`PoolInput`] (fields as written, with builder methods), [`Pool`] (validated
+//!   through [`Pool::parse`] only) and [`SpecField`], the one list of `IPPool.spec` fields with
+//!   their [`Effect`]. The Calico data-plane fields are validated as Calico does but
 //!   otherwise inert, except that a pool without `Workload` in `allowedUses` never serves pods.
 //! - [`validate`]: [`validate_pools`] gives each pool a [`PoolVerdict`] with the reason of its
 //!   `Allocatable` condition (`OK`, `InvalidCIDR`, `InvalidBlockSize`, `InvalidSelector`,
@@ -37,8 +38,16 @@
 //!   [`Allocator::take_dirty`] to batch block writes. Results name their pool with a copyable
 //!   [`PoolRef`]; [`Allocator::pool_name`] gives the name (no reference counting in the hot
 //!   path).
+//! - [`pod`]: [`PodState`] and [`PodState::needs_address`]: which pods need an address at all
+//!   (bound, not host network, not finished, not being deleted).
+//! - [`planner`]: [`Planner`], pools, catalog and allocator behind one call:
+//!   [`Planner::assign`] a pod ([`PodContext`]) its addresses per family, or an [`AssignError`]
+//!   (`NodeUnknown`, `NamespaceUnknown`, `PodCIDRUnknown`, or the choice's or allocator's
+//!   reason). The controller and `kubectl ipam plan` both decide through it.
+//! - [`absence`]: [`Absence`], the leak rule: gone only when missing in two observations a grace
+//!   period apart, with the clock injected.
 //!
-//! # Typical use (the controller)
+//! # The pieces one by one (what [`Planner`] does for a pod)
 //!
 //! ```
 //! use ipam::{Allocator, Family, PodFixture, PoolCatalog, PoolInput, Request, validate_pools};
