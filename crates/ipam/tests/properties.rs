@@ -566,3 +566,78 @@ fn a_full_pool_has_every_address_exactly_once() {
     assert_eq!(a.allocate(&req).unwrap_err().reason(), "PoolsExhausted");
     assert_eq!(a.usage("p").unwrap().free(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The planner: many pods, one call each, as the controller and `kubectl ipam plan` make it.
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Every address goes to one pod, from a pool that admits the pod, and the same pools in
+    /// another order give every pod the same address.
+    #[test]
+    fn planned_addresses_are_unique_admitted_and_independent_of_pool_order(
+        inputs in prop::collection::vec(pool_input(), 1..6),
+        pods in prop::collection::vec(pod_facts(), 1..40),
+    ) {
+        let pod_cidrs: Vec<IpNet> = vec!["10.244.0.0/16".parse().unwrap()];
+        let mut reversed = inputs.clone();
+        reversed.reverse();
+        let plan = |inputs: &[PoolInput]| {
+            let mut planner = ipam::Planner::new(false);
+            planner.set_pools(inputs, Some(&pod_cidrs));
+            let placed: Vec<Option<(IpAddr, String)>> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, pod)| {
+                    let context = ipam::PodContext {
+                        namespace: &pod.namespace,
+                        name: &pod.name,
+                        node: &pod.node,
+                        annotations: &pod.annotations,
+                        node_labels: Some(&pod.node_labels),
+                        namespace_meta: Some((&pod.namespace_labels, &pod.namespace_annotations)),
+                    };
+                    planner
+                        .assign(&context, &format!("uid-{i}"), &[Family::V4])
+                        .ok()
+                        .map(|p| (p[0].address, p[0].pool.clone()))
+                })
+                .collect();
+            (planner, placed)
+        };
+        let (planner, placed) = plan(&inputs);
+        let mut seen = HashSet::new();
+        for (pod, got) in pods.iter().zip(&placed) {
+            let Some((address, pool)) = got else { continue };
+            prop_assert!(seen.insert(*address), "{} given twice", address);
+            let v = planner.verdict(pool).unwrap();
+            prop_assert!(v.allocatable());
+            let p = v.pool.as_ref().unwrap();
+            prop_assert!(p.cidr().contains(address));
+            prop_assert!(p.selects(&pod.node_labels, &pod.namespace_labels));
+        }
+        let (_, again) = plan(&reversed);
+        prop_assert_eq!(placed, again);
+    }
+
+    /// The overlap sweep finds exactly the pairs a comparison of every pair finds.
+    #[test]
+    fn overlapping_pairs_agree_with_comparing_every_pair(
+        nets in prop::collection::vec((0u32..64, 20u8..31), 0..24),
+    ) {
+        let nets: Vec<IpNet> = nets
+            .into_iter()
+            .map(|(i, len)| IpNet::new(IpAddr::from([10, 244, (i * 4) as u8, 0]), len).unwrap().trunc())
+            .collect();
+        let mut slow = Vec::new();
+        for i in 0..nets.len() {
+            for j in i + 1..nets.len() {
+                if cidr::overlaps(&nets[i], &nets[j]) {
+                    slow.push((i, j));
+                }
+            }
+        }
+        prop_assert_eq!(cidr::overlapping_pairs(&nets), slow);
+    }
+}
