@@ -2,12 +2,14 @@
 //! `crd.projectcalico.org/v1` as `kubectl get ippools.crd.projectcalico.org -o yaml` prints
 //! them) converted to `rangepool.dev/v1`.
 //!
-//! The field names are the same; what changes is what the fields do. Fields rangepool accepts
-//! but does not act on (it does not program the data plane) are kept and listed on stderr, so
-//! nobody expects NAT or encapsulation from them; fields rangepool does not have are dropped and
-//! listed; metadata the API server sets is dropped. Every converted pool goes through the
-//! core's validation ([`ipam::pool::Pool::parse`]); if one is refused, nothing is printed on
-//! stdout, so `import-calico ... | kubectl apply -f -` never applies half a migration.
+//! The field names are the same; what changes is what the fields do, and the core's one list of
+//! fields ([`SpecField`]) says it. Fields rangepool accepts but does not act on (it does not
+//! program the data plane) are kept and listed on stderr, so nobody expects NAT or
+//! encapsulation from them; fields rangepool does not have are dropped and listed; metadata the
+//! API server sets is dropped. Every converted pool goes through the core's validation
+//! ([`ipam::pool::Pool::parse`]); if one is refused, nothing is printed on stdout, so
+//! `import-calico ... | kubectl apply -f -` never applies half a migration. Overlapping pools of
+//! the file are found by the core's "older wins" rule ([`ipam::validate::overlapped_by`]).
 //!
 //! Exit status: 0 converted, 1 a pool is refused, 2 the file cannot be read or holds no pool.
 
@@ -17,22 +19,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use api::{IPPool, IPPoolSpec};
+use ipam::pool::{Effect, PoolInput, SpecField};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value};
 
 /// API versions read as Calico pools.
 const CALICO_VERSIONS: [&str; 2] = ["projectcalico.org/v3", "crd.projectcalico.org/v1"];
-/// Fields rangepool acts on.
-const EFFECTIVE: [&str; 6] = [
-    "cidr",
-    "blockSize",
-    "nodeSelector",
-    "namespaceSelector",
-    "disabled",
-    "assignmentMode",
-];
-/// Fields kept and validated as Calico validates them, with no effect here.
-const INERT: [&str; 4] = ["natOutgoing", "ipipMode", "vxlanMode", "disableBGPExport"];
 /// Annotations that belong to the old object, not to the pool.
 const DROPPED_ANNOTATIONS: [&str; 2] = [
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -254,28 +246,19 @@ fn pool(doc: &Value, name: &str, remarks: &mut Vec<Remark>) -> Result<IPPool, Re
     let mut spec = Map::new();
     for (key, value) in spec_in {
         let shown = format!("{key} ({})", compact(value));
-        if EFFECTIVE.contains(&key.as_str()) {
+        let effect = SpecField::named(key).map(SpecField::effect);
+        if effect.is_some() {
             spec.insert(key.clone(), value.clone());
-        } else if INERT.contains(&key.as_str()) {
-            spec.insert(key.clone(), value.clone());
-            remarks.push(Remark::Inert {
+        }
+        match effect {
+            Some(Effect::Allocation) => {}
+            Some(Effect::Inert) => remarks.push(Remark::Inert {
                 pool: name.to_owned(),
                 field: shown,
                 why: "rangepool assigns addresses and does not program the data plane (NAT, encapsulation, BGP)",
-            });
-        } else if key == "allowedUses" {
-            spec.insert(key.clone(), value.clone());
-            allowed_uses(name, value, remarks);
-        } else {
-            let why = match key.as_str() {
-                "awsSubnetID" => "AWS-backed pools (secondary addresses on the node's ENI) are a Calico feature rangepool does not have".to_owned(),
-                "ipip" | "nat-outgoing" => format!(
-                    "a Calico API v1 field that Calico itself refuses in v3; use {}",
-                    if key == "ipip" { "ipipMode" } else { "natOutgoing" }
-                ),
-                _ => "not an IPPool field rangepool knows".to_owned(),
-            };
-            remarks.push(dropped(shown, why));
+            }),
+            Some(Effect::Uses) => allowed_uses(name, value, remarks),
+            None => remarks.push(dropped(shown, dropped_because(key))),
         }
     }
     if doc.get("status").is_some() {
@@ -295,6 +278,18 @@ fn pool(doc: &Value, name: &str, remarks: &mut Vec<Remark>) -> Result<IPPool, Re
     ipam::pool::Pool::parse(&converted.to_input())
         .map_err(|e| refuse(e.reason(), e.to_string()))?;
     Ok(converted)
+}
+
+/// Why a spec field rangepool does not know is dropped.
+fn dropped_because(key: &str) -> String {
+    match key {
+        "awsSubnetID" => "AWS-backed pools (secondary addresses on the node's ENI) are a Calico feature rangepool does not have".to_owned(),
+        "ipip" | "nat-outgoing" => format!(
+            "a Calico API v1 field that Calico itself refuses in v3; use {}",
+            if key == "ipip" { "ipipMode" } else { "natOutgoing" }
+        ),
+        _ => "not an IPPool field rangepool knows".to_owned(),
+    }
 }
 
 /// Name, labels and annotations; the rest of the metadata belongs to the old object.
@@ -368,30 +363,31 @@ fn allowed_uses(name: &str, value: &Value, remarks: &mut Vec<Remark>) {
     }
 }
 
-/// Pools of one file that overlap: the newer would not be allocatable (older wins).
+/// Pools of one file that overlap: the newer would not be allocatable (older wins, as the
+/// core's validation decides it).
 fn overlaps(out: &mut Conversion) {
-    let ranges: Vec<(String, ipnet::IpNet)> = out
-        .pools
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p.metadata.name.clone()?,
-                ipam::cidr::parse_strict(&p.spec.cidr).ok()?,
-            ))
-        })
-        .collect();
-    for (i, (a, ra)) in ranges.iter().enumerate() {
-        for (b, rb) in &ranges[i + 1..] {
-            if ipam::cidr::overlaps(ra, rb) {
-                out.remarks.push(Remark::Warning {
-                    pool: b.clone(),
-                    message: format!(
-                        "its range {rb} overlaps pool {a} ({ra}); of two overlapping pools only the older one gives addresses"
-                    ),
-                });
-            }
-        }
+    let inputs: Vec<PoolInput> = out.pools.iter().map(IPPool::to_input).collect();
+    for (loser, winner) in ipam::validate::overlapped_by(&inputs)
+        .into_iter()
+        .enumerate()
+    {
+        let Some(winner) = winner else { continue };
+        let (a, b) = (&inputs[winner], &inputs[loser]);
+        out.remarks.push(Remark::Warning {
+            pool: b.name.clone(),
+            message: format!(
+                "its range {} overlaps pool {} ({}); of two overlapping pools only the older one gives addresses",
+                shown_cidr(&b.cidr),
+                a.name,
+                shown_cidr(&a.cidr)
+            ),
+        });
     }
+}
+
+/// A pool's range as the core reads it (every pool here has passed validation).
+fn shown_cidr(cidr: &str) -> String {
+    ipam::cidr::parse_strict(cidr).map_or_else(|_| cidr.to_owned(), |c| c.to_string())
 }
 
 fn compact(value: &Value) -> String {

@@ -2,11 +2,12 @@
 //! computed offline by the same core the controller runs.
 //!
 //! The steps mirror the controller: the pod CIDRs come from `--pod-cidr`, else from the
-//! kube-system/kubeadm-config ConfigMap among the manifests, else they are unknown; pools go
-//! through [`ipam::validate::validate_pools`], pool choice through
-//! [`ipam::choice::PoolCatalog`], addresses through [`ipam::allocator::Allocator`]. This module
-//! only reads the input ([`settings`]), feeds the core ([`compute`]) and prints ([`table`],
-//! [`json`]); it holds no allocation rule of its own.
+//! kube-system/kubeadm-config ConfigMap among the manifests, else they are unknown, and the
+//! families are chosen by [`ipam::cidr::Family::select`]; which pods want an address is
+//! [`ipam::pod::PodState`]'s rule, and pool validation, pool choice and allocation go through
+//! one [`ipam::planner::Planner`], the controller's own. This module only reads the input
+//! ([`settings`]), feeds the core ([`compute`]) and prints ([`table`], [`json`]); it holds no
+//! allocation rule of its own.
 //!
 //! Exit status: 0 when every pod gets an address and every pool is allocatable (or disabled),
 //! 1 otherwise, 2 when the input cannot be read.

@@ -91,6 +91,12 @@ pub fn of_block(block: &IPAMBlock) -> Result<Vec<Recorded>, String> {
     Ok(out)
 }
 
+/// A block's range (`spec.cidr`, strictly masked): every command reads it here, so the blocks
+/// a command counts are the ones the others count.
+pub fn range(block: &IPAMBlock) -> Result<IpNet, ipam::cidr::CidrError> {
+    ipam::cidr::parse_strict(&block.spec.cidr)
+}
+
 /// Number of addresses in a block of this range (0 when it is too large to be a block).
 pub fn block_size(cidr: &IpNet) -> u32 {
     u32::try_from(ipam::cidr::addr_count(cidr)).unwrap_or(0)

@@ -3,10 +3,11 @@
 //! For each allocation: read its block and confirm the allocation is still the one meant (same
 //! handle and sequence); look its pod up live by namespace and name, as recorded in the
 //! allocation; release only when that pod is gone or has another UID (a re-created pod), unless
-//! `--force`. The write is one JSON patch that tests the block's `sequenceNumber` and the
-//! allocation's handle and sequence, removes the allocation and bumps `sequenceNumber` — the
-//! controller's own guard, so a write racing with the controller fails instead of freeing an
-//! address that was re-assigned; the block is then re-read and the write retried a few times.
+//! `--force`. The write is one JSON patch built by [`api::write::release`]: the core's release
+//! applied to the block as read, sent in the controller's own shape, which tests the block's
+//! `sequenceNumber` and the allocation's handle and sequence, so a write racing with the
+//! controller fails instead of freeing an address that was re-assigned; the block is then
+//! re-read and the write retried on [`api::write::Retry`]'s bounded schedule.
 //!
 //! Exit status: 0 when every address asked for is free now (released, or already released
 //! since the report), 1 when one was refused or could not be released, 2 when the cluster
@@ -225,7 +226,7 @@ fn holders_of(blocks: &[IPAMBlock], ip: IpAddr) -> Vec<Holder> {
 fn not_allocated(blocks: &[IPAMBlock], ip: IpAddr) -> String {
     let containing: Vec<&str> = blocks
         .iter()
-        .filter(|b| ipam::cidr::parse_strict(&b.spec.cidr).is_ok_and(|c| c.contains(&ip)))
+        .filter(|b| records::range(b).is_ok_and(|c| c.contains(&ip)))
         .map(|b| b.spec.cidr.as_str())
         .collect();
     if containing.is_empty() {

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use api::IPPool;
-use ipam::cidr::Family;
+use ipam::pool::PoolInput;
+use ipam::validate::{PoolVerdict, validate_pools};
 use kube::ResourceExt;
 use serde::Serialize;
 
@@ -93,8 +94,8 @@ pub struct PoolUsage {
     pub name: String,
     /// `spec.cidr` as written.
     pub cidr: String,
-    /// The block prefix length in effect (the family default when unset); `None` when the
-    /// range does not parse.
+    /// The block prefix length in effect (the family default when unset); as written when the
+    /// spec is invalid; `None` when it is unset in an invalid spec.
     pub block_size: Option<u8>,
     /// `Automatic` or `Manual` (as written when it is neither).
     pub assignment_mode: String,
@@ -144,12 +145,17 @@ pub fn compute(snapshot: &Snapshot, with_blocks: bool) -> Usage {
         entry.0 += block.spec.allocations.len() as u64;
         entry.1 += 1;
     }
+    // The pools' range and block size as the core reads them; whether a pool gives addresses
+    // is the controller's verdict, from the status, since only it knows the pod CIDR.
+    let inputs: Vec<PoolInput> = snapshot.pools.iter().map(IPPool::to_input).collect();
+    let verdicts = validate_pools(&inputs, None);
     let mut pools: Vec<PoolUsage> = snapshot
         .pools
         .iter()
-        .map(|p| {
+        .zip(&verdicts)
+        .map(|(p, verdict)| {
             let (u, b) = used.get(p.name_any().as_str()).copied().unwrap_or_default();
-            pool_usage(p, u, b)
+            pool_usage(p, verdict, u, b)
         })
         .collect();
     pools.sort_by(|a, b| a.name.cmp(&b.name));
@@ -184,7 +190,7 @@ pub fn compute(snapshot: &Snapshot, with_blocks: bool) -> Usage {
                 cidr: b.spec.cidr.clone(),
                 pool: b.spec.pool.clone(),
                 used: b.spec.allocations.len() as u64,
-                size: ipam::cidr::parse_strict(&b.spec.cidr).map_or(0, |c| records::block_size(&c)),
+                size: records::range(b).map_or(0, |c| records::block_size(&c)),
             })
             .collect();
         // Blocks without a node last; then by pool and range.
@@ -205,13 +211,21 @@ pub fn compute(snapshot: &Snapshot, with_blocks: bool) -> Usage {
     }
 }
 
-fn pool_usage(pool: &IPPool, used: u64, blocks: u64) -> PoolUsage {
+fn pool_usage(pool: &IPPool, verdict: &PoolVerdict, used: u64, blocks: u64) -> PoolUsage {
     let spec = &pool.spec;
-    let cidr = ipam::cidr::parse_strict(&spec.cidr).ok();
-    let block_size = match (spec.block_size, cidr) {
-        (Some(size), _) => u8::try_from(size).ok(),
-        (None, Some(c)) => Some(Family::of(&c).default_block_prefix()),
-        (None, None) => None,
+    let cidr = verdict.cidr;
+    let (block_size, assignment_mode) = match &verdict.pool {
+        Some(p) => (
+            Some(p.block_prefix()),
+            p.assignment_mode().as_str().to_owned(),
+        ),
+        None => (
+            spec.block_size.and_then(|b| u8::try_from(b).ok()),
+            spec.assignment_mode
+                .clone()
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "Automatic".to_owned()),
+        ),
     };
     let (allocatable, reason, message) = match pool.allocatable() {
         Some(c) => (
@@ -234,11 +248,7 @@ fn pool_usage(pool: &IPPool, used: u64, blocks: u64) -> PoolUsage {
         name: pool.name_any(),
         cidr: spec.cidr.clone(),
         block_size,
-        assignment_mode: spec
-            .assignment_mode
-            .clone()
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "Automatic".to_owned()),
+        assignment_mode,
         disabled: spec.disabled,
         allocatable,
         reason,

@@ -189,7 +189,8 @@ fn without_a_pod_cidr_no_pool_is_allocatable() {
     assert_eq!(plan["podCIDRs"], serde_json::json!([]));
     assert_eq!(plan["podCIDRSource"], "unknown");
     assert_eq!(pool_row(&plan, "general")["reason"], "PodCIDRUnknown");
-    assert_eq!(pod_row(&plan, "web", "ipv4")["reason"], "NoMatchingPool");
+    // The controller's reason for a pod when the pod CIDR is unknown.
+    assert_eq!(pod_row(&plan, "web", "ipv4")["reason"], "PodCIDRUnknown");
 
     let table = dir.plan(&[]);
     assert!(

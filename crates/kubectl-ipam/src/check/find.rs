@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use api::{Assignment, IPAMBlock, IPPool};
 use ipam::block::Block;
 use ipam::cidr::{self, Family};
+use ipam::pool::PoolInput;
+use ipam::validate::{PoolVerdict, Reason, validate_pools};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -104,30 +106,37 @@ fn pools(s: &Snapshot, recorded: &[Recorded], f: &mut Findings) {
                 ),
             ))),
             Some(c) if c.status == "True" => {}
-            Some(c) if c.reason == "PoolDisabled" => f.notes.push(Finding::PoolDisabled(issue(
-                &c.reason,
-                format!(
-                    "pool {name} is disabled: it gives no new addresses; the {allocations} address(es) in use stay"
-                ),
-            ))),
-            Some(c) if c.reason == "Terminating" => {
-                f.notes.push(Finding::PoolTerminating(issue(
+            // A reason this version does not know is a problem: it is not one of the two
+            // states an admin chose.
+            Some(c) => match c.reason.parse::<Reason>() {
+                Ok(Reason::PoolDisabled) => f.notes.push(Finding::PoolDisabled(issue(
+                    &c.reason,
+                    format!(
+                        "pool {name} is disabled: it gives no new addresses; the {allocations} address(es) in use stay"
+                    ),
+                ))),
+                Ok(Reason::Terminating) => f.notes.push(Finding::PoolTerminating(issue(
                     &c.reason,
                     format!(
                         "pool {name} is being deleted; it goes once its {allocations} address(es) in use are released (finalizer {})",
                         api::keys::POOL_FINALIZER
                     ),
-                )))
-            }
-            Some(c) => f
-                .problems
-                .push(Finding::PoolNotAllocatable(issue(&c.reason, c.message.clone()))),
+                ))),
+                _ => f
+                    .problems
+                    .push(Finding::PoolNotAllocatable(issue(&c.reason, c.message.clone()))),
+            },
         }
     }
 }
 
 fn blocks(s: &Snapshot, f: &mut Findings) {
-    let pools: HashMap<String, &IPPool> = s.pools.iter().map(|p| (p.name_any(), p)).collect();
+    // The pools' facts (range, block size) as the core reads them. The pod CIDR is the
+    // controller's to know, and no fact used here depends on it.
+    let inputs: Vec<PoolInput> = s.pools.iter().map(IPPool::to_input).collect();
+    let verdicts = validate_pools(&inputs, None);
+    let pools: HashMap<&str, &PoolVerdict> =
+        verdicts.iter().map(|v| (v.name.as_str(), v)).collect();
     let mut ranges: Vec<(IpNet, &IPAMBlock)> = Vec::new();
     for block in &s.blocks {
         let name = block.name_any();
@@ -139,7 +148,7 @@ fn blocks(s: &Snapshot, f: &mut Findings) {
             allocations: spec.allocations.len(),
             message,
         };
-        let range = match cidr::parse_strict(&spec.cidr) {
+        let range = match records::range(block) {
             Ok(range) => range,
             Err(e) => {
                 f.problems.push(Finding::InvalidBlock(issue(format!(
@@ -164,15 +173,12 @@ fn blocks(s: &Snapshot, f: &mut Findings) {
                 "block {name}: its records are not ones rangepool writes: {e}"
             ))));
         }
-        match pools.get(&spec.pool) {
+        match pools.get(spec.pool.as_str()) {
             None => {
-                let inside: Vec<String> = s
-                    .pools
+                let inside: Vec<&str> = verdicts
                     .iter()
-                    .filter(|p| {
-                        cidr::parse_strict(&p.spec.cidr).is_ok_and(|c| cidr::contains(&c, &range))
-                    })
-                    .map(|p| p.name_any())
+                    .filter(|v| v.cidr.is_some_and(|c| cidr::contains(&c, &range)))
+                    .map(|v| v.name.as_str())
                     .collect();
                 let where_ = if inside.is_empty() {
                     "its range lies in no pool".to_owned()
@@ -196,20 +202,17 @@ fn blocks(s: &Snapshot, f: &mut Findings) {
     overlaps(&mut ranges, f);
 }
 
-/// Why a block does not fit its pool, if it does not.
-fn mismatch(name: &str, range: &IpNet, pool: &IPPool) -> Option<String> {
-    let pool_name = pool.name_any();
-    let pool_range = cidr::parse_strict(&pool.spec.cidr).ok()?;
+/// Why a block does not fit its pool, if it does not. The block size is known only when the
+/// pool's spec is valid.
+fn mismatch(name: &str, range: &IpNet, pool: &PoolVerdict) -> Option<String> {
+    let pool_name = &pool.name;
+    let pool_range = pool.cidr?;
     if !cidr::contains(&pool_range, range) {
         return Some(format!(
             "block {name} ({range}) lies outside the range {pool_range} of its pool {pool_name}"
         ));
     }
-    let prefix = pool
-        .spec
-        .block_size
-        .and_then(|b| u8::try_from(b).ok())
-        .unwrap_or_else(|| Family::of(&pool_range).default_block_prefix());
+    let prefix = pool.pool.as_ref()?.block_prefix();
     (range.prefix_len() != prefix).then(|| {
         format!(
             "block {name} ({range}) is a /{} block, but pool {pool_name} is cut into /{prefix} blocks",
@@ -218,41 +221,23 @@ fn mismatch(name: &str, range: &IpNet, pool: &IPPool) -> Option<String> {
     })
 }
 
-/// Address range as numbers, for sorting and the overlap sweep.
-fn span(net: &IpNet) -> (Family, u128, u128) {
-    let n = |a: IpAddr| match a {
-        IpAddr::V4(v) => u128::from(u32::from(v)),
-        IpAddr::V6(v) => u128::from(v),
-    };
-    (Family::of(net), n(net.network()), n(net.broadcast()))
-}
-
+/// Every pair of blocks whose ranges overlap, in range order.
 fn overlaps(ranges: &mut [(IpNet, &IPAMBlock)], f: &mut Findings) {
-    ranges.sort_by_key(|(net, b)| (span(net), b.name_any()));
-    // The block reaching furthest so far: any later block starting before its end overlaps it.
-    let mut reach: Option<(Family, u128, usize)> = None;
-    for i in 0..ranges.len() {
-        let (family, start, end) = span(&ranges[i].0);
-        match reach {
-            Some((fam, far, j)) if fam == family && start <= far => {
-                let (a, b) = (&ranges[j], &ranges[i]);
-                f.problems.push(Finding::OverlappingBlocks(Overlap {
-                    blocks: [a.1.name_any(), b.1.name_any()],
-                    cidrs: [a.0.to_string(), b.0.to_string()],
-                    message: format!(
-                        "blocks {} ({}) and {} ({}) overlap: the same addresses could be given twice",
-                        a.1.name_any(),
-                        a.0,
-                        b.1.name_any(),
-                        b.0
-                    ),
-                }));
-                if end > far {
-                    reach = Some((family, end, i));
-                }
-            }
-            _ => reach = Some((family, end, i)),
-        }
+    ranges.sort_by_key(|(net, b)| (net.network(), net.broadcast(), b.name_any()));
+    let nets: Vec<IpNet> = ranges.iter().map(|(net, _)| *net).collect();
+    for (i, j) in cidr::overlapping_pairs(&nets) {
+        let (a, b) = (&ranges[i], &ranges[j]);
+        f.problems.push(Finding::OverlappingBlocks(Overlap {
+            blocks: [a.1.name_any(), b.1.name_any()],
+            cidrs: [a.0.to_string(), b.0.to_string()],
+            message: format!(
+                "blocks {} ({}) and {} ({}) overlap: the same addresses could be given twice",
+                a.1.name_any(),
+                a.0,
+                b.1.name_any(),
+                b.0
+            ),
+        }));
     }
 }
 
@@ -384,7 +369,9 @@ fn holders(s: &Snapshot, recorded: &[Recorded], pods: &PodIndex<'_>, f: &mut Fin
                 }));
             }
             Some(pod) => {
-                if let Some(phase) = terminal_phase(pod) {
+                let phase = phase_of(pod);
+                if ipam::pod::PodState::finished_phase(phase) {
+                    let phase = phase.unwrap_or_default();
                     let finished = finished_at(pod);
                     let when = finished.map_or_else(String::new, |t| {
                         format!(" {} ago", age(seconds_between(t, s.at)))
@@ -438,13 +425,9 @@ fn release_hint(h: &Holder) -> String {
     )
 }
 
-/// `Succeeded` or `Failed`.
-fn terminal_phase(pod: &Pod) -> Option<&str> {
-    pod.status
-        .as_ref()?
-        .phase
-        .as_deref()
-        .filter(|p| matches!(*p, "Succeeded" | "Failed"))
+/// `status.phase`.
+fn phase_of(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref()?.phase.as_deref()
 }
 
 /// When the pod's last container finished, if the kubelet recorded it.
@@ -467,18 +450,16 @@ fn by_key(pod: &Pod) -> (Option<&str>, Option<&str>) {
     )
 }
 
-/// Whether the controller must give this pod addresses: bound to a node, not on the host
-/// network, not finished, not being deleted. The controller's rule (`pods::wants_address`).
-fn wants_address(pod: &Pod) -> bool {
+/// What the core's address rule reads of the pod: the controller's rule, so `check` expects an
+/// address exactly where the controller gives one.
+fn address_state(pod: &Pod) -> ipam::pod::PodState<'_> {
     let spec = pod.spec.as_ref();
-    let bound = spec
-        .and_then(|s| s.node_name.as_deref())
-        .is_some_and(|n| !n.is_empty());
-    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-    bound
-        && !host_network
-        && terminal_phase(pod).is_none()
-        && pod.metadata.deletion_timestamp.is_none()
+    ipam::pod::PodState {
+        node: spec.and_then(|s| s.node_name.as_deref()),
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        finished: ipam::pod::PodState::finished_phase(phase_of(pod)),
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+    }
 }
 
 /// Pods whose annotations name an address that no block records for them, in the block they
@@ -576,7 +557,11 @@ pub fn unrecorded_annotations(pods: &[Pod], recorded: &[Recorded]) -> Vec<Findin
 /// Bound pods that need an address and have none, with the controller's reason when it gave
 /// one.
 fn unaddressed(s: &Snapshot, f: &mut Findings) {
-    let mut pods: Vec<&Pod> = s.pods.iter().filter(|p| wants_address(p)).collect();
+    let mut pods: Vec<&Pod> = s
+        .pods
+        .iter()
+        .filter(|p| address_state(p).needs_address())
+        .collect();
     pods.sort_by(|a, b| by_key(a).cmp(&by_key(b)));
     for pod in pods {
         // Unreadable annotations are reported as UnrecordedAddress.

@@ -113,3 +113,40 @@ fn the_output_is_rangepool_yaml_that_reads_back_as_the_same_pools() {
     let back: Vec<IPPool> = serde_saphyr::from_multiple(&text).unwrap();
     assert_eq!(back, c.pools);
 }
+
+#[test]
+fn every_field_the_core_knows_is_kept() {
+    let value = |field: SpecField| match field {
+        SpecField::Cidr => "10.1.0.0/24",
+        SpecField::BlockSize => "28",
+        SpecField::NodeSelector => "\"zone == 'a'\"",
+        SpecField::NamespaceSelector => "\"team == 'pay'\"",
+        SpecField::Disabled => "true",
+        SpecField::AssignmentMode => "Manual",
+        SpecField::AllowedUses => "[Workload]",
+        SpecField::NatOutgoing => "true",
+        SpecField::IpipMode => "CrossSubnet",
+        SpecField::VxlanMode => "Never",
+        SpecField::DisableBgpExport => "true",
+    };
+    let spec: Vec<String> = SpecField::ALL
+        .iter()
+        .map(|&f| format!("  {}: {}\n", f.name(), value(f)))
+        .collect();
+    let c = convert(
+        &format!(
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {{name: p}}\nspec:\n{}",
+            spec.concat()
+        ),
+        "f.yaml",
+    )
+    .unwrap();
+    assert!(c.refused.is_empty(), "{:?}", c.refused);
+    assert_eq!(pools_of(&c), ["p"]);
+    let out = serde_json::to_value(&c.pools[0].spec).unwrap();
+    for field in SpecField::ALL {
+        assert!(out.get(field.name()).is_some(), "{}: {out}", field.name());
+    }
+    let r = remarks(&c);
+    assert!(!r.iter().any(|x| x.contains("dropped")), "{r:#?}");
+}

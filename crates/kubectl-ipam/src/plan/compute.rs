@@ -1,21 +1,25 @@
 //! Feeding the manifests to the core, the way the controller does, and collecting what it
 //! decides.
 //!
+//! The rules are the core's: which pods want an address at all ([`PodState`]), and pool
+//! validation, pool choice and allocation behind one [`Planner`], as the controller runs them.
 //! What is decided here is only what the controller learns from the API server rather than from
-//! the core: which pods want an address at all (bound, not host network, not finished, not
-//! being deleted), the labels of their node and namespace, and each pod's handle. A pod whose
-//! Node or Namespace manifest is missing gets no address, since the selectors cannot be checked
-//! without their labels; the namespaces Kubernetes itself creates (`default`, `kube-system`,
-//! ...) are assumed as Kubernetes creates them when no manifest is given.
+//! the core: the labels of each pod's node and namespace, found among the manifests, and each
+//! pod's handle; the plan's own bookkeeping (duplicate pods, the rows per family, notes). A pod
+//! whose Node or Namespace manifest is missing gets no address (the core's `NodeUnknown`,
+//! `NamespaceUnknown`), since the selectors cannot be checked without their labels; the
+//! namespaces Kubernetes itself creates (`default`, `kube-system`, ...) are assumed as
+//! Kubernetes creates them when no manifest is given.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipam::age::Age;
-use ipam::allocator::{Allocator, Request};
-use ipam::choice::{PodFacts, PoolCatalog};
+use ipam::allocator::Allocator;
 use ipam::cidr::Family;
+use ipam::planner::{AssignError, Planner, PodContext};
+use ipam::pod::{NoAddress, PodState};
 use ipam::pool::PoolInput;
 use ipam::validate::{PoolVerdict, Reason};
 use k8s_openapi::api::core::v1::Pod;
@@ -28,12 +32,6 @@ const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Namespaces every cluster has, with no annotations and only [`NAMESPACE_NAME_LABEL`].
 const BUILT_IN_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
-
-/// Reason label of a pod whose Node manifest is missing (the controller's label for a node it
-/// does not know).
-pub const NODE_UNKNOWN: &str = "NodeUnknown";
-/// Reason label of a pod whose Namespace manifest is missing.
-pub const NAMESPACE_UNKNOWN: &str = "NamespaceUnknown";
 
 /// The result of one plan.
 #[derive(Debug, Clone)]
@@ -148,19 +146,13 @@ pub fn compute(manifests: &Manifests, settings: Settings) -> Plan {
         .iter()
         .map(|p| p.object.to_input())
         .collect();
-    let verdicts = ipam::validate::validate_pools(&inputs, settings.pod_cidrs.as_deref());
-    let catalog = PoolCatalog::new(&verdicts);
-    let mut allocator = Allocator::new();
-    for verdict in &verdicts {
-        if let Some(pool) = &verdict.pool {
-            allocator.set_pool(pool.clone(), verdict.allocatable());
-        }
-    }
+    // The controller's default: a node may borrow a free slot of another node's block.
+    let mut core = Planner::new(false);
+    core.set_pools(&inputs, settings.pod_cidrs.as_deref());
 
     let mut planner = PodPlanner {
         manifests,
-        catalog: &catalog,
-        allocator: &mut allocator,
+        core: &mut core,
         families: &settings.families,
         rows: Vec::new(),
         skipped: Vec::new(),
@@ -188,8 +180,10 @@ pub fn compute(manifests: &Manifests, settings: Settings) -> Plan {
         .pools
         .iter()
         .zip(&inputs)
-        .zip(&verdicts)
-        .map(|((sourced, input), verdict)| pool_row(sourced, input, verdict, &inputs, &allocator))
+        .zip(core.verdicts())
+        .map(|((sourced, input), verdict)| {
+            pool_row(sourced, input, verdict, &inputs, core.allocator())
+        })
         .collect();
     let mut skipped = manifests.skipped.clone();
     skipped.extend(skipped_pods);
@@ -205,8 +199,7 @@ pub fn compute(manifests: &Manifests, settings: Settings) -> Plan {
 /// State while planning pods one by one.
 struct PodPlanner<'a> {
     manifests: &'a Manifests,
-    catalog: &'a PoolCatalog,
-    allocator: &'a mut Allocator,
+    core: &'a mut Planner,
     families: &'a [Family],
     rows: Vec<PodRow>,
     skipped: Vec<Skipped>,
@@ -244,33 +237,21 @@ impl PodPlanner<'_> {
         }
         self.seen.insert(key.clone(), sourced.file.clone());
         let spec = pod.spec.as_ref();
-        let Some(node) = spec
-            .and_then(|s| s.node_name.as_deref())
-            .filter(|n| !n.is_empty())
-        else {
-            self.skipped
-                .push(skip("not bound: skipped (no spec.nodeName)".to_owned()));
-            return;
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let state = PodState {
+            node: spec.and_then(|s| s.node_name.as_deref()),
+            host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+            finished: PodState::finished_phase(phase),
+            deleting: pod.metadata.deletion_timestamp.is_some(),
         };
-        if spec.and_then(|s| s.host_network).unwrap_or(false) {
-            self.skipped.push(skip(
-                "host network: skipped (uses its node's address)".to_owned(),
-            ));
-            return;
-        }
-        if let Some(phase @ ("Succeeded" | "Failed")) =
-            pod.status.as_ref().and_then(|s| s.phase.as_deref())
-        {
-            self.skipped
-                .push(skip(format!("finished (phase {phase}): skipped")));
-            return;
-        }
-        if pod.metadata.deletion_timestamp.is_some() {
-            self.skipped.push(skip(
-                "being deleted (deletionTimestamp set): skipped".to_owned(),
-            ));
-            return;
-        }
+        let node = match (state.no_address(), state.node()) {
+            (None, Some(node)) => node,
+            (why, _) => {
+                self.skipped
+                    .push(skip(skip_reason(why.unwrap_or(NoAddress::Unbound), phase)));
+                return;
+            }
+        };
         let handle = pod
             .metadata
             .uid
@@ -284,6 +265,19 @@ impl PodPlanner<'_> {
             return;
         }
 
+        let empty = BTreeMap::new();
+        let namespace_meta = self.namespace(namespace);
+        let context = PodContext {
+            namespace,
+            name,
+            node,
+            annotations: pod.metadata.annotations.as_ref().unwrap_or(&empty),
+            node_labels: manifests
+                .nodes
+                .get(node)
+                .map(|n| n.object.metadata.labels.as_ref().unwrap_or(&empty)),
+            namespace_meta: namespace_meta.as_ref().map(|(l, a)| (l, a)),
+        };
         let row = |family, outcome| PodRow {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -291,80 +285,27 @@ impl PodPlanner<'_> {
             family,
             outcome,
         };
-        let refuse_all = |this: &mut Self, reason: &'static str, message: String| {
-            for &family in this.families {
-                this.rows.push(row(
+        // One family at a time, so that a family the pod cannot get does not hide the row of
+        // one it can.
+        for &family in self.families {
+            match self.core.assign(&context, &handle, &[family]) {
+                Ok(placed) => self.rows.extend(placed.into_iter().map(|p| {
+                    row(
+                        p.family,
+                        Outcome::Address {
+                            pool: p.pool,
+                            address: p.address,
+                        },
+                    )
+                })),
+                Err(e) => self.rows.push(row(
                     family,
                     Outcome::Refused {
-                        reason,
-                        message: message.clone(),
+                        reason: e.reason(),
+                        message: refusal_message(&e),
                     },
-                ));
+                )),
             }
-        };
-        let Some((ns_labels, ns_annotations)) = self.namespace(namespace) else {
-            refuse_all(
-                self,
-                NAMESPACE_UNKNOWN,
-                format!(
-                    "pod {key}: namespace {namespace} has no manifest among the files, so its labels and annotations are unknown; add its Namespace manifest"
-                ),
-            );
-            return;
-        };
-        let Some(node_object) = manifests.nodes.get(node) else {
-            refuse_all(
-                self,
-                NODE_UNKNOWN,
-                format!(
-                    "pod {key}: node {node} has no manifest among the files, so its labels are unknown; add its Node manifest"
-                ),
-            );
-            return;
-        };
-        let empty = BTreeMap::new();
-        let facts = PodFacts {
-            namespace,
-            name,
-            node,
-            annotations: pod.metadata.annotations.as_ref().unwrap_or(&empty),
-            namespace_annotations: &ns_annotations,
-            namespace_labels: &ns_labels,
-            node_labels: node_object
-                .object
-                .metadata
-                .labels
-                .as_ref()
-                .unwrap_or(&empty),
-        };
-        for &family in self.families {
-            let outcome = match self.catalog.choose(&facts, family) {
-                Err(e) => Outcome::Refused {
-                    reason: e.reason(),
-                    message: e.to_string(),
-                },
-                Ok(choice) => {
-                    let request = Request {
-                        handle: &handle,
-                        namespace,
-                        pod: name,
-                        node,
-                        family,
-                        pools: &choice.pools,
-                    };
-                    match self.allocator.allocate(&request) {
-                        Ok(assigned) => Outcome::Address {
-                            pool: self.allocator.pool_name(assigned.pool).to_owned(),
-                            address: assigned.address,
-                        },
-                        Err(e) => Outcome::Refused {
-                            reason: e.reason(),
-                            message: e.to_string(),
-                        },
-                    }
-                }
-            };
-            self.rows.push(row(family, outcome));
         }
     }
 
@@ -389,6 +330,30 @@ impl PodPlanner<'_> {
         };
         labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned());
         Some((labels, annotations))
+    }
+}
+
+/// Why a pod that wants no address is skipped, for the reader of the plan.
+fn skip_reason(why: NoAddress, phase: Option<&str>) -> String {
+    match why {
+        NoAddress::Unbound => "not bound: skipped (no spec.nodeName)".to_owned(),
+        NoAddress::HostNetwork => "host network: skipped (uses its node's address)".to_owned(),
+        NoAddress::Finished => format!("finished (phase {}): skipped", phase.unwrap_or_default()),
+        NoAddress::Deleting => "being deleted (deletionTimestamp set): skipped".to_owned(),
+    }
+}
+
+/// The core's message, with what to do about it when the cause is a manifest missing from the
+/// files rather than a rule.
+fn refusal_message(e: &AssignError) -> String {
+    match e {
+        AssignError::NodeUnknown { node, .. } => {
+            format!("{e}; node {node} has no manifest among the files: add its Node manifest")
+        }
+        AssignError::NamespaceUnknown { namespace, .. } => format!(
+            "{e}; namespace {namespace} has no manifest among the files: add its Namespace manifest"
+        ),
+        _ => e.to_string(),
     }
 }
 

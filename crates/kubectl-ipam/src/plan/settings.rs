@@ -110,38 +110,12 @@ impl Settings {
                 }
             }
         };
-        let families = if family_flags.is_empty() {
-            let mut families: Vec<Family> = pod_cidrs.iter().flatten().map(Family::of).collect();
-            families.sort();
-            families.dedup();
-            if families.is_empty() {
-                families.push(Family::V4);
-            }
-            families
-        } else {
-            parse_families(family_flags)?
-        };
+        let families = Family::select(family_flags, pod_cidrs.as_deref())
+            .map_err(|e| InputError::Family(e.0))?;
         Ok(Settings {
             pod_cidrs,
             source,
             families,
         })
     }
-}
-
-/// `ipv4` / `ipv6` (also `v4` / `v6`, any case), as the controller's `--families` reads them.
-fn parse_families(raw: &[String]) -> Result<Vec<Family>, InputError> {
-    let mut out = Vec::new();
-    for f in raw {
-        let family = match f.trim().to_ascii_lowercase().as_str() {
-            "ipv4" | "v4" => Family::V4,
-            "ipv6" | "v6" => Family::V6,
-            _ => return Err(InputError::Family(f.clone())),
-        };
-        if !out.contains(&family) {
-            out.push(family);
-        }
-    }
-    out.sort();
-    Ok(out)
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use ipam::cidr::Family;
 use ipam::validate::Reason;
 
-use super::compute::{self, NAMESPACE_UNKNOWN, NODE_UNKNOWN, Outcome, Plan};
+use super::compute::{self, Outcome, Plan};
 use super::settings::{CidrSource, InputError, Settings};
 use crate::manifests::Manifests;
 
@@ -143,10 +143,10 @@ fn missing_node_or_namespace_refuses_every_family() {
     assert_eq!(
         reasons,
         [
-            ("x", Family::V4, NODE_UNKNOWN),
-            ("x", Family::V6, NODE_UNKNOWN),
-            ("yy", Family::V4, NAMESPACE_UNKNOWN),
-            ("yy", Family::V6, NAMESPACE_UNKNOWN),
+            ("x", Family::V4, "NodeUnknown"),
+            ("x", Family::V6, "NodeUnknown"),
+            ("yy", Family::V4, "NamespaceUnknown"),
+            ("yy", Family::V6, "NamespaceUnknown"),
         ]
     );
     assert!(!p.clean());

@@ -1,22 +1,26 @@
-//! The one write `release` makes: removing an allocation from its block, guarded as the
-//! controller guards its own writes (`crates/controller/src/blocks.rs`).
+//! The one write `release` makes: removing an allocation from its block. The patch is
+//! [`api::write::release`], the shape every controller write has (it tests the block's
+//! `sequenceNumber` and the allocation's handle and sequence); the server's answer is read with
+//! [`api::write::refusal`], and a write refused because the block changed is retried on a fresh
+//! read, paced by one [`Retry`] schedule.
 
 use std::time::Duration;
 
-use api::{IPAMBlock, IPAMBlockSpec};
+use api::IPAMBlock;
+use api::write::{Refusal, Retry, refusal};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use serde_json::json;
 
 use crate::cluster::AccessError;
 use crate::records::Holder;
 
 /// Field manager of the CLI's writes, so `managedFields` tell them from the controller's.
 pub const FIELD_MANAGER: &str = "kubectl-ipam";
-/// Writes tried before giving up on a block that keeps changing.
-const ATTEMPTS: u32 = 5;
-/// Pause after the first failed write; doubles after each.
-const FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// Writes tried before giving up on a block that keeps changing, and the pauses between them.
+const RETRY: Retry = Retry {
+    attempts: 5,
+    first_pause: Duration::from_millis(100),
+};
 
 /// What happened to one allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,20 +62,6 @@ impl Outcome {
     }
 }
 
-/// The JSON patch that removes `holder`'s allocation from a block last read as `have`: it tests
-/// the block's sequence number and the allocation's handle and sequence, removes the
-/// allocation and bumps the sequence number, as a controller release does.
-pub fn guard_patch(have: &IPAMBlockSpec, holder: &Holder) -> serde_json::Value {
-    let at = format!("/spec/allocations/{}", holder.ordinal);
-    json!([
-        {"op": "test", "path": "/spec/sequenceNumber", "value": have.sequence_number},
-        {"op": "test", "path": format!("{at}/handle"), "value": holder.handle},
-        {"op": "test", "path": format!("{at}/sequence"), "value": holder.sequence},
-        {"op": "remove", "path": at},
-        {"op": "replace", "path": "/spec/sequenceNumber", "value": have.sequence_number + 1},
-    ])
-}
-
 /// The block, if it still records `holder`'s allocation; else why not.
 pub async fn still_held(
     api: &Api<IPAMBlock>,
@@ -110,25 +100,34 @@ pub async fn remove(
     dry_run: bool,
     why: String,
 ) -> Result<Outcome, AccessError> {
+    let Ok(sequence) = u64::try_from(holder.sequence) else {
+        return Ok(Outcome::Stale(format!(
+            "its allocation sequence {} is negative, so it names no allocation rangepool writes; nothing was released",
+            holder.sequence
+        )));
+    };
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         dry_run,
         ..Default::default()
     };
-    let mut pause = FIRST_PAUSE;
-    for attempt in 1..=ATTEMPTS {
-        let ops = guard_patch(&block.spec, holder);
-        // The ops are built from literals above: they always parse as a JSON patch.
-        let patch: json_patch::Patch = serde_json::from_value(ops).unwrap_or_default();
+    let mut attempt = 1;
+    loop {
+        // The core refuses when the block as read does not hold this allocation.
+        let patch = match api::write::release(&block.spec, holder.ordinal, &holder.handle, sequence)
+        {
+            Ok(patch) => patch,
+            Err(not_held) => return Ok(Outcome::Stale(not_held)),
+        };
         match api
             .patch(&holder.block, &params, &Patch::Json::<()>(patch))
             .await
         {
             Ok(_) if dry_run => return Ok(Outcome::WouldRelease { why }),
             Ok(_) => return Ok(Outcome::Released { why }),
-            // A failed `test` is 422; a stale write 409. Either way: read again.
-            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 422 => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {
+            // The block changed since it was read: read it again.
+            Err(kube::Error::Api(s)) if refusal(s.code) == Refusal::Conflict => {}
+            Err(kube::Error::Api(s)) if refusal(s.code) == Refusal::Gone => {
                 return Ok(Outcome::Stale(format!(
                     "block {} no longer exists, so the address is free",
                     holder.block
@@ -141,18 +140,18 @@ pub async fn remove(
                 ));
             }
         }
-        if attempt == ATTEMPTS {
+        let Some(pause) = RETRY.pause_after(attempt) else {
             break;
-        }
+        };
         tokio::time::sleep(pause).await;
-        pause *= 2;
+        attempt += 1;
         block = match still_held(api, holder).await? {
             Ok(block) => block,
             Err(stale) => return Ok(stale),
         };
     }
     Ok(Outcome::Conflict(format!(
-        "block {} changed under each of {ATTEMPTS} guarded writes; nothing was released, run the command again",
-        holder.block
+        "block {} changed under each of {} guarded writes; nothing was released, run the command again",
+        holder.block, RETRY.attempts
     )))
 }
