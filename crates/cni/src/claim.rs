@@ -1,105 +1,28 @@
 //! A container's claim on its pod's allocation: the `container` field of one IPAMBlock
 //! allocation, written and cleared with one conditional JSON patch each.
 //!
-//! The `test` operations make the API server refuse the write unless the block is the range
-//! the annotation implies and the allocation at the address's ordinal belongs to the pod's UID.
-//! The server applies the patch to the latest stored object, so the write never overwrites the
-//! controller's concurrent changes and never needs a read first: ADD costs one GET (the pod) and
-//! one PATCH. A failed `test` answers 422 on a real API server (the patch handler reports any
-//! JSON-patch application error as 422 Unprocessable Entity); only then is the block read, to
-//! say why.
+//! The patch shapes ([`Slot::claim`], [`Slot::unclaim`]) and the reading of the server's
+//! answers to them ([`write::refusal`]) come from `api::write`, the one place that builds
+//! IPAMBlock writes; this module only sends them, logs the requests and turns the answers into
+//! the plugin's errors.
+//!
+//! The patches' `test` operations make the API server refuse the write unless the block is the
+//! range the annotation implies and the allocation at the address's ordinal belongs to the
+//! pod's UID. The server applies the patch to the latest stored object, so the write never
+//! overwrites the controller's concurrent changes and never needs a read first: ADD costs one
+//! GET (the pod) and one PATCH. Only when the server refuses a claim as a conflict is the block
+//! read, to say why.
 
 use api::keys::PLUGIN_MANAGER;
-use api::{FamilyAssignment, IPAMBlock, IPAMBlockSpec};
-use ipam::cidr::{ordinal_of, parse_block_name};
+use api::write::{self, Refusal, Slot};
+use api::{FamilyAssignment, IPAMBlock};
 use ipnet::IpNet;
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 
-use crate::cluster::{ApiFailure, Cluster};
+use crate::cluster::{self, ApiFailure, Cluster};
 use crate::error::CniError;
 use crate::log::Logger;
 use crate::request::PodRef;
-
-/// Where an address is recorded: its block's range and its ordinal in the block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slot {
-    /// The block's range, from its name.
-    pub block: IpNet,
-    /// The address's ordinal in the block: the allocation's key.
-    pub ordinal: u32,
-}
-
-impl Slot {
-    /// Finds the slot from the annotation's block name and address; the reason when the two do
-    /// not fit together.
-    pub fn locate(assigned: &FamilyAssignment) -> Result<Slot, String> {
-        let block = parse_block_name(&assigned.block).map_err(|e| e.to_string())?;
-        let ordinal = ordinal_of(&block, assigned.address).ok_or_else(|| {
-            format!(
-                "{} lies outside the block's range {block}",
-                assigned.address
-            )
-        })?;
-        Ok(Slot { block, ordinal })
-    }
-
-    fn path(&self, field: &str) -> String {
-        format!("/spec/allocations/{}/{field}", self.ordinal)
-    }
-
-    /// Claim: the block is this range, the allocation is the pod's; then record the container.
-    /// `add` replaces an existing value, so a sandbox restart takes the claim over.
-    pub fn claim_patch(&self, uid: &str, container: &str) -> Result<json_patch::Patch, String> {
-        patch(json!([
-            {"op": "test", "path": "/spec/cidr", "value": self.block.to_string()},
-            {"op": "test", "path": self.path("handle"), "value": uid},
-            {"op": "add", "path": self.path("container"), "value": container},
-        ]))
-    }
-
-    /// Release: only this container's claim on this pod's allocation; never the allocation.
-    pub fn release_patch(&self, uid: &str, container: &str) -> Result<json_patch::Patch, String> {
-        patch(json!([
-            {"op": "test", "path": self.path("handle"), "value": uid},
-            {"op": "test", "path": self.path("container"), "value": container},
-            {"op": "remove", "path": self.path("container")},
-        ]))
-    }
-
-    /// Why the block does not record the address for `uid` (and, when given, for `container`);
-    /// `Ok` when it does.
-    pub fn diagnose(
-        &self,
-        spec: &IPAMBlockSpec,
-        uid: &str,
-        container: Option<&str>,
-    ) -> Result<(), String> {
-        if spec.cidr != self.block.to_string() {
-            return Err(format!(
-                "the block's range is {}, not {}",
-                spec.cidr, self.block
-            ));
-        }
-        let Some(allocation) = spec.allocations.get(&self.ordinal.to_string()) else {
-            return Err("the block holds no allocation for the address".into());
-        };
-        if allocation.handle != uid {
-            return Err("the address is allocated to another pod".into());
-        }
-        match (container, allocation.container.as_deref()) {
-            (Some(want), Some(have)) if want != have => {
-                Err(format!("the claim belongs to container {have}"))
-            }
-            (Some(_), None) => Err("no container has claimed the address".into()),
-            _ => Ok(()),
-        }
-    }
-}
-
-fn patch(ops: serde_json::Value) -> Result<json_patch::Patch, String> {
-    serde_json::from_value(ops).map_err(|e| format!("cannot build the JSON patch: {e}"))
-}
 
 /// The request identity shared by claim, release and verify.
 pub struct Claimant<'a> {
@@ -148,6 +71,15 @@ fn blocks(cluster: &Cluster) -> Api<IPAMBlock> {
     Api::all(cluster.client.clone())
 }
 
+/// `api::write`'s reading of a failed block write; a request the server never answered is
+/// [`Refusal::Other`].
+fn refusal(err: &kube::Error) -> Refusal {
+    match err {
+        kube::Error::Api(status) => write::refusal(status.code),
+        _ => Refusal::Other,
+    }
+}
+
 /// Records the container's claim on the pod's allocation; the block's range on success.
 pub async fn claim(
     cluster: &Cluster,
@@ -155,9 +87,7 @@ pub async fn claim(
     assigned: &FamilyAssignment,
 ) -> Result<IpNet, CniError> {
     let slot = Slot::locate(assigned).map_err(|r| who.not_recorded(assigned, r))?;
-    let patch = slot
-        .claim_patch(who.uid, who.container)
-        .map_err(|r| who.not_recorded(assigned, r))?;
+    let patch = slot.claim(who.uid, who.container);
     let api = blocks(cluster);
     who.log.debug(format_args!(
         "request: PATCH ipamblocks/{} (claim ordinal {})",
@@ -171,11 +101,9 @@ pub async fn claim(
         Err(err) => err,
     };
     let action = format!("claim {} in IPAMBlock {}", assigned.address, assigned.block);
-    match ApiFailure::of(&err) {
-        ApiFailure::NotFound => {
-            Err(who.not_recorded(assigned, "the IPAMBlock does not exist".into()))
-        }
-        ApiFailure::Unprocessable(answer) => {
+    match refusal(&err) {
+        Refusal::Gone => Err(who.not_recorded(assigned, "the IPAMBlock does not exist".into())),
+        Refusal::Conflict => {
             // Rare path: read the block to tell a forged annotation from a race.
             who.log
                 .debug(format_args!("request: GET ipamblocks/{}", assigned.block));
@@ -190,11 +118,11 @@ pub async fn claim(
                 Err(reason) => Err(who.not_recorded(assigned, reason)),
                 Ok(()) => Err(CniError::TryAgain {
                     pod: who.pod.to_string(),
-                    reason: format!("could not {action}: {answer}"),
+                    reason: format!("could not {action}: {}", cluster::answer(&err)),
                 }),
             }
         }
-        other => Err(other.into_error(&who.pod.to_string(), &action)),
+        Refusal::Other => Err(ApiFailure::of(&err).into_error(&who.pod.to_string(), &action)),
     }
 }
 
@@ -214,13 +142,7 @@ pub async fn release(
     block_name: &str,
     slot: &Slot,
 ) -> Result<Released, CniError> {
-    let patch = slot
-        .release_patch(who.uid, who.container)
-        .map_err(|reason| CniError::Api {
-            pod: who.pod.to_string(),
-            action: "build the release patch".into(),
-            reason,
-        })?;
+    let patch = slot.unclaim(who.uid, who.container);
     who.log.debug(format_args!(
         "request: PATCH ipamblocks/{block_name} (release ordinal {})",
         slot.ordinal
@@ -230,13 +152,18 @@ pub async fn release(
         .await
     {
         Ok(_) => Ok(Released::Cleared),
-        Err(err) => match ApiFailure::of(&err) {
-            ApiFailure::NotFound | ApiFailure::Unprocessable(_) => Ok(Released::Absent),
-            other => Err(other.into_error(
-                &who.pod.to_string(),
-                &format!("release the claim in IPAMBlock {block_name}"),
-            )),
-        },
+        Err(err) => not_released(&err, &who.pod.to_string(), block_name),
+    }
+}
+
+/// What a refused release means: a block that is gone, or that no longer holds this
+/// container's claim on the pod's allocation, leaves nothing to release, which DEL and GC count
+/// as done.
+fn not_released(err: &kube::Error, pod: &str, block_name: &str) -> Result<Released, CniError> {
+    match refusal(err) {
+        Refusal::Gone | Refusal::Conflict => Ok(Released::Absent),
+        Refusal::Other => Err(ApiFailure::of(err)
+            .into_error(pod, &format!("release the claim in IPAMBlock {block_name}"))),
     }
 }
 
@@ -269,4 +196,47 @@ pub async fn verify(
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn answer(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: "m".into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn a_release_the_block_refuses_leaves_nothing_to_release() {
+        for code in [404, 409, 422] {
+            assert_eq!(
+                not_released(&answer(code), "ns/web", "b"),
+                Ok(Released::Absent),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_release_that_failed_otherwise_is_an_error() {
+        let busy = not_released(&answer(503), "ns/web", "b").unwrap_err();
+        assert_eq!(busy.code(), 11);
+        let forbidden = not_released(&answer(403), "ns/web", "b").unwrap_err();
+        assert_eq!(forbidden.code(), 106);
+        assert!(
+            forbidden
+                .to_string()
+                .contains("release the claim in IPAMBlock b"),
+            "{forbidden}"
+        );
+        let unanswered = kube::Error::Service(Box::new(std::io::Error::other("reset")));
+        assert_eq!(refusal(&unanswered), Refusal::Other);
+        assert_eq!(
+            not_released(&unanswered, "ns/web", "b").unwrap_err().code(),
+            11
+        );
+    }
+}

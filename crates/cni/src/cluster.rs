@@ -31,13 +31,12 @@ pub struct Cluster {
     pub client: Client,
 }
 
-/// What a failed API request means for the plugin.
+/// What a failed API request means for the plugin. A refused IPAMBlock write is read by
+/// `api::write::refusal` first (see `claim`); only what that calls `Other` comes here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiFailure {
     /// 404: the object is not there.
     NotFound,
-    /// 422: a JSON patch `test` failed (or the result was invalid).
-    Unprocessable(String),
     /// Worth retrying: no answer, overload, conflicts, server errors.
     Transient(String),
     /// Retrying will not help: forbidden, bad request, undecodable answer.
@@ -49,14 +48,9 @@ impl ApiFailure {
     pub fn of(err: &kube::Error) -> ApiFailure {
         match err {
             kube::Error::Api(status) => {
-                let reason = if status.message.is_empty() {
-                    format!("{} {}", status.code, status.reason)
-                } else {
-                    format!("{} ({} {})", status.message, status.code, status.reason)
-                };
+                let reason = answer(err);
                 match status.code {
                     404 => ApiFailure::NotFound,
-                    422 => ApiFailure::Unprocessable(reason),
                     408 | 409 | 429 | 500 | 502 | 503 | 504 => ApiFailure::Transient(reason),
                     _ => ApiFailure::Refused(reason),
                 }
@@ -80,12 +74,26 @@ impl ApiFailure {
                 action: action.to_owned(),
                 reason: "not found".into(),
             },
-            ApiFailure::Unprocessable(reason) | ApiFailure::Refused(reason) => CniError::Api {
+            ApiFailure::Refused(reason) => CniError::Api {
                 pod: pod.to_owned(),
                 action: action.to_owned(),
                 reason,
             },
         }
+    }
+}
+
+/// The server's answer to a failed request as people read it: its message, code and reason;
+/// the error itself when the server did not answer.
+pub fn answer(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) if status.message.is_empty() => {
+            format!("{} {}", status.code, status.reason)
+        }
+        kube::Error::Api(status) => {
+            format!("{} ({} {})", status.message, status.code, status.reason)
+        }
+        other => other.to_string(),
     }
 }
 
@@ -392,10 +400,10 @@ mod tests {
             }))
         };
         assert_eq!(ApiFailure::of(&status(404)), ApiFailure::NotFound);
-        assert!(matches!(
+        assert_eq!(
             ApiFailure::of(&status(422)),
-            ApiFailure::Unprocessable(_)
-        ));
+            ApiFailure::Refused("m (422 )".into())
+        );
         assert!(matches!(
             ApiFailure::of(&status(503)),
             ApiFailure::Transient(_)

@@ -17,11 +17,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use api::write::Slot;
 use api::{Assignment, IPAMBlock};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
-use crate::claim::{self, Claimant, Released, Slot};
+use crate::claim::{self, Claimant, Released};
 use crate::cluster::{ApiFailure, Cluster};
 use crate::error::CniError;
 use crate::log::Logger;
@@ -156,7 +157,7 @@ pub async fn sweep(
 fn describe(err: &kube::Error) -> String {
     match ApiFailure::of(err) {
         ApiFailure::NotFound => "not found".into(),
-        ApiFailure::Unprocessable(r) | ApiFailure::Transient(r) | ApiFailure::Refused(r) => r,
+        ApiFailure::Transient(r) | ApiFailure::Refused(r) => r,
     }
 }
 

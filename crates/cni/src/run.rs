@@ -4,12 +4,13 @@
 use std::io;
 use std::time::Duration;
 
+use api::write::Slot;
 use api::{FamilyAssignment, IPPool};
 use ipnet::IpNet;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-use crate::claim::{self, Claimant, Released, Slot};
+use crate::claim::{self, Claimant, Released};
 use crate::cluster::{self, ApiFailure, Cluster, PodState};
 use crate::config::{NetConf, PrefixStyle};
 use crate::error::CniError;
@@ -311,9 +312,7 @@ async fn status(conf: &NetConf, log: &Logger) -> Result<(), CniError> {
                 "cannot list IPAMBlocks: {}",
                 match ApiFailure::of(&e) {
                     ApiFailure::NotFound => "the rangepool CRDs are not installed".into(),
-                    ApiFailure::Unprocessable(r)
-                    | ApiFailure::Transient(r)
-                    | ApiFailure::Refused(r) => r,
+                    ApiFailure::Transient(r) | ApiFailure::Refused(r) => r,
                 }
             ))
         })
