@@ -170,7 +170,8 @@ fn kept_annotations<'de, D: Deserializer<'de>>(
             let mut kept = BTreeMap::new();
             while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                 if keeps_annotation(&key) {
-                    kept.insert(key.into_owned(), map.next_value::<String>()?);
+                    let value = bounded(map.next_value::<String>()?);
+                    kept.insert(key.into_owned(), value);
                 } else {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -222,15 +223,45 @@ pub struct PodInfo {
     pub deleting: bool,
     /// When the scheduler bound it, if recorded.
     pub bound_at: Option<k8s_openapi::jiff::Timestamp>,
-    /// Only the annotations the controller reads: the pool keys and `rangepool.dev/*`.
+    /// Only the annotations the controller reads ([`READ_ANNOTATIONS`]), each value at most
+    /// [`MAX_ANNOTATION_BYTES`].
     annotations: Box<[(Box<str>, Box<str>)]>,
 }
 
-/// Annotations the controller reads on a pod; every other one is dropped.
+/// The pod annotations the controller reads: the pool lists, and its own assignment. Every
+/// other one is dropped as the watch decodes the pod, so no pod creator can make the controller
+/// keep what it does not need.
+pub const READ_ANNOTATIONS: [&str; 7] = [
+    api::keys::IPV4_POOLS,
+    api::keys::IPV6_POOLS,
+    api::keys::ASSIGNED_IPV4,
+    api::keys::ASSIGNED_IPV6,
+    api::keys::ASSIGNED_POOLS,
+    api::keys::ASSIGNED_BLOCKS,
+    api::keys::ASSIGNMENT_ERROR,
+];
+
+/// The longest annotation value the controller keeps. Its own values are far shorter, and a
+/// pool list this long names dozens of pools. A longer value is kept as a short note of its
+/// size, which no rule accepts: a pool list is refused with that note in the pod's Event, and a
+/// value under `rangepool.dev/` is overwritten with the real assignment. So 150,000 pods cost
+/// the same memory whatever their creators put in their annotations.
+pub const MAX_ANNOTATION_BYTES: usize = 4096;
+
 fn keeps_annotation(key: &str) -> bool {
-    key == api::keys::IPV4_POOLS
-        || key == api::keys::IPV6_POOLS
-        || key.starts_with("rangepool.dev/")
+    READ_ANNOTATIONS.contains(&key)
+}
+
+/// `value`, or a note of its size when it is over [`MAX_ANNOTATION_BYTES`].
+fn bounded(value: String) -> String {
+    if value.len() <= MAX_ANNOTATION_BYTES {
+        value
+    } else {
+        format!(
+            "<a value of {} bytes, over the {MAX_ANNOTATION_BYTES}-byte limit rangepool reads>",
+            value.len()
+        )
+    }
 }
 
 impl PodInfo {
@@ -464,6 +495,32 @@ mod tests {
         let kept = PodInfo::of(&watched(&p)).annotations();
         assert_eq!(kept.len(), 2, "{kept:?}");
         assert!(kept.contains_key(api::keys::IPV4_POOLS));
+    }
+
+    #[test]
+    fn only_the_exact_keys_are_kept_and_oversized_values_become_a_note() {
+        let json = json!({
+            "metadata": {
+                "name": "p",
+                "annotations": {
+                    "rangepool.dev/anything-else": "x".repeat(100),
+                    "cni.projectcalico.org/ipv4pools": "y".repeat(200_000),
+                    "rangepool.dev/error": "a short forged error",
+                }
+            }
+        });
+        let watched: WatchedPod = serde_json::from_value(json).unwrap();
+        let kept = PodInfo::of(&watched).annotations();
+        assert_eq!(
+            kept.keys().collect::<Vec<_>>(),
+            ["cni.projectcalico.org/ipv4pools", "rangepool.dev/error"]
+        );
+        let pools = &kept["cni.projectcalico.org/ipv4pools"];
+        assert!(pools.len() < 100, "{pools}");
+        assert!(pools.contains("200000 bytes"), "{pools}");
+        // No rule accepts the note: the pool list does not parse, so the pod gets an Event.
+        assert!(serde_json::from_str::<Value>(pools).is_err());
+        assert_eq!(kept["rangepool.dev/error"], "a short forged error");
     }
 
     #[test]

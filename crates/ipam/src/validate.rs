@@ -8,9 +8,12 @@
 //! A pool is allocatable when its spec is valid and, checked in this order, it is not being
 //! deleted, not disabled, the pod CIDRs are known, it lies inside one of them, and no older pool
 //! overlaps it. On overlap the older pool (earlier creation, then smaller name) keeps the range.
-//! Every pool whose CIDR parses takes part in the overlap check, even one that is disabled,
-//! terminating or invalid for another reason: its blocks may still hold addresses, and handing
-//! the same range to a newer pool would give one address to two pods.
+//! Every pool that may ever have given out an address takes part in the overlap check, even one
+//! that is disabled, terminating or invalid for a reason an edit can fix: its blocks may still
+//! hold addresses, and handing the same range to a newer pool would give one address to two
+//! pods. A pool that can never have allocated does not take part, so it cannot take a range from
+//! a pool that works: one whose immutable `cidr` or `blockSize` is refused (`LinkLocal`,
+//! `InvalidBlockSize`), or that lies outside the pod CIDRs (e.g. `0.0.0.0/0`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -161,12 +164,14 @@ fn order_key(input: &PoolInput, cidr: &IpNet) -> (Age, String) {
 
 /// For each pool, the index of the oldest other pool whose range overlaps its own and that is
 /// older than it: the pool that keeps the range. `None` for a pool that overlaps no older one
-/// or whose CIDR does not parse. Every pool whose CIDR parses takes part, valid or not.
-pub fn overlapped_by(inputs: &[PoolInput]) -> Vec<Option<usize>> {
+/// or whose CIDR does not parse. Pools that can never allocate take no part (see the module
+/// docs); with `pod_cidrs` unknown (`None`), only the spec decides that.
+pub fn overlapped_by(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<Option<usize>> {
     let parsed: Vec<(usize, IpNet)> = inputs
         .iter()
         .enumerate()
         .filter_map(|(i, input)| Some((i, cidr::parse_strict(&input.cidr).ok()?)))
+        .filter(|(i, cidr)| may_have_allocated(&inputs[*i], cidr, pod_cidrs))
         .collect();
     let keys: Vec<(Age, String)> = parsed
         .iter()
@@ -192,10 +197,24 @@ pub fn overlapped_by(inputs: &[PoolInput]) -> Vec<Option<usize>> {
     winner
 }
 
+/// False for a pool that could never give out an address: its immutable fields are refused, or
+/// it lies outside the pod CIDRs.
+fn may_have_allocated(input: &PoolInput, cidr: &IpNet, pod_cidrs: Option<&[IpNet]>) -> bool {
+    let fixed_forever = match Pool::parse(input) {
+        Ok(_) => false,
+        Err(e) => matches!(
+            Reason::of_error(&e),
+            Reason::LinkLocal | Reason::InvalidBlockSize
+        ),
+    };
+    let outside = pod_cidrs.is_some_and(|p| !p.iter().any(|p| cidr::contains(p, cidr)));
+    !fixed_forever && !outside
+}
+
 /// Validates every pool against its own spec, the pod CIDRs (`None` when unknown) and the other
 /// pools. Returns one verdict per input, in input order.
 pub fn validate_pools(inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) -> Vec<PoolVerdict> {
-    let winners = overlapped_by(inputs);
+    let winners = overlapped_by(inputs, pod_cidrs);
     let mut name_counts: HashMap<&str, usize> = HashMap::new();
     for i in inputs {
         *name_counts.entry(i.name.as_str()).or_default() += 1;

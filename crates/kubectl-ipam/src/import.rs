@@ -367,7 +367,7 @@ fn allowed_uses(name: &str, value: &Value, remarks: &mut Vec<Remark>) {
 /// core's validation decides it).
 fn overlaps(out: &mut Conversion) {
     let inputs: Vec<PoolInput> = out.pools.iter().map(IPPool::to_input).collect();
-    for (loser, winner) in ipam::validate::overlapped_by(&inputs)
+    for (loser, winner) in ipam::validate::overlapped_by(&inputs, None)
         .into_iter()
         .enumerate()
     {

@@ -20,6 +20,39 @@ const POOL_API_VERSIONS: [&str; 3] = [
     "crd.projectcalico.org/v1",
 ];
 
+/// Why an IPPool manifest has fields the IPPool CRD we ship does not, as `kubectl apply`'s
+/// strict field validation would refuse them; `None` when it has none.
+fn unknown_pool_fields(doc: &Value, api_version: &str) -> Option<String> {
+    use kube::CustomResourceExt;
+    static CRD: std::sync::OnceLock<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = std::sync::OnceLock::new();
+    let unknown = api::crd::unknown_fields(CRD.get_or_init(IPPool::crd), doc);
+    if unknown.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = unknown
+        .iter()
+        .map(|u| {
+            format!(
+                "unknown field {} (known there: {})",
+                u.path,
+                u.known.join(", ")
+            )
+        })
+        .collect();
+    let calico = if api_version == "rangepool.dev/v1" {
+        ""
+    } else {
+        "; Calico fields rangepool does not have are dropped by `kubectl ipam import-calico`, which lists them"
+    };
+    Some(format!(
+        "{}: the IPPool CRD refuses {}, as `kubectl apply` would{calico}",
+        listed.join("; "),
+        if unknown.len() == 1 { "it" } else { "them" }
+    ))
+}
+
 /// An object and the file it was read from.
 #[derive(Debug, Clone)]
 pub struct Sourced<T> {
@@ -205,6 +238,9 @@ impl Manifests {
                 }
             }
             ("IPPool", v) if POOL_API_VERSIONS.contains(&v) => {
+                if let Some(message) = unknown_pool_fields(&doc, v) {
+                    return Err(shape(message));
+                }
                 let mut doc = doc;
                 doc["apiVersion"] = Value::from("rangepool.dev/v1");
                 let pool: IPPool = serde_json::from_value(doc).map_err(|e| shape(e.to_string()))?;
@@ -357,6 +393,27 @@ mod tests {
             matches!(err, ManifestError::TwoKubeadmConfigs { .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_misspelled_pool_field_is_refused_naming_file_pool_and_field() {
+        for version in ["rangepool.dev/v1", "projectcalico.org/v3"] {
+            let err = read(&[(
+                "pools.yaml",
+                &format!(
+                    "apiVersion: {version}\nkind: IPPool\nmetadata: {{name: payments}}\nspec: {{cidr: 10.0.0.0/24, assignmentMode: Manual, namespaceSelecter: \"team == 'payments'\"}}\n"
+                ),
+            )])
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("pools.yaml")
+                    && text.contains("IPPool \"payments\"")
+                    && text.contains("unknown field spec.namespaceSelecter")
+                    && text.contains("namespaceSelector"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

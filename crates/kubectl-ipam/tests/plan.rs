@@ -651,3 +651,26 @@ fn an_overlap_decided_by_name_says_so() {
     assert_eq!(pool_row(&plan, "a-narrow")["note"], Value::Null);
     assert_eq!(pool_row(&plan, "b-wide")["reason"], "OK");
 }
+
+#[test]
+fn a_misspelled_pool_field_fails_the_plan_with_exit_2_as_kubectl_apply_would() {
+    // Planned with the typo ignored, this Manual pool would look open to every namespace.
+    let run = cluster()
+        .objects(
+            "pools.yaml",
+            &[&ippool("payments", "10.244.8.0/24")
+                .manual()
+                .field("namespaceSelecter", serde_json::json!("team == 'payments'"))],
+        )
+        .plan(&[]);
+    assert_eq!(run.status, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    for part in [
+        "pools.yaml",
+        "IPPool \"payments\"",
+        "spec.namespaceSelecter",
+        "namespaceSelector",
+    ] {
+        assert!(run.stderr.contains(part), "{part}: {}", run.stderr);
+    }
+}

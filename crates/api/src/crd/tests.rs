@@ -231,3 +231,22 @@ fn every_pool_spec_field_of_the_crd_is_one_the_core_knows() {
         "a field of IPPool.spec must be in ipam::SpecField with its effect (Allocation, Uses or Inert), so that the Calico import keeps it and the pool's message reports it when inert"
     );
 }
+
+#[test]
+fn unknown_fields_are_found_where_the_schema_has_no_such_property() {
+    let crd = <crate::IPPool as kube::CustomResourceExt>::crd();
+    let doc = serde_json::json!({
+        "apiVersion": "rangepool.dev/v1",
+        "kind": "IPPool",
+        "metadata": {"name": "p", "labels": {"any": "thing"}},
+        "spec": {"cidr": "10.0.0.0/24", "namespaceSelecter": "team == 'a'", "allowedUses": ["Workload"]},
+        "extra": 1
+    });
+    let unknown = unknown_fields(&crd, &doc);
+    let paths: Vec<&str> = unknown.iter().map(|u| u.path.as_str()).collect();
+    assert_eq!(paths, ["extra", "spec.namespaceSelecter"]);
+    assert!(unknown[1].known.contains(&"namespaceSelector".to_owned()));
+    assert!(unknown[0].known.contains(&"metadata".to_owned()));
+    let clean = serde_json::json!({"apiVersion": "rangepool.dev/v1", "kind": "IPPool", "spec": {"cidr": "10.0.0.0/24"}});
+    assert!(unknown_fields(&crd, &clean).is_empty());
+}

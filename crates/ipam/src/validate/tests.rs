@@ -103,6 +103,25 @@ fn disabled_terminating_and_invalid_pools_still_hold_their_range() {
 }
 
 #[test]
+fn pools_that_can_never_allocate_take_no_range_from_one_that_can() {
+    // Created in the same second, so "older" would be decided by name.
+    for never in [
+        pool("a-everything", "0.0.0.0/0"),
+        pool("a-outside", "10.0.0.0/8"),
+        pool("a-linklocal", "169.254.0.0/16"),
+        pool("a-tiny", "10.244.0.0/24").block_size(19),
+    ] {
+        let v = reason_of(&[never.clone(), pool("web", "10.244.0.0/24")], "web");
+        assert_eq!(v.reason, Reason::Ok, "{}: {}", never.name, v.message);
+        assert_ne!(reason_of(&[never.clone()], &never.name).reason, Reason::Ok);
+    }
+    // Without known pod CIDRs only the spec decides: a pool outside them still counts.
+    let both = [pool("a-outside", "10.0.0.0/8"), pool("web", "10.0.1.0/24")];
+    assert_eq!(overlapped_by(&both, None), [None, Some(0)]);
+    assert_eq!(overlapped_by(&both, Some(&pod_cidrs())), [None, None]);
+}
+
+#[test]
 fn verdicts_do_not_depend_on_input_order() {
     let inputs = vec![
         pool("a", "10.244.0.0/18").created("2024-03-01T00:00:00Z"),
