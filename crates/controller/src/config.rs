@@ -26,7 +26,9 @@ pub struct Flags {
     #[arg(long)]
     pub no_default_pool: bool,
 
-    /// How long an allocation whose pod no longer exists is kept before it is released.
+    /// How long a node blocks are affine to must be missing before the blocks lose its
+    /// affinity (a node may register again under its name). Allocations of pods that are gone
+    /// are released as soon as a direct read proves it, without waiting.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub leak_grace_period: Duration,
 

@@ -2,12 +2,17 @@
 //! blocks nobody needs.
 //!
 //! A deleted pod normally has its addresses released at once from its watch event. The sweep is
-//! for what the events missed: pods deleted while no controller ran, or during a watch gap. The
-//! rule of when something counts as gone is the core's [`Absence`]: missing in two sweeps at
-//! least the grace period apart. Here is only what the rule needs and what follows from it: the
-//! cache's view of what is missing, a direct read from the API server (not the cache) right
-//! before a release confirms that the pod is gone, and the release itself, which names the
-//! allocation's handle and sequence, so an address re-assigned meanwhile is never freed.
+//! for what the events missed: pods deleted while no controller ran, or during a watch gap, and
+//! records nobody's pod holds. An allocation whose pod the cache does not have is released as
+//! soon as it is provable: a direct read from the API server (not the cache) shows no pod of that
+//! name with the allocation's UID. UIDs are never reused and the controller allocates only for
+//! pods it has seen, so that read is proof; no grace period is needed, also at the first sweep
+//! after a restart. The release names the allocation's handle and sequence, so an address
+//! re-assigned meanwhile is never freed.
+//!
+//! A node is different: a Node object can be deleted and registered again under the same name
+//! (a kubelet re-joining), so a block loses its node's affinity only when the node was missing in
+//! two sweeps at least the grace period apart (the core's [`Absence`]).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -21,10 +26,8 @@ use crate::annotations::Pending;
 use crate::engine::Engine;
 use crate::model::Owner;
 
-/// The sweep's state: what is missing since when, and when the next sweep runs.
+/// The sweep's state: which nodes are missing since when, and when the next sweep runs.
 pub(crate) struct Sweep {
-    /// Handles whose pod is missing.
-    pods: Absence<String>,
     /// Nodes blocks are affine to that are missing.
     nodes: Absence<String>,
     next: Instant,
@@ -35,7 +38,6 @@ impl Sweep {
     /// controller was running.
     pub(crate) fn new(grace: Duration) -> Sweep {
         Sweep {
-            pods: Absence::new(grace),
             nodes: Absence::new(grace),
             next: Instant::now(),
         }
@@ -61,26 +63,25 @@ impl Engine {
             .stores
             .pods
             .with_uids(|live| model.owners_except(|handle| live.contains(handle)));
-        let due: HashSet<String> = self
-            .sweep
-            .pods
-            .observe(now, orphans.iter().map(|o| o.handle.clone()))
-            .into_iter()
-            .collect();
-        for owner in orphans.iter().filter(|o| due.contains(&o.handle)) {
-            if self.confirmed_gone(owner).await {
-                let released = self.release(&owner.handle);
-                if released > 0 {
-                    tracing::info!(pod = %format!("{}/{}", owner.namespace, owner.pod), handle = %owner.handle, released, "released leaked addresses");
-                    self.cluster.metrics.released("leak", released);
-                    self.cluster.metrics.gc_reclaimed.inc_by(released);
-                }
+        let mut unconfirmed = 0usize;
+        for owner in &orphans {
+            if !self.confirmed_gone(owner).await {
+                // The cache lags behind the API server, or the read failed: the next sweep
+                // looks again.
+                unconfirmed += 1;
+                continue;
+            }
+            let released = self.release(&owner.handle);
+            if released > 0 {
+                tracing::info!(pod = %format!("{}/{}", owner.namespace, owner.pod), handle = %owner.handle, released, "released leaked addresses: the pod is gone");
+                self.cluster.metrics.released("leak", released);
+                self.cluster.metrics.gc_reclaimed.inc_by(released);
             }
         }
         self.cluster
             .metrics
             .gc_candidates
-            .set(i64::try_from(self.sweep.pods.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(unconfirmed).unwrap_or(i64::MAX));
 
         // Nodes: the same rule before a block loses its affinity.
         let nodes: HashSet<String> = self
