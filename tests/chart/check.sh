@@ -296,7 +296,14 @@ if "$KUBECTL" --kubeconfig "$kc" get ippools > "$WORK/denied.out" 2>&1; then
     fail "the node ServiceAccount may list ippools, which the chart does not grant"
 fi
 grep -q "Forbidden" "$WORK/denied.out" || { cat "$WORK/denied.out"; fail "listing ippools as the node failed, but not with Forbidden"; }
-ok "the installer's kubeconfig authenticates as rangepool-node over TLS; RBAC refuses what the chart does not grant"
+# The plugin writes nothing: the node may read IPAMBlocks, and write none of them.
+[ "$("$KUBECTL" --kubeconfig "$kc" auth can-i get ipamblocks.rangepool.dev 2> /dev/null)" == yes ] \
+    || fail "the node ServiceAccount may not read ipamblocks"
+for verb in create update patch delete deletecollection; do
+    answer="$("$KUBECTL" --kubeconfig "$kc" auth can-i "$verb" ipamblocks.rangepool.dev 2> /dev/null)" || true
+    [ "$answer" == no ] || fail "the node ServiceAccount may $verb ipamblocks ($answer)"
+done
+ok "the installer's kubeconfig authenticates as rangepool-node over TLS; RBAC refuses what the chart does not grant (no write on ipamblocks)"
 "$PY" - "$d/conf/10-rangepool.conflist" "$kc" > "$WORK/status.in" <<'EOF'
 import json, sys
 conf = json.load(open(sys.argv[1]))

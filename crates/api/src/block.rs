@@ -1,13 +1,14 @@
 //! The `IPAMBlock` custom resource: one slice of a pool, claimed by one node, with its
-//! per-address allocation records.
+//! per-address allocation records, and [`Slot`], the check that a block records an address for
+//! a pod.
 //!
-//! Blocks are the source of truth for who holds which address. The controller creates them and
-//! writes allocations; the CNI plugin only records which container claimed an allocation. Every
-//! write is a JSON patch built in [`crate::write`]: the controller's and `kubectl ipam
-//! release`'s test `sequenceNumber`, which grows whenever an address changes hands or the
-//! affinity changes (not on a container claim), so a write made from a stale read fails; a removed allocation is tested for its handle and `sequence`,
-//! so an address re-assigned meanwhile is never freed; the plugin's claim tests the range and
-//! the allocation's handle. Deletes of empty blocks are conditional on `resourceVersion`.
+//! Blocks are the source of truth for who holds which address. Only the controller (and
+//! `kubectl ipam release`) writes them; the CNI plugin only reads them, and hands out an address
+//! only when [`Slot::diagnose`] finds it recorded for the pod's UID. Every write is a JSON patch
+//! built in [`crate::write`]: it tests `sequenceNumber`, which grows whenever an address changes
+//! hands or the affinity changes, so a write made from a stale read fails; a removed allocation
+//! is tested for its handle and `sequence`, so an address re-assigned meanwhile is never freed.
+//! Deletes of empty blocks are conditional on `resourceVersion`.
 
 // The derive takes one `printcolumn(...)` per column, which clippy reads as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
@@ -15,9 +16,12 @@
 use std::collections::BTreeMap;
 
 use ipam::block::{AllocationRecord, BlockRecord};
-
+use ipam::cidr::{ordinal_of, parse_block_name};
+use ipnet::IpNet;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
+
+use crate::FamilyAssignment;
 
 /// Desired state of an IPAM block. Written by rangepool only; do not edit by hand.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -58,17 +62,16 @@ pub struct IPAMBlockSpec {
     #[schemars(length(max = 253))]
     pub affinity: Option<String>,
 
-    /// Bumped whenever an address is allocated or released or the affinity changes; a container
-    /// claim leaves it alone. A write that tests it fails when it was made from an older read.
+    /// Bumped whenever an address is allocated or released or the affinity changes. A write that
+    /// tests it fails when it was made from an older read.
     #[serde(default)]
     #[schemars(range(min = 0), extend("format" = "int64"))]
     pub sequence_number: i64,
 
     /// One record per allocated address, keyed by the address's ordinal in the block as a
-    /// decimal string (`"0"` is the block's first address). A map rather than a list so that the
-    /// CNI plugin can address one record with a JSON patch whose `test` operations make the
-    /// write fail unless the record still belongs to its pod. Always present, even when empty,
-    /// so that a JSON patch can add a record to it.
+    /// decimal string (`"0"` is the block's first address). A map rather than a list so that a
+    /// JSON patch can address one record, and test that it still belongs to its pod before
+    /// removing it. Always present, even when empty, so that a JSON patch can add a record to it.
     #[serde(default)]
     #[schemars(extend("maxProperties" = 4096))]
     pub allocations: BTreeMap<String, BlockAllocation>,
@@ -92,7 +95,9 @@ pub struct BlockAllocation {
     #[schemars(length(max = 253))]
     pub pod: String,
 
-    /// The container (sandbox) ID that claimed the address through the CNI plugin.
+    /// No longer written. Earlier versions of the CNI plugin recorded here the container
+    /// (sandbox) that claimed the address; the field is kept for blocks they wrote, and the
+    /// controller's writes leave it as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub container: Option<String>,
@@ -160,3 +165,50 @@ impl IPAMBlockSpec {
         }
     }
 }
+
+/// Where an address is recorded: its block's range and its ordinal in the block. The CNI
+/// plugin's whole check of an annotation: [`Slot::locate`] from the annotation, then
+/// [`Slot::diagnose`] against the block as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// The block's range, from its name.
+    pub block: IpNet,
+    /// The address's ordinal in the block: the allocation's key.
+    pub ordinal: u32,
+}
+
+impl Slot {
+    /// Finds the slot from an annotation's block name and address; the reason when the two do
+    /// not fit together.
+    pub fn locate(assigned: &FamilyAssignment) -> Result<Slot, String> {
+        let block = parse_block_name(&assigned.block).map_err(|e| e.to_string())?;
+        let ordinal = ordinal_of(&block, assigned.address).ok_or_else(|| {
+            format!(
+                "{} lies outside the block's range {block}",
+                assigned.address
+            )
+        })?;
+        Ok(Slot { block, ordinal })
+    }
+
+    /// `Ok` when `spec` is this slot's block and records the address for the pod `uid`;
+    /// otherwise what the block says instead.
+    pub fn diagnose(&self, spec: &IPAMBlockSpec, uid: &str) -> Result<(), String> {
+        if spec.cidr != self.block.to_string() {
+            return Err(format!(
+                "the block's range is {}, not {}",
+                spec.cidr, self.block
+            ));
+        }
+        let Some(allocation) = spec.allocations.get(&self.ordinal.to_string()) else {
+            return Err("the block holds no allocation for the address".into());
+        };
+        if allocation.handle != uid {
+            return Err("the address is allocated to another pod".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

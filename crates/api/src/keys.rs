@@ -17,7 +17,7 @@ pub const ASSIGNED_IPV6: &str = "rangepool.dev/ipv6";
 pub const ASSIGNED_POOLS: &str = "rangepool.dev/pools";
 /// Pod annotation written by the controller: the IPAMBlock that records each address, as a JSON
 /// object keyed by family, e.g. `{"ipv4":"10-244-8-0-26"}`. Lets the CNI plugin check the
-/// assignment with one conditional write instead of a search; a forged value fails that check.
+/// assignment with one read of that block instead of a search; a forged value fails that check.
 pub const ASSIGNED_BLOCKS: &str = "rangepool.dev/blocks";
 /// Pod annotation written by the controller when the pod cannot get an address: the same message
 /// as the Warning Event. The CNI plugin fails at once with it.
@@ -28,8 +28,6 @@ pub const POOL_FINALIZER: &str = "rangepool.dev/addresses-in-use";
 
 /// Field manager of every server-side apply the controller makes.
 pub const CONTROLLER_MANAGER: &str = "rangepool-controller";
-/// Field manager of the writes the CNI plugin makes (container claims on blocks).
-pub const PLUGIN_MANAGER: &str = "rangepool-ipam";
 
 /// The API group of rangepool's custom resources.
 pub const GROUP: &str = "rangepool.dev";

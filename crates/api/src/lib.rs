@@ -1,10 +1,10 @@
 //! rangepool's Kubernetes resource types and the names other tools rely on.
 //!
 //! Owns the `IPPool` and `IPAMBlock` custom resources (group `rangepool.dev`, version `v1`), the
-//! annotation keys, finalizer and field-manager names, and the conversions between these
-//! resources and the pure core in the `ipam` crate, and the shape of every IPAMBlock write
-//! ([`write`]). It depends on kube only for the derive macros and resource traits: nothing here
-//! talks to an API server.
+//! annotation keys, finalizer and field-manager names, the conversions between these resources
+//! and the pure core in the `ipam` crate, the shape of every IPAMBlock write ([`write`]), and the
+//! check that a block records a pod's address ([`block::Slot`]). It depends on kube only for the
+//! derive macros and resource traits: nothing here talks to an API server.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 

@@ -1,16 +1,13 @@
 //! Every write anyone makes to an IPAMBlock, as the JSON patch sent to the API server, and what
 //! the server's answers to those writes mean. Pure: building a patch needs no client, so each
-//! binary keeps only its send and its retry policy.
+//! binary keeps only its send and its retry policy. The CNI plugin writes nothing: it only
+//! reads blocks (see [`crate::block::Slot`]).
 //!
 //! - [`update`]: the controller's change from the version it last read to the one it wants.
-//!   Its first operation tests `spec.sequenceNumber`, which only allocation changes bump, so
-//!   the patch fails when anyone changed the allocations since the read and not when the CNI
-//!   plugin merely recorded a container claim.
+//!   Its first operation tests `spec.sequenceNumber`, which every change of allocations or
+//!   affinity bumps, so the patch fails when anyone changed them since the read.
 //! - [`release`]: one allocation removed from a block as last read, as `kubectl ipam release`
 //!   does: the core's own release applied to the read, written with [`update`].
-//! - [`Slot::claim`] and [`Slot::unclaim`]: the plugin's container claim on its pod's allocation,
-//!   written without a read: `test` operations make the server refuse the write unless the
-//!   block is the range the pod's annotation implies and the allocation belongs to the pod.
 //!
 //! A refused `test` answers 422 on a real API server (the patch handler reports any JSON-patch
 //! error as Unprocessable Entity); [`refusal`] reads every status a block write can get.
@@ -18,15 +15,13 @@
 use std::time::Duration;
 
 use ipam::block::Block;
-use ipam::cidr::{ordinal_of, parse_block_name};
-use ipnet::IpNet;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{
     AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation,
 };
 use serde_json::{Value, json};
 
-use crate::{BlockAllocation, FamilyAssignment, IPAMBlockSpec};
+use crate::{BlockAllocation, IPAMBlockSpec};
 
 /// What a refused block write means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +67,10 @@ impl Retry {
 /// The JSON patch that turns `have` (as last read) into `want`, guarded by a test of `have`'s
 /// sequence number.
 ///
-/// Records whose owner (handle and sequence) is unchanged are left alone, so a container claim
-/// the CNI plugin wrote meanwhile survives. A removed record is tested for its handle and
-/// sequence too, so an address re-assigned since the read is never freed, even if the block
-/// test were lifted.
+/// Records whose owner (handle and sequence) is unchanged are left alone, so fields the
+/// controller does not write survive (the `container` that earlier versions of the CNI plugin
+/// recorded). A removed record is tested for its handle and sequence too, so an address
+/// re-assigned since the read is never freed, even if the block test were lifted.
 pub fn update(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
     let sequence = || pointer(&["spec", "sequenceNumber"]);
     let mut ops = vec![test(sequence(), json!(have.sequence_number))];
@@ -137,82 +132,6 @@ pub fn release(
 
 fn same_owner(a: &BlockAllocation, b: &BlockAllocation) -> bool {
     a.handle == b.handle && a.sequence == b.sequence
-}
-
-/// Where an address is recorded: its block's range and its ordinal in the block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slot {
-    /// The block's range, from its name.
-    pub block: IpNet,
-    /// The address's ordinal in the block: the allocation's key.
-    pub ordinal: u32,
-}
-
-impl Slot {
-    /// Finds the slot from an annotation's block name and address; the reason when the two do
-    /// not fit together.
-    pub fn locate(assigned: &FamilyAssignment) -> Result<Slot, String> {
-        let block = parse_block_name(&assigned.block).map_err(|e| e.to_string())?;
-        let ordinal = ordinal_of(&block, assigned.address).ok_or_else(|| {
-            format!(
-                "{} lies outside the block's range {block}",
-                assigned.address
-            )
-        })?;
-        Ok(Slot { block, ordinal })
-    }
-
-    fn path(&self, field: &str) -> PointerBuf {
-        pointer(&["spec", "allocations", &self.ordinal.to_string(), field])
-    }
-
-    /// Claim: the block is this range and the allocation is the pod's; then record the
-    /// container. `add` replaces an existing value, so a sandbox restart takes the claim over.
-    pub fn claim(&self, uid: &str, container: &str) -> Patch {
-        Patch(vec![
-            test(pointer(&["spec", "cidr"]), json!(self.block.to_string())),
-            test(self.path("handle"), json!(uid)),
-            add(self.path("container"), json!(container)),
-        ])
-    }
-
-    /// Unclaim: only this container's claim on this pod's allocation; never the allocation.
-    pub fn unclaim(&self, uid: &str, container: &str) -> Patch {
-        Patch(vec![
-            test(self.path("handle"), json!(uid)),
-            test(self.path("container"), json!(container)),
-            remove(self.path("container")),
-        ])
-    }
-
-    /// Why the block does not record the address for `uid` (and, when given, for `container`);
-    /// `Ok` when it does. Says why a claim was refused.
-    pub fn diagnose(
-        &self,
-        spec: &IPAMBlockSpec,
-        uid: &str,
-        container: Option<&str>,
-    ) -> Result<(), String> {
-        if spec.cidr != self.block.to_string() {
-            return Err(format!(
-                "the block's range is {}, not {}",
-                spec.cidr, self.block
-            ));
-        }
-        let Some(allocation) = spec.allocations.get(&self.ordinal.to_string()) else {
-            return Err("the block holds no allocation for the address".into());
-        };
-        if allocation.handle != uid {
-            return Err("the address is allocated to another pod".into());
-        }
-        match (container, allocation.container.as_deref()) {
-            (Some(want), Some(have)) if want != have => {
-                Err(format!("the claim belongs to container {have}"))
-            }
-            (Some(_), None) => Err("no container has claimed the address".into()),
-            _ => Ok(()),
-        }
-    }
 }
 
 fn pointer(parts: &[&str]) -> PointerBuf {

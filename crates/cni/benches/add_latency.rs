@@ -3,17 +3,16 @@
 //!
 //! Each call is a fresh process, as a container runtime starts it: environment and stdin in,
 //! result out. rangepool-ipam talks to a real kube-apiserver and etcd (envtest) on 127.0.0.1 over
-//! TLS, with the chart's node credentials (one GET of the pod, one PATCH of the block);
+//! TLS, with the chart's node credentials (one GET of the pod, one GET of the block; no write);
 //! host-local writes its files in a temporary data directory.
 //!
 //! Two nodes are measured: one where the pod is alone, and one running [`BUSY`] other pods, whose
-//! allocations and claims fill most of the pod's block for rangepool and whose files sit in
-//! host-local's store (host-local's ADD looks through every file; the API server's cost of a
-//! write grows with the block). Each host-local ADD is undone by an untimed DEL, so that its
-//! store stays the node's size instead of growing by a file per call, as rangepool's block does
-//! (each ADD is a new sandbox taking the claim over). Calls of the two plugins alternate so that
-//! machine noise hits both alike, and each node is measured in a few rounds so that a reader sees
-//! how much the numbers move between runs.
+//! allocations fill most of the pod's block for rangepool and whose files sit in host-local's
+//! store (host-local's ADD looks through every file; the size of rangepool's answer grows with
+//! the block). Each host-local ADD is undone by an untimed DEL, so that its store stays the
+//! node's size instead of growing by a file per call, as rangepool's block does (ADD writes
+//! nothing). Calls of the two plugins alternate so that machine noise hits both alike, and each
+//! node is measured in a few rounds so that a reader sees how much the numbers move between runs.
 //!
 //! Run with `make bench-cni` (`cargo bench -p rangepool-cni --bench add_latency`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -72,7 +71,7 @@ fn main() {
         "ADD latency, one process per call, {ROUNDS} rounds of {CALLS} calls per plugin and node (after {WARMUP} warm-up calls);"
     );
     println!(
-        "rangepool-ipam against kube-apiserver {} with the chart's node credentials (GET pod + PATCH block over TLS)",
+        "rangepool-ipam against kube-apiserver {} with the chart's node credentials (GET pod + GET block over TLS)",
         plane.version()
     );
     let mut call = 0;
@@ -254,7 +253,7 @@ fn other(n: usize) -> String {
 }
 
 /// The pod's allocation at ordinal 2 of `net`'s block, with `others` running pods' allocations
-/// and claims at 3 and up, and the pod's annotations.
+/// at 3 and up, and the pod's annotations.
 async fn assign(client: &Client, pod: &Pod, net: &IpNet, others: usize) {
     let mut allocations: BTreeMap<String, BlockAllocation> = (0..others)
         .map(|n| {
@@ -262,7 +261,7 @@ async fn assign(client: &Client, pod: &Pod, net: &IpNet, others: usize) {
                 handle: format!("00000000-0000-0000-0000-{n:012}"),
                 namespace: "bench".into(),
                 pod: format!("other-{n}"),
-                container: Some(other(n)),
+                container: None,
                 sequence: 1,
             };
             ((n + 3).to_string(), allocation)

@@ -31,8 +31,7 @@ pub struct Cluster {
     pub client: Client,
 }
 
-/// What a failed API request means for the plugin. A refused IPAMBlock write is read by
-/// `api::write::refusal` first (see `claim`); only what that calls `Other` comes here.
+/// What a failed API request means for the plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiFailure {
     /// 404: the object is not there.

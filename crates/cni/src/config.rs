@@ -35,7 +35,7 @@ pub struct NetConf {
     pub ipam: IpamConfig,
     /// Addresses of `prevResult.ips` (CHECK and DEL), when given.
     pub prev_ips: Option<Vec<IpAddr>>,
-    /// Container IDs of `cni.dev/valid-attachments` (GC), when given.
+    /// Container IDs of `cni.dev/valid-attachments` (GC, which only logs how many), when given.
     pub valid_attachments: Option<Vec<String>>,
 }
 
@@ -60,7 +60,8 @@ pub struct IpamConfig {
     pub log_level: Level,
     /// `logFile`: logs are appended there as well as written to stderr.
     pub log_file: Option<PathBuf>,
-    /// `nodeName`: the node this plugin runs on (GC only); defaults to the host name.
+    /// `nodeName`: the node this plugin runs on. Accepted and type-checked; no command uses it
+    /// since GC has nothing to collect (the chart still sets it).
     pub node_name: Option<String>,
 }
 

@@ -114,14 +114,15 @@ pub enum CniError {
         /// The parse error (names the annotation).
         reason: String,
     },
-    /// CHECK: the claim no longer holds.
+    /// CHECK: the pod's address is no longer the container's to use: the pod lost its
+    /// assignment, `prevResult` does not list it, or its block no longer records it for the pod.
     #[error("pod {pod}: container {container} no longer holds its address: {reason}")]
-    ClaimLost {
+    AddressLost {
         /// namespace/name
         pod: String,
         /// CNI_CONTAINERID
         container: String,
-        /// What is wrong, naming the address and pool.
+        /// What is wrong, naming the address, pool and block.
         reason: String,
     },
     /// The API server refused a request for a reason that retrying will not fix.
@@ -132,14 +133,6 @@ pub enum CniError {
         /// What the plugin tried, e.g. `read the pod`.
         action: String,
         /// The server's answer.
-        reason: String,
-    },
-    /// GC could not finish; what it could do was done.
-    #[error("GC on node {node}: {reason}")]
-    Gc {
-        /// The node whose pods were swept.
-        node: String,
-        /// The first failure.
         reason: String,
     },
     /// The kubeconfig named in the configuration cannot be used.
@@ -168,10 +161,10 @@ impl CniError {
             CniError::PodNotFound { .. } => 102,
             CniError::UidMismatch { .. } => 103,
             CniError::MalformedAssignment { .. } => 104,
-            CniError::ClaimLost { .. } => 105,
+            CniError::AddressLost { .. } => 105,
             CniError::Api { .. } => 106,
             CniError::Kubeconfig { .. } => 107,
-            CniError::Gc { .. } => 108,
+            // 108 was "GC could not finish": GC holds nothing to clean up now and never fails.
         }
     }
 
@@ -185,7 +178,7 @@ impl CniError {
                 | CniError::PodNotFound { .. }
                 | CniError::UidMismatch { .. }
                 | CniError::MalformedAssignment { .. }
-                | CniError::ClaimLost { .. }
+                | CniError::AddressLost { .. }
                 | CniError::Api { .. }
         )
     }

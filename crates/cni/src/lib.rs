@@ -3,9 +3,9 @@
 //!
 //! Owns the plugin side of an address's life: reading the call (`CNI_*` environment and the
 //! network configuration on stdin), waiting for the controller's assignment on the pod,
-//! checking it against the IPAMBlock with one conditional write that records the container's
-//! claim, and building the CNI result per spec version. It never allocates or frees an address:
-//! that is the controller's alone.
+//! checking by a read of the IPAMBlock that the block records the address for the pod, and
+//! building the CNI result per spec version. It writes nothing to the API server, and never
+//! allocates or frees an address: that is the controller's alone.
 //!
 //! Depends on `api` (resource types, annotation keys) and `ipam` (CIDR maths) and talks to the
 //! API server through kube. It must not depend on the controller, the CLI or the test server
@@ -14,15 +14,14 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod claim;
 pub mod cluster;
 pub mod config;
 pub mod error;
-pub mod gc;
 pub mod log;
 pub mod request;
 pub mod result;
 pub mod run;
+pub mod verify;
 pub mod version;
 
 pub use error::CniError;

@@ -195,11 +195,11 @@ mod tests {
         let path = dir.path().join("ipam.log");
         let mut log = Logger::stderr(Level::Info).with_file(Some(&path));
         log.set_context("ADD abc ns/web".into());
-        log.info(format_args!("claimed 10.0.0.1"));
+        log.info(format_args!("verified 10.0.0.1"));
         log.debug(format_args!("not written"));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
-            text.contains("INFO ADD abc ns/web: claimed 10.0.0.1"),
+            text.contains("INFO ADD abc ns/web: verified 10.0.0.1"),
             "{text}"
         );
         assert!(!text.contains("not written"));

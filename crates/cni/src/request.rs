@@ -27,7 +27,7 @@ impl fmt::Display for PodRef {
 /// ADD, DEL and CHECK act on one container's attachment to the network.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attachment {
-    /// `CNI_CONTAINERID`: the sandbox that claims the address.
+    /// `CNI_CONTAINERID`: the sandbox, for logs and CHECK's error.
     pub container_id: String,
     /// `CNI_IFNAME`, for logs.
     pub ifname: String,
@@ -40,17 +40,17 @@ pub struct Attachment {
 /// A parsed plugin call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// Claim the pod's address for the container and return it.
+    /// Check the pod's address against its block and return it.
     Add(Attachment),
-    /// Drop the container's claim (never the address).
+    /// Nothing to undo: the address stays the pod's.
     Del(Attachment),
-    /// Verify the container's claim still holds.
+    /// Verify the block still records the pod's address.
     Check(Attachment),
     /// Report the supported CNI versions.
     Version,
     /// Report whether ADD can be served.
     Status(NetConf),
-    /// Drop claims of containers the runtime no longer knows.
+    /// Nothing to collect: nothing is held per container.
     Gc(NetConf),
 }
 
@@ -96,7 +96,8 @@ pub struct ParseFailure {
     pub version: CniVersion,
 }
 
-/// The longest container ID an IPAMBlock allocation can record.
+/// The longest container ID accepted: what an IPAMBlock allocation's `container` field held when
+/// earlier versions recorded it, and far more than any runtime sends.
 const MAX_CONTAINER_ID: usize = 128;
 
 /// Reads one call. `env` looks up an environment variable; `stdin` reads standard input and is
@@ -201,7 +202,7 @@ pub fn parse(
 fn config_missing_attachments() -> CniError {
     crate::error::invalid(
         "cni.dev/valid-attachments",
-        "missing; GC needs the runtime's list of valid attachments and does nothing without it",
+        "missing; the runtime sends its list of valid attachments with every GC (CNI 1.1)",
     )
 }
 
@@ -241,7 +242,7 @@ fn check_container_id(id: &str) -> Result<(), CniError> {
     if id.len() > MAX_CONTAINER_ID {
         return Err(env_error(
             "CNI_CONTAINERID",
-            format!("longer than {MAX_CONTAINER_ID} characters, more than an IPAMBlock records"),
+            format!("longer than {MAX_CONTAINER_ID} characters"),
         ));
     }
     Ok(())

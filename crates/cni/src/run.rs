@@ -4,26 +4,22 @@
 use std::io;
 use std::time::Duration;
 
-use api::write::Slot;
 use api::{FamilyAssignment, IPPool};
 use ipnet::IpNet;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-use crate::claim::{self, Claimant, Released};
 use crate::cluster::{self, ApiFailure, Cluster, PodState};
 use crate::config::{NetConf, PrefixStyle};
 use crate::error::CniError;
-use crate::gc;
 use crate::log::{Level, Logger};
 use crate::request::{self, Attachment, Command};
 use crate::result::{self, Granted};
+use crate::verify::{self, Purpose, Subject};
 use crate::version::CniVersion;
 
 /// Time for the API requests of one call, on top of ADD's wait for the assignment.
 pub const REQUEST_BUDGET: Duration = Duration::from_secs(10);
-/// GC may write once per stale claim on the node.
-pub const GC_BUDGET: Duration = Duration::from_secs(60);
 
 /// What the process prints and how it exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,16 +108,21 @@ fn failure(log: &Logger, version: CniVersion, err: &CniError, pod: Option<&str>)
 async fn execute(command: &Command, log: &Logger) -> Result<Option<Value>, CniError> {
     let budget = match command {
         Command::Add(a) => a.conf.ipam.timeout + REQUEST_BUDGET,
-        Command::Gc(_) => GC_BUDGET,
         _ => REQUEST_BUDGET,
     };
     let work = async {
         match command {
             Command::Add(a) => add(a, log).await.map(Some),
-            Command::Del(a) => del(a, log).await.map(|()| None),
+            Command::Del(a) => {
+                del(a, log);
+                Ok(None)
+            }
             Command::Check(a) => check(a, log).await.map(|()| None),
             Command::Status(conf) => status(conf, log).await.map(|()| None),
-            Command::Gc(conf) => collect(conf, log).await.map(|()| None),
+            Command::Gc(conf) => {
+                collect(conf, log);
+                Ok(None)
+            }
             Command::Version => Ok(Some(result::version_info())),
         }
     };
@@ -137,10 +138,6 @@ async fn execute(command: &Command, log: &Logger) -> Result<Option<Value>, CniEr
                     pod: a.pod.to_string(),
                     reason,
                 },
-                Command::Gc(conf) => CniError::Gc {
-                    node: conf.ipam.node_name.clone().unwrap_or_default(),
-                    reason,
-                },
                 _ => CniError::NotAvailable { reason },
             })
         }
@@ -152,15 +149,14 @@ async fn add(a: &Attachment, log: &Logger) -> Result<Value, CniError> {
     let cluster = Cluster::connect(&ipam.kubeconfig).await?;
     let (uid, assignment) =
         cluster::wait_for_assignment(&cluster, &a.pod, ipam.timeout, log).await?;
-    let who = Claimant {
+    let who = Subject {
         pod: &a.pod,
         uid: &uid,
-        container: &a.container_id,
         log,
     };
     let mut granted = Vec::with_capacity(2);
     for assigned in assignment.addresses() {
-        let block = claim::claim(&cluster, &who, assigned).await?;
+        let block = verify::verify(&cluster, &who, assigned, Purpose::Add).await?;
         let pool_cidr = match ipam.prefix {
             PrefixStyle::Pool => {
                 log.debug(format_args!("request: GET ippools/{}", assigned.pool));
@@ -169,7 +165,7 @@ async fn add(a: &Attachment, log: &Logger) -> Result<Value, CniError> {
             _ => None,
         };
         log.info(format_args!(
-            "claimed {} (pool {}, IPAMBlock {})",
+            "verified {} (pool {}, IPAMBlock {})",
             assigned.address, assigned.pool, assigned.block
         ));
         granted.push(Granted {
@@ -213,52 +209,15 @@ async fn pool_cidr(
         })
 }
 
-async fn del(a: &Attachment, log: &Logger) -> Result<(), CniError> {
-    let cluster = Cluster::connect(&a.conf.ipam.kubeconfig).await?;
-    let Some(meta) = cluster::read_pod(&cluster.pods(&a.pod.namespace), &a.pod, log).await? else {
-        log.info(format_args!("pod is gone; nothing to release"));
-        return Ok(());
-    };
-    let uid = meta.metadata.uid.clone().unwrap_or_default();
-    if a.pod.uid.as_ref().is_some_and(|want| *want != uid) {
-        log.info(format_args!(
-            "the pod was re-created (UID {uid}); the old pod's claims go with it"
-        ));
-        return Ok(());
-    }
-    let empty = Default::default();
-    let annotations = meta.metadata.annotations.as_ref().unwrap_or(&empty);
-    let assignment = match api::Assignment::from_annotations(annotations) {
-        Ok(assignment) => assignment,
-        Err(e) => {
-            log.warn(format_args!(
-                "cannot read the assignment ({e}); nothing to release"
-            ));
-            return Ok(());
-        }
-    };
-    let who = Claimant {
-        pod: &a.pod,
-        uid: &uid,
-        container: &a.container_id,
-        log,
-    };
-    for assigned in assignment.addresses() {
-        let Ok(slot) = Slot::locate(assigned) else {
-            continue;
-        };
-        match claim::release(&cluster, &who, &assigned.block, &slot).await? {
-            Released::Cleared => log.info(format_args!(
-                "released the claim on {} (pool {}); the address stays the pod's",
-                assigned.address, assigned.pool
-            )),
-            Released::Absent => log.info(format_args!(
-                "no claim of this container on {}; nothing to release",
-                assigned.address
-            )),
-        }
-    }
-    Ok(())
+/// DEL: nothing to undo. The plugin holds nothing per container, and the address stays the
+/// pod's, so that a restarted sandbox keeps its IP; the controller releases it when the pod is
+/// deleted or finishes. No request is sent: DEL succeeds without the API server, as it must
+/// when a node is torn down.
+fn del(a: &Attachment, log: &Logger) {
+    log.info(format_args!(
+        "nothing to release: the address stays the pod's until the controller releases it when the pod is deleted or finishes (pod {})",
+        a.pod
+    ));
 }
 
 async fn check(a: &Attachment, log: &Logger) -> Result<(), CniError> {
@@ -271,27 +230,32 @@ async fn check(a: &Attachment, log: &Logger) -> Result<(), CniError> {
     let (uid, assignment) = match cluster::judge(&meta, &a.pod)? {
         PodState::Assigned { uid, assignment } => (uid, assignment),
         PodState::Pending { .. } => {
-            return Err(CniError::ClaimLost {
+            return Err(CniError::AddressLost {
                 pod: a.pod.to_string(),
                 container: a.container_id.clone(),
                 reason: "the pod has no address assigned".into(),
             });
         }
     };
-    let who = Claimant {
+    let who = Subject {
         pod: &a.pod,
         uid: &uid,
-        container: &a.container_id,
         log,
+    };
+    let purpose = Purpose::Check {
+        container: &a.container_id,
     };
     for assigned in assignment.addresses() {
         if let Some(prev) = &a.conf.prev_ips
             && !prev.contains(&assigned.address)
         {
-            return Err(who.lost(assigned, "prevResult does not list it".into()));
+            return Err(purpose.refusal(&who, assigned, "prevResult does not list it".into()));
         }
-        claim::verify(&cluster, &who, assigned).await?;
-        log.debug(format_args!("claim on {} holds", assigned.address));
+        verify::verify(&cluster, &who, assigned, purpose).await?;
+        log.debug(format_args!(
+            "{} is still recorded for the pod",
+            assigned.address
+        ));
     }
     Ok(())
 }
@@ -318,14 +282,12 @@ async fn status(conf: &NetConf, log: &Logger) -> Result<(), CniError> {
         })
 }
 
-async fn collect(conf: &NetConf, log: &Logger) -> Result<(), CniError> {
-    let node = gc::node_name(conf.ipam.node_name.as_deref())?;
-    let valid = conf.valid_attachments.as_deref().unwrap_or_default();
-    let cluster = Cluster::connect(&conf.ipam.kubeconfig).await?;
-    let swept = gc::sweep(&cluster, &node, valid, log).await?;
+/// GC: nothing to collect. Earlier versions recorded each container's claim in the block and
+/// cleared stale ones here; now nothing is held per container, and addresses are released by
+/// the controller alone. No request is sent.
+fn collect(conf: &NetConf, log: &Logger) {
+    let valid = conf.valid_attachments.as_ref().map_or(0, Vec::len);
     log.info(format_args!(
-        "node {node}: {} claims looked at, {} stale claims cleared",
-        swept.seen, swept.cleared
+        "nothing to collect: rangepool-ipam holds nothing per container (cni.dev/valid-attachments lists {valid}); the controller releases addresses when their pods are deleted or finish"
     ));
-    Ok(())
 }

@@ -1,9 +1,9 @@
 //! End to end under Debian's real main plugins. With `bridge`: pods of two pools, each in its own
 //! network namespace on a bridge this test creates, get the addresses the controller assigned,
-//! are reachable from the host, pass CHECK, and lose their claim on DEL. With `ptp`: the README's
-//! ptp configuration works as documented. The API server is a real one (envtest): the plugin
-//! runs with the chart's node credentials over TLS, the controller with the chart's controller
-//! credentials.
+//! are reachable from the host, pass CHECK, and keep their addresses in the blocks after DEL; the
+//! plugin writes no block on the way. With `ptp`: the README's ptp configuration works as
+//! documented. The API server is a real one (envtest): the plugin runs with the chart's node
+//! credentials over TLS, the controller with the chart's controller credentials.
 //!
 //! Needs root (network namespaces, links) and `tests/tools/install-cni-plugins.sh`; skipped with
 //! a printed reason when not root. Every namespace and link it creates carries a unique name and
@@ -328,14 +328,15 @@ async fn pods_of_two_pools_on_a_real_bridge() {
         let netns = net.namespace(&format!("rp-e2e-{pid}-{i}"));
         let container = format!("e2e{pid}x{i}");
         let env = cni_env(p, &container, &netns, &cni_path);
+        let first = if i == 0 { at(128) } else { at(192) };
+        let pool_cidr: IpNet = format!("{first}/26").parse().unwrap();
+        let written = cluster.block_version(&pool_cidr.to_string()).await;
         let (code, stdout, stderr) = main_plugin(BRIDGE_PLUGIN, "ADD", &env, &conf).await;
         assert_eq!(code, 0, "bridge ADD: {stdout} {stderr}");
         let result: Value = serde_json::from_str(&stdout).unwrap();
 
         // The address the controller assigned, from the pod's pool, on the pod's interface.
         let assigned = cluster_address(&cluster, p).await;
-        let first = if i == 0 { at(128) } else { at(192) };
-        let pool_cidr: IpNet = format!("{first}/26").parse().unwrap();
         assert!(pool_cidr.contains(&assigned), "{assigned} in {pool_cidr}");
         let ips = result["ips"].as_array().unwrap();
         assert_eq!(ips[0]["address"], format!("{assigned}/24"), "{result}");
@@ -348,13 +349,6 @@ async fn pods_of_two_pools_on_a_real_bridge() {
             "eth0",
         ]);
         assert!(shown.contains(&format!("inet {assigned}/24")), "{shown}");
-        assert_eq!(
-            cluster
-                .claim(&pool_cidr.to_string(), &assigned.to_string())
-                .await
-                .as_deref(),
-            Some(container.as_str())
-        );
 
         // Reachable from the host over our bridge.
         assert!(ping(&assigned, Some(&bridge)), "ping {assigned}");
@@ -368,10 +362,15 @@ async fn pods_of_two_pools_on_a_real_bridge() {
         assert_eq!(code, 0, "bridge DEL: {stdout} {stderr}");
         assert_eq!(
             cluster
-                .claim(&pool_cidr.to_string(), &assigned.to_string())
+                .holder(&pool_cidr.to_string(), &assigned.to_string())
                 .await,
-            None,
-            "DEL cleared the claim"
+            p.uid(),
+            "the address stays the pod's after DEL"
+        );
+        assert_eq!(
+            cluster.block_version(&pool_cidr.to_string()).await,
+            written,
+            "ADD, CHECK and DEL wrote nothing"
         );
         let after = ip(&["-n", &format!("rp-e2e-{pid}-{i}"), "-4", "addr", "show"]);
         assert!(!after.contains(&assigned.to_string()), "{after}");
@@ -415,6 +414,8 @@ async fn a_pod_under_ptp_with_the_documented_configuration() {
     controller_assigns(&cluster, std::slice::from_ref(&p)).await;
     let assigned = cluster_address(&cluster, &p).await;
 
+    let block = format!("{a}.{b}.{c}.64/26");
+    let written = cluster.block_version(&block).await;
     let (_plugins, cni_path) = cni_path();
     let conf = json!({
         "cniVersion": "1.0.0",
@@ -454,6 +455,10 @@ async fn a_pod_under_ptp_with_the_documented_configuration() {
     assert_eq!(code, 0, "ptp CHECK: {stdout} {stderr}");
     let (code, stdout, stderr) = main_plugin(PTP_PLUGIN, "DEL", &env, &checked).await;
     assert_eq!(code, 0, "ptp DEL: {stdout} {stderr}");
-    let block = format!("{a}.{b}.{c}.64/26");
-    assert_eq!(cluster.claim(&block, &assigned.to_string()).await, None);
+    assert_eq!(cluster.holder(&block, &assigned.to_string()).await, p.uid());
+    assert_eq!(
+        cluster.block_version(&block).await,
+        written,
+        "no block write"
+    );
 }

@@ -160,8 +160,11 @@ async fn blocks_of_a_deleted_node_lose_their_affinity_and_empty_ones_go() {
     .await;
 }
 
+/// Earlier versions of the CNI plugin recorded each allocation's container in the block; blocks
+/// they wrote keep that field through the controller's writes (its `update` patch leaves records
+/// whose owner is unchanged alone). Written here by the admin, as no component writes it now.
 #[tokio::test]
-async fn a_claim_written_by_the_plugin_survives_the_controllers_next_write() {
+async fn a_container_field_written_by_an_earlier_version_survives_the_controllers_next_write() {
     let c = cluster().await;
     let _controller = c.controller(settings()).await;
     c.create(pod("a").in_ns("web").on_node("node-1")).await;

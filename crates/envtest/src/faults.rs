@@ -1,5 +1,6 @@
 //! A fault-injecting proxy in front of the real API server, for the faults a server does not
-//! produce on demand: a write refused with a chosen status, or every open watch cut.
+//! produce on demand: a write (or, when asked for by verb, a read) refused with a chosen status,
+//! or every open watch cut.
 //!
 //! The proxy listens on plain HTTP on 127.0.0.1 and forwards each request, with its own
 //! `Authorization` header, to the API server over TLS, so a client keeps its identity and RBAC.
@@ -22,7 +23,9 @@ use tokio::sync::{broadcast, mpsc};
 use crate::{ControlPlane, Error};
 
 /// Fail the next `count` writes to `group`/`resource` (optionally one object, optionally some
-/// verbs: `create`, `update`, `patch`, `delete`, `deletecollection`) with `code`.
+/// verbs: `create`, `update`, `patch`, `delete`, `deletecollection`) with `code`. Reads (`get`,
+/// `list`, `watch`) fail only when [`FailWrites::verbs`] names them: `.verbs(&["get"])` makes a
+/// client's read of the object fail.
 #[derive(Clone, Debug)]
 pub struct FailWrites {
     pub group: String,
@@ -63,10 +66,10 @@ impl FailWrites {
                 .name
                 .as_ref()
                 .is_none_or(|n| Some(n) == target.name.as_ref())
-            && self
-                .verbs
-                .as_ref()
-                .is_none_or(|v| v.iter().any(|v| *v == target.verb))
+            && match &self.verbs {
+                None => target.is_write(),
+                Some(v) => v.iter().any(|v| *v == target.verb),
+            }
     }
 }
 
@@ -232,7 +235,7 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Result<Response<ProxyB
     ))
 }
 
-/// What a write is aimed at.
+/// What a request is aimed at.
 struct Target {
     group: String,
     resource: String,
@@ -263,6 +266,9 @@ impl Target {
             (&Method::PATCH, _) => "patch",
             (&Method::DELETE, Some(_)) => "delete",
             (&Method::DELETE, None) => "deletecollection",
+            (&Method::GET, _) if is_watch(uri) => "watch",
+            (&Method::GET, Some(_)) => "get",
+            (&Method::GET, None) => "list",
             _ => return None,
         };
         Some(Target {
@@ -271,6 +277,10 @@ impl Target {
             name,
             verb,
         })
+    }
+
+    fn is_write(&self) -> bool {
+        !matches!(self.verb, "get" | "list" | "watch")
     }
 }
 

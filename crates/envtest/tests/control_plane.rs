@@ -112,4 +112,18 @@ async fn the_fault_proxy_refuses_the_chosen_writes_and_forwards_the_rest() {
     assert_eq!(envtest::status_code(&refused), Some(409), "{refused:?}");
     assert_eq!(proxy.pending(), 0);
     pods.patch("p", &Default::default(), &patch).await.unwrap();
+    // A rule without verbs fails writes only; reads fail only when a rule names their verb.
+    // (500: kube's client retries a 503 by itself.)
+    proxy.fail_writes(FailWrites::new("", "pods", 500, 1));
+    pods.get("p").await.unwrap();
+    assert_eq!(proxy.pending(), 1);
+    proxy.clear();
+    proxy.fail_writes(
+        FailWrites::new("", "pods", 500, 1)
+            .named("p")
+            .verbs(&["get"]),
+    );
+    let unread = pods.get("p").await;
+    assert_eq!(envtest::status_code(&unread), Some(500), "{unread:?}");
+    pods.get("p").await.unwrap();
 }

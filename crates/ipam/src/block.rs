@@ -7,9 +7,9 @@
 //! - the block `sequence` grows whenever an address changes hands or the affinity changes, and an
 //!   allocation records the sequence at which it was made, which is never above the block's. A
 //!   release names the sequence it expects, so a stale release cannot free an address that was
-//!   re-assigned meanwhile. A container claim leaves the sequence alone: the CNI plugin records
-//!   claims without touching it, so that the controller's writes, which test it, do not fail
-//!   because a pod started.
+//!   re-assigned meanwhile.
+//! - an allocation's `container` (recorded by earlier versions of the CNI plugin, never written
+//!   now) is kept as read and moves nothing.
 //!
 //! Free slots are handed out from a queue: a released ordinal goes to the back, so a just-freed
 //! address is not reused at once (connections to the old pod get time to die). A block rebuilt
@@ -80,7 +80,8 @@ impl Allocation {
         self.text.get(start..).unwrap_or("")
     }
 
-    /// The container (sandbox) ID that claimed the address through the CNI plugin, if any.
+    /// The container (sandbox) ID an earlier version of the CNI plugin recorded, if any; kept
+    /// from the record, never set now.
     pub fn container(&self) -> Option<&str> {
         self.container.as_deref()
     }
@@ -547,44 +548,6 @@ impl Block {
         self.free.push_back(u16::try_from(ordinal).ok()?);
         self.sequence += 1;
         Some(taken)
-    }
-
-    /// Records that `container` (a sandbox of the pod `handle`) uses the address at `ordinal`.
-    /// A newer sandbox of the same pod replaces an older one's claim. Returns true when
-    /// something changed.
-    pub fn claim(
-        &mut self,
-        ordinal: u32,
-        handle: &str,
-        container: &str,
-    ) -> Result<bool, BlockError> {
-        let a = self.check_holder(ordinal, handle)?;
-        if a.container() == Some(container) {
-            return Ok(false);
-        }
-        if let Some(Some(a)) = self.slots.get_mut(ordinal as usize) {
-            a.container = Some(Box::from(container));
-        }
-        Ok(true)
-    }
-
-    /// Clears the claim of `container` on the address at `ordinal`, if it is still that
-    /// container's (a late DEL of an old sandbox must not clear the new one's claim). Returns
-    /// true when something changed.
-    pub fn unclaim(
-        &mut self,
-        ordinal: u32,
-        handle: &str,
-        container: &str,
-    ) -> Result<bool, BlockError> {
-        let a = self.check_holder(ordinal, handle)?;
-        if a.container() != Some(container) {
-            return Ok(false);
-        }
-        if let Some(Some(a)) = self.slots.get_mut(ordinal as usize) {
-            a.container = None;
-        }
-        Ok(true)
     }
 }
 

@@ -360,16 +360,12 @@ proptest! {
 enum BlockOp {
     Allocate(u8),
     Release(u8),
-    Claim(u8, u8),
-    Unclaim(u8, u8),
 }
 
 fn block_op() -> impl Strategy<Value = BlockOp> {
     prop_oneof![
         (0u8..20).prop_map(BlockOp::Allocate),
         (0u8..20).prop_map(BlockOp::Release),
-        (0u8..20, 0u8..3).prop_map(|(h, c)| BlockOp::Claim(h, c)),
-        (0u8..20, 0u8..3).prop_map(|(h, c)| BlockOp::Unclaim(h, c)),
     ]
 }
 
@@ -381,6 +377,7 @@ proptest! {
         ops in prop::collection::vec(block_op(), 0..80),
         v6 in any::<bool>(),
         affinity in prop::option::of("[a-z]{1,8}"),
+        containers in prop::collection::vec(prop::option::of("[a-z0-9]{1,12}"), 0..16),
     ) {
         let cidr: IpNet = if v6 { "fd00::10/124".parse().unwrap() } else { "10.0.0.16/28".parse().unwrap() };
         let mut b = Block::new(cidr, "pool", affinity.as_deref()).unwrap();
@@ -392,18 +389,14 @@ proptest! {
                 BlockOp::Release(h) => {
                     b.release_handle(&format!("h{h}"));
                 }
-                BlockOp::Claim(h, c) => {
-                    if let Some(o) = b.find_handle(&format!("h{h}")) {
-                        b.claim(o, &format!("h{h}"), &format!("c{c}")).unwrap();
-                    }
-                }
-                BlockOp::Unclaim(h, c) => {
-                    if let Some(o) = b.find_handle(&format!("h{h}")) {
-                        b.unclaim(o, &format!("h{h}"), &format!("c{c}")).unwrap();
-                    }
-                }
             }
         }
+        // Containers recorded by earlier versions of the CNI plugin are kept as read.
+        let mut rec = b.to_record();
+        for (a, container) in rec.allocations.iter_mut().zip(&containers) {
+            a.container = container.clone();
+        }
+        let b = Block::from_record(&rec).unwrap();
         let rec = b.to_record();
         let back = Block::from_record(&rec).unwrap();
         prop_assert_eq!(back.to_record(), rec.clone());

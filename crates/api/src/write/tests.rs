@@ -1,8 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::*;
 use crate::IPAMBlock;
@@ -60,7 +58,7 @@ fn a_stale_sequence_number_makes_the_whole_patch_fail() {
 }
 
 #[test]
-fn a_container_claim_written_meanwhile_survives() {
+fn a_container_an_earlier_plugin_recorded_survives() {
     let have = spec(4, Some("n1"), &[(0, alloc("a", 1))]);
     let want = spec(5, Some("n1"), &[(0, alloc("a", 1)), (1, alloc("b", 5))]);
     let mut claimed = alloc("a", 1);
@@ -84,174 +82,37 @@ fn nothing_to_change_is_only_a_test() {
     assert_eq!(update(&have, &have).0.len(), 1);
 }
 
-// The plugin's claim.
-
-fn assigned(address: &str, block: &str) -> FamilyAssignment {
-    FamilyAssignment {
-        address: address.parse().unwrap(),
-        pool: "payments".into(),
-        block: block.into(),
-    }
-}
-
-/// A block spec with one allocation at `ordinal` for `handle`.
-fn one(cidr: &str, ordinal: u32, handle: &str, container: Option<&str>) -> IPAMBlockSpec {
-    let mut allocations = BTreeMap::new();
-    allocations.insert(
-        ordinal.to_string(),
-        BlockAllocation {
-            handle: handle.into(),
-            namespace: "shop".into(),
-            pod: "web-0".into(),
-            container: container.map(str::to_owned),
-            sequence: 3,
-        },
-    );
-    IPAMBlockSpec {
-        cidr: cidr.into(),
-        pool: "payments".into(),
-        affinity: Some("node-1".into()),
-        sequence_number: 3,
-        allocations,
-    }
-}
-
-/// Applies `patch` the way the API server does: all operations or none.
-fn apply_spec(spec: &IPAMBlockSpec, patch: &json_patch::Patch) -> Result<IPAMBlockSpec, String> {
-    let mut doc = json!({"spec": spec});
-    json_patch::patch(&mut doc, &patch.0).map_err(|e| e.to_string())?;
-    Ok(serde_json::from_value(doc["spec"].clone()).unwrap())
-}
-
 #[test]
-fn locates_the_ordinal_from_block_name_and_address() {
-    let slot = Slot::locate(&assigned("10.244.8.5", "10-244-8-0-26")).unwrap();
-    assert_eq!(slot.block.to_string(), "10.244.8.0/26");
-    assert_eq!(slot.ordinal, 5);
-    let v6 = Slot::locate(&assigned("fd00:10::41", "fd00-10-0-0-0-0-0-40-122")).unwrap();
-    assert_eq!(v6.ordinal, 1);
-}
-
-#[test]
-fn an_annotation_whose_parts_disagree_is_refused_before_any_write() {
-    let outside = Slot::locate(&assigned("10.244.9.5", "10-244-8-0-26")).unwrap_err();
-    assert!(
-        outside.contains("outside the block's range 10.244.8.0/26"),
-        "{outside}"
-    );
-    let bad_name = Slot::locate(&assigned("10.244.8.5", "payments")).unwrap_err();
-    assert!(bad_name.contains("not a block name"), "{bad_name}");
-}
-
-#[test]
-fn claim_patch_tests_range_and_owner_then_adds_the_container() {
-    let slot = Slot::locate(&assigned("10.244.8.5", "10-244-8-0-26")).unwrap();
-    let patch = slot.claim("uid-1", "c1");
-    assert_eq!(
-        serde_json::to_value(&patch).unwrap(),
-        json!([
-            {"op": "test", "path": "/spec/cidr", "value": "10.244.8.0/26"},
-            {"op": "test", "path": "/spec/allocations/5/handle", "value": "uid-1"},
-            {"op": "add", "path": "/spec/allocations/5/container", "value": "c1"},
-        ])
-    );
-}
-
-#[test]
-fn claim_semantics() {
-    let slot = Slot::locate(&assigned("10.244.8.5", "10-244-8-0-26")).unwrap();
-    let block = one("10.244.8.0/26", 5, "uid-1", None);
-
-    let claimed = apply_spec(&block, &slot.claim("uid-1", "c1")).unwrap();
-    assert_eq!(claimed.allocations["5"].container.as_deref(), Some("c1"));
-    // Everything else about the allocation is untouched.
-    assert_eq!(claimed.allocations["5"].sequence, 3);
-    assert_eq!(claimed.allocations["5"].handle, "uid-1");
-
-    // Idempotent, and a new sandbox of the same pod takes the claim over.
-    let again = apply_spec(&claimed, &slot.claim("uid-1", "c1")).unwrap();
-    assert_eq!(again, claimed);
-    let taken = apply_spec(&claimed, &slot.claim("uid-1", "c2")).unwrap();
-    assert_eq!(taken.allocations["5"].container.as_deref(), Some("c2"));
-
-    // Another pod's UID, another range, or no allocation: the whole patch fails.
-    assert!(apply_spec(&block, &slot.claim("uid-2", "c1")).is_err());
-    let moved = one("10.244.8.64/26", 5, "uid-1", None);
-    assert!(apply_spec(&moved, &slot.claim("uid-1", "c1")).is_err());
-    let elsewhere = one("10.244.8.0/26", 6, "uid-1", None);
-    assert!(apply_spec(&elsewhere, &slot.claim("uid-1", "c1")).is_err());
-}
-
-#[test]
-fn release_semantics() {
-    let slot = Slot::locate(&assigned("10.244.8.5", "10-244-8-0-26")).unwrap();
-    let held = one("10.244.8.0/26", 5, "uid-1", Some("c1"));
-    let released = apply_spec(&held, &slot.unclaim("uid-1", "c1")).unwrap();
-    assert_eq!(released.allocations["5"].container, None);
-    assert_eq!(
-        released.allocations["5"].handle, "uid-1",
-        "the address stays the pod's"
-    );
-    // Not this container's claim (taken over), not this pod, or already released: no change.
-    assert!(apply_spec(&held, &slot.unclaim("uid-1", "c0")).is_err());
-    assert!(apply_spec(&held, &slot.unclaim("uid-2", "c1")).is_err());
-    assert!(apply_spec(&released, &slot.unclaim("uid-1", "c1")).is_err());
-}
-
-#[test]
-fn diagnosis_says_what_the_block_holds_instead() {
-    let slot = Slot::locate(&assigned("10.244.8.5", "10-244-8-0-26")).unwrap();
-    let cases: [(IPAMBlockSpec, Option<&str>, Option<&str>); 6] = [
-        (
-            one("10.244.8.0/26", 5, "uid-1", Some("c1")),
-            Some("c1"),
-            None,
-        ),
-        (one("10.244.8.0/26", 5, "uid-1", None), None, None),
-        (
-            one("10.244.8.64/26", 5, "uid-1", None),
-            None,
-            Some("the block's range is 10.244.8.64/26, not 10.244.8.0/26"),
-        ),
-        (
-            one("10.244.8.0/26", 6, "uid-1", None),
-            None,
-            Some("no allocation for the address"),
-        ),
-        (
-            one("10.244.8.0/26", 5, "uid-9", None),
-            None,
-            Some("allocated to another pod"),
-        ),
-        (
-            one("10.244.8.0/26", 5, "uid-1", Some("c0")),
-            Some("c1"),
-            Some("the claim belongs to container c0"),
-        ),
-    ];
-    for (block, container, want) in cases {
-        let got = slot.diagnose(&block, "uid-1", container);
-        match want {
-            None => assert_eq!(got, Ok(())),
-            Some(text) => {
-                let reason = got.unwrap_err();
-                assert!(reason.contains(text), "want {text:?} in {reason:?}");
-            }
-        }
-    }
-    let unclaimed = slot.diagnose(&one("10.244.8.0/26", 5, "uid-1", None), "uid-1", Some("c1"));
-    assert_eq!(
-        unclaimed,
-        Err("no container has claimed the address".into())
-    );
-}
-
-#[test]
-fn the_block_type_round_trips_the_patched_document() {
+fn the_patch_paths_are_the_crds_json_field_names() {
     // The patch paths must match the CRD's JSON field names, not the Rust ones.
-    let doc: Value = serde_json::to_value(one("10.244.8.0/26", 5, "u", Some("c"))).unwrap();
-    assert_eq!(doc["allocations"]["5"]["container"], "c");
-    assert_eq!(doc["cidr"], "10.244.8.0/26");
+    let have = spec(4, Some("n1"), &[(0, alloc("a", 1))]);
+    let want = spec(5, None, &[(1, alloc("b", 5))]);
+    let paths: Vec<String> = update(&have, &want)
+        .0
+        .iter()
+        .map(|op| {
+            serde_json::to_value(op).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/spec/sequenceNumber",
+            "/spec/sequenceNumber",
+            "/spec/affinity",
+            "/spec/allocations/0/handle",
+            "/spec/allocations/0/sequence",
+            "/spec/allocations/0",
+            "/spec/allocations/1",
+        ]
+    );
+    let doc = doc(&want);
+    assert_eq!(doc["spec"]["sequenceNumber"], 5);
+    assert_eq!(doc["spec"]["allocations"]["1"]["handle"], "b");
+    assert_eq!(doc["spec"]["allocations"]["1"]["sequence"], 5);
 }
 
 // `kubectl ipam release`'s guarded release.

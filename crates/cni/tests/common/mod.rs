@@ -110,17 +110,46 @@ impl Cluster {
             .unwrap()
     }
 
-    /// The container claim on `address`'s allocation in the block `cidr`.
-    pub async fn claim(&self, cidr: &str, address: &str) -> Option<String> {
+    /// The block's resourceVersion: unchanged unless someone wrote the block.
+    pub async fn block_version(&self, cidr: &str) -> String {
+        self.block(cidr).await.resource_version().unwrap()
+    }
+
+    /// Who the block `cidr` records `address` for: the allocation's handle (a pod UID).
+    pub async fn holder(&self, cidr: &str, address: &str) -> Option<String> {
         let net: IpNet = cidr.parse().unwrap();
         let ordinal = ordinal_of(&net, address.parse().unwrap()).unwrap();
         let block = self.block(cidr).await;
-        let allocation = block
+        block
             .spec
             .allocations
             .get(&ordinal.to_string())
-            .expect("allocation exists");
-        allocation.container.clone()
+            .map(|a| a.handle.clone())
+    }
+
+    /// Revokes the node's token the way an admin does after a theft: the ServiceAccount it
+    /// belongs to is deleted, and the server refuses the token from then on (401).
+    pub async fn revoke_node_token(&self) {
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+            self.client.clone(),
+            &self.node.namespace,
+        )
+        .delete(&self.node.name, &DeleteParams::default())
+        .await
+        .unwrap();
+        let pods: Api<Pod> = Api::all(self.node.client.clone());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let read = pods.list(&Default::default()).await;
+            if envtest::status_code(&read) == Some(401) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node's token still works: {read:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Deletes the pod and waits until it is gone: a pod bound to a node is only marked for
@@ -381,6 +410,14 @@ impl Outcome {
         );
         assert_eq!(self.json()["code"], code, "reply code");
         self.msg()
+    }
+
+    /// The requests the plugin logged (at debug level), as `VERB path ...`.
+    pub fn requests(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter_map(|l| l.split_once("request: ").map(|(_, r)| r))
+            .collect()
     }
 
     /// The addresses of an ADD result.

@@ -1,10 +1,12 @@
-//! ADD: the assignment is read, checked against the block with one conditional write, and
-//! returned; everything else is refused with a message naming the pod.
+//! ADD: the assignment is read, checked against the block by reading it, and returned; nothing
+//! is written. Everything else is refused with a message naming the pod.
 
 use std::time::{Duration, Instant};
 
-use api::keys;
+use api::{IPAMBlock, IPAMBlockSpec, keys};
 use envtest::faults::FailWrites;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
 use rangepool_cni::CniVersion;
 use serde_json::json;
 
@@ -13,13 +15,14 @@ use crate::common::{Call, Cluster, netconf, pod, with_ipam};
 const BLOCK: &str = "10.99.0.128/26";
 
 #[tokio::test]
-async fn add_returns_the_recorded_address_and_claims_it() {
+async fn add_returns_the_recorded_address_and_writes_nothing() {
     let cluster = Cluster::start().await;
     let web = pod("web").create(&cluster).await;
     cluster
         .controller()
         .assign(&web, "payments", BLOCK, "10.99.0.130")
         .await;
+    let before = cluster.block_version(BLOCK).await;
     let conf = with_ipam(
         netconf("1.1.0", cluster.kubeconfig()),
         "logLevel",
@@ -28,17 +31,12 @@ async fn add_returns_the_recorded_address_and_claims_it() {
 
     let out = Call::new("ADD", &web, "sandbox-1", &conf).run().await;
     let reply = out.ok().expect("ADD prints a result");
-    // The common case costs one read and one conditional write.
-    let requests: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter_map(|l| l.split_once("request: ").map(|(_, r)| r))
-        .collect();
+    // Two reads: the pod, then the block its annotation names.
     assert_eq!(
-        requests,
+        out.requests(),
         [
             "GET pods/shop/web (metadata)",
-            "PATCH ipamblocks/10-99-0-128-26 (claim ordinal 2)"
+            "GET ipamblocks/10-99-0-128-26"
         ]
     );
     assert_eq!(
@@ -46,11 +44,13 @@ async fn add_returns_the_recorded_address_and_claims_it() {
         json!({"cniVersion": "1.1.0", "ips": [{"address": "10.99.0.130/26"}]})
     );
     assert_eq!(
-        cluster.claim(BLOCK, "10.99.0.130").await.as_deref(),
-        Some("sandbox-1")
+        cluster.block_version(BLOCK).await,
+        before,
+        "the block is unchanged"
     );
     assert!(
-        out.stderr.contains("claimed 10.99.0.130 (pool payments"),
+        out.stderr
+            .contains("verified 10.99.0.130 (pool payments, IPAMBlock 10-99-0-128-26)"),
         "{}",
         out.stderr
     );
@@ -90,26 +90,24 @@ async fn result_format_follows_every_declared_version() {
 }
 
 #[tokio::test]
-async fn repeating_add_is_idempotent_and_a_new_sandbox_takes_over() {
+async fn repeating_add_is_idempotent_and_a_new_sandbox_gets_the_same_address() {
     let cluster = Cluster::start().await;
     let web = pod("web").create(&cluster).await;
     cluster
         .controller()
         .assign(&web, "payments", BLOCK, "10.99.0.140")
         .await;
+    let before = cluster.block_version(BLOCK).await;
     let conf = netconf("1.0.0", cluster.kubeconfig());
     let first = Call::new("ADD", &web, "sandbox-1", &conf).run().await;
     let again = Call::new("ADD", &web, "sandbox-1", &conf).run().await;
     assert_eq!(first.ok(), again.ok());
-    assert_eq!(
-        cluster.claim(BLOCK, "10.99.0.140").await.as_deref(),
-        Some("sandbox-1")
-    );
     let restarted = Call::new("ADD", &web, "sandbox-2", &conf).run().await;
     assert_eq!(restarted.addresses(), ["10.99.0.140/26"]);
     assert_eq!(
-        cluster.claim(BLOCK, "10.99.0.140").await.as_deref(),
-        Some("sandbox-2")
+        cluster.block_version(BLOCK).await,
+        before,
+        "no ADD wrote the block"
     );
     let block = cluster.block(BLOCK).await;
     assert_eq!(block.spec.allocations.len(), 1, "no allocation was added");
@@ -121,6 +119,26 @@ async fn forged_annotations_are_refused() {
     let ctl = cluster.controller();
     let victim = pod("victim").create(&cluster).await;
     ctl.assign(&victim, "payments", BLOCK, "10.99.0.150").await;
+    // The wrong block: its name implies the range 10.99.1.128/26, and it records the pod's UID
+    // at the address's ordinal, but it is another range.
+    let mover = pod("mover").create(&cluster).await;
+    let mut record = ctl.allocate(&mover, "payments", BLOCK, "10.99.0.160").await;
+    let mut spec: IPAMBlockSpec = cluster.block(BLOCK).await.spec;
+    spec.cidr = "10.97.0.128/26".into();
+    Api::<IPAMBlock>::all(cluster.client.clone())
+        .create(
+            &PostParams::default(),
+            &IPAMBlock::new("10-99-1-128-26", spec),
+        )
+        .await
+        .unwrap();
+    record.address = "10.99.1.160".parse().unwrap();
+    record.block = "10-99-1-128-26".into();
+    let forged_move = api::Assignment {
+        ipv4: Some(record),
+        ..Default::default()
+    };
+    ctl.annotate(&mover, &forged_move).await;
     let conf = netconf("1.1.0", cluster.kubeconfig());
     let forged = |name: &str, address: &str, block: &str| {
         pod(name)
@@ -128,8 +146,12 @@ async fn forged_annotations_are_refused() {
             .annotated(keys::ASSIGNED_POOLS, r#"{"ipv4":"payments"}"#)
             .annotated(keys::ASSIGNED_BLOCKS, &format!(r#"{{"ipv4":"{block}"}}"#))
     };
+    let before = (
+        cluster.block_version(BLOCK).await,
+        cluster.block_version("10.99.1.128/26").await,
+    );
 
-    // Another pod's address, in a real block.
+    // Another pod's address, in a real block: the block records another pod's UID.
     let thief = forged("thief", "10.99.0.150", "10-99-0-128-26")
         .create(&cluster)
         .await;
@@ -139,14 +161,10 @@ async fn forged_annotations_are_refused() {
         .failed(101);
     assert!(msg.contains("pod shop/thief"), "{msg}");
     assert!(msg.contains("10.99.0.150 (pool payments)"), "{msg}");
+    assert!(msg.contains("IPAMBlock 10-99-0-128-26"), "{msg}");
     assert!(msg.contains("allocated to another pod"), "{msg}");
-    assert_eq!(
-        cluster.claim(BLOCK, "10.99.0.150").await,
-        None,
-        "victim untouched"
-    );
 
-    // A free address of a real block.
+    // A free address of a real block: the block does not record it for the pod.
     let squatter = forged("squatter", "10.99.0.151", "10-99-0-128-26")
         .create(&cluster)
         .await;
@@ -155,7 +173,6 @@ async fn forged_annotations_are_refused() {
         .await
         .failed(101);
     assert!(msg.contains("no allocation for the address"), "{msg}");
-    assert_eq!(cluster.block(BLOCK).await.spec.allocations.len(), 1);
 
     // A block that does not exist, and an address outside the named block.
     let nowhere = forged("nowhere", "10.98.0.5", "10-98-0-0-26")
@@ -165,7 +182,7 @@ async fn forged_annotations_are_refused() {
         .run()
         .await
         .failed(101);
-    assert!(msg.contains("IPAMBlock does not exist"), "{msg}");
+    assert!(msg.contains("the IPAMBlock does not exist"), "{msg}");
     let outside = forged("outside", "10.99.1.5", "10-99-0-128-26")
         .create(&cluster)
         .await;
@@ -174,6 +191,25 @@ async fn forged_annotations_are_refused() {
         .await
         .failed(101);
     assert!(msg.contains("outside the block's range"), "{msg}");
+
+    // The wrong block.
+    let msg = Call::new("ADD", &mover, "m1", &conf)
+        .run()
+        .await
+        .failed(101);
+    assert!(
+        msg.contains("the block's range is 10.97.0.128/26, not 10.99.1.128/26"),
+        "{msg}"
+    );
+
+    // No call wrote anything: the victim keeps its address, and no record was added.
+    let after = (
+        cluster.block_version(BLOCK).await,
+        cluster.block_version("10.99.1.128/26").await,
+    );
+    assert_eq!(after, before);
+    assert_eq!(cluster.holder(BLOCK, "10.99.0.150").await, victim.uid());
+    assert_eq!(cluster.block(BLOCK).await.spec.allocations.len(), 2);
 }
 
 #[tokio::test]
@@ -195,7 +231,6 @@ async fn another_pod_of_the_same_name_is_refused() {
         msg.contains("pod shop/web") && msg.contains("0000-stale"),
         "{msg}"
     );
-    assert_eq!(cluster.claim(BLOCK, "10.99.0.160").await, None);
 }
 
 #[tokio::test]
@@ -263,8 +298,10 @@ async fn waits_for_the_assignment_written_meanwhile() {
         out.stderr
     );
     assert_eq!(
-        cluster.claim(BLOCK, "10.99.0.170").await.as_deref(),
-        Some("c1")
+        out.requests().last(),
+        Some(&"GET ipamblocks/10-99-0-128-26"),
+        "the block is read once the assignment is there: {}",
+        out.stderr
     );
 }
 
@@ -320,18 +357,23 @@ async fn dual_stack_with_the_pools_prefix() {
         "routes",
         json!([{"dst": "0.0.0.0/0", "gw": "10.99.0.129"}, {"dst": "::/0"}]),
     );
+    let conf = with_ipam(conf, "logLevel", json!("debug"));
     let out = Call::new("ADD", &web, "c1", &conf).run().await;
     assert_eq!(out.addresses(), ["10.99.0.131/25", "fd00:99::7/112"]);
     assert_eq!(
         out.json()["routes"],
         json!([{"dst": "0.0.0.0/0", "gw": "10.99.0.129"}, {"dst": "::/0"}])
     );
+    // Each family's block is checked, and its pool read for the prefix.
     assert_eq!(
-        cluster
-            .claim("fd00:99::/122", "fd00:99::7")
-            .await
-            .as_deref(),
-        Some("c1")
+        out.requests(),
+        [
+            "GET pods/shop/web (metadata)",
+            "GET ipamblocks/10-99-0-128-26",
+            "GET ippools/payments",
+            "GET ipamblocks/fd00-99-0-0-0-0-0-0-122",
+            "GET ippools/payments-v6",
+        ]
     );
 }
 
@@ -347,10 +389,10 @@ async fn api_trouble_is_try_again_later() {
     let conf = netconf("1.1.0", &faults.kubeconfig);
     faults
         .proxy
-        .fail_writes(FailWrites::new("rangepool.dev", "ipamblocks", 503, 1));
+        .fail_writes(FailWrites::new("rangepool.dev", "ipamblocks", 503, 1).verbs(&["get"]));
     let msg = Call::new("ADD", &web, "c1", &conf).run().await.failed(11);
     assert!(
-        msg.contains("pod shop/web") && msg.contains("IPAMBlock 10-99-0-128-26"),
+        msg.contains("pod shop/web") && msg.contains("could not read IPAMBlock 10-99-0-128-26"),
         "{msg}"
     );
     assert_eq!(
@@ -359,11 +401,8 @@ async fn api_trouble_is_try_again_later() {
         "the injected failure was handed out"
     );
     // The next try goes through.
-    Call::new("ADD", &web, "c1", &conf).run().await.ok();
-    assert_eq!(
-        cluster.claim(BLOCK, "10.99.0.180").await.as_deref(),
-        Some("c1")
-    );
+    let again = Call::new("ADD", &web, "c1", &conf).run().await;
+    assert_eq!(again.addresses(), ["10.99.0.180/26"]);
 
     let conf = netconf("1.1.0", &cluster.dead_kubeconfig());
     let msg = Call::new("ADD", &web, "c1", &conf).run().await.failed(11);

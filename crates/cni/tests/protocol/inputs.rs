@@ -203,7 +203,7 @@ async fn stdin_is_never_logged_and_stdout_is_only_the_reply() {
     let out = Call::new("ADD", &web, "c1", &conf).run().await;
     assert_eq!(out.addresses(), ["10.99.0.133/26"]);
     let logged = std::fs::read_to_string(&log_file).unwrap();
-    assert!(logged.contains("claimed 10.99.0.133"), "{logged}");
+    assert!(logged.contains("verified 10.99.0.133"), "{logged}");
     assert!(logged.contains("pod=shop/web"), "{logged}");
     for text in [&out.stderr, &logged, &out.stdout] {
         assert!(!text.contains("s3cr3t-token"), "stdin leaked: {text}");

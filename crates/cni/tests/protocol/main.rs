@@ -9,3 +9,4 @@ mod common;
 mod add;
 mod inputs;
 mod lifecycle;
+mod node_credentials;

@@ -45,7 +45,7 @@ pub struct AllocationRecord {
     /// The pod's name.
     #[serde(default)]
     pub pod: String,
-    /// The sandbox that claimed the address.
+    /// The sandbox an earlier version of the CNI plugin recorded; kept as read, never written now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// The block sequence at which the address was allocated.

@@ -118,28 +118,20 @@ fn release_by_handle() {
 }
 
 #[test]
-fn claims_follow_the_newest_sandbox() {
+fn a_recorded_container_is_kept_and_moves_nothing() {
+    // Earlier versions of the CNI plugin recorded the sandbox; blocks read back keep it.
     let mut b = block("10.0.0.0/30");
     let s = alloc(&mut b, "a");
-    assert!(b.claim(s.ordinal, "a", "sandbox-1").unwrap());
-    assert!(!b.claim(s.ordinal, "a", "sandbox-1").unwrap(), "idempotent");
-    let before = b.sequence();
-    assert!(b.claim(s.ordinal, "a", "sandbox-2").unwrap());
-    // As the CNI plugin's claim patch, a claim leaves the block's sequence alone.
-    assert_eq!(b.sequence(), before);
-    // A late DEL of the old sandbox leaves the new claim alone.
-    assert!(!b.unclaim(s.ordinal, "a", "sandbox-1").unwrap());
-    assert_eq!(b.get(s.ordinal).unwrap().container(), Some("sandbox-2"));
-    assert!(b.unclaim(s.ordinal, "a", "sandbox-2").unwrap());
-    assert_eq!(b.get(s.ordinal).unwrap().container(), None);
-    assert_eq!(b.sequence(), before);
-    // The allocation's own sequence is unchanged by claims.
-    assert_eq!(b.get(s.ordinal).unwrap().sequence(), s.sequence);
-    assert_eq!(
-        b.claim(s.ordinal, "zz", "c").unwrap_err().reason(),
-        "HandleMismatch"
-    );
-    assert_eq!(b.claim(3, "a", "c").unwrap_err().reason(), "NotAllocated");
+    let mut rec = b.to_record();
+    rec.allocations[0].container = Some("sandbox-1".into());
+    let mut back = Block::from_record(&rec).unwrap();
+    assert_eq!(back.get(s.ordinal).unwrap().container(), Some("sandbox-1"));
+    assert_eq!(back.sequence(), b.sequence());
+    assert_eq!(back.to_record(), rec);
+    // Releasing the address takes the container with it.
+    let gone = back.release(s.ordinal, "a", s.sequence).unwrap();
+    assert_eq!(gone.container(), Some("sandbox-1"));
+    assert!(back.to_record().allocations.is_empty());
 }
 
 #[test]
@@ -157,9 +149,16 @@ fn record_round_trip_keeps_everything() {
     let mut b = block("fd00::40/122");
     let s = alloc(&mut b, "a");
     alloc(&mut b, "b");
-    b.claim(s.ordinal, "a", "c1").unwrap();
     b.release_handle("b");
     alloc(&mut b, "c");
+    let mut rec = b.to_record();
+    let first = rec
+        .allocations
+        .iter_mut()
+        .find(|a| a.ordinal == s.ordinal)
+        .unwrap();
+    first.container = Some("c1".into());
+    let b = Block::from_record(&rec).unwrap();
     let rec = b.to_record();
     assert!(
         rec.allocations
