@@ -171,6 +171,12 @@ pub struct IPPoolStatus {
     /// Number of blocks the pool has been cut into so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocks: Option<i64>,
+
+    /// Addresses of this pool held by pods the pool no longer admits: their namespace or node
+    /// stopped matching a selector, or the annotation that named the pool changed. They keep
+    /// their addresses; `kubectl ipam check` lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_admitted: Option<i64>,
 }
 
 /// A status condition without timestamps, so that writing it never wakes the controller again.

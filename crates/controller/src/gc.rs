@@ -14,22 +14,34 @@
 //! (a kubelet re-joining), so a block loses its node's affinity only when the node was missing in
 //! two sweeps at least the grace period apart (the core's [`Absence`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipam::absence::Absence;
+use ipam::choice::NotAdmitted;
+use ipam::planner::PodContext;
 use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tokio::time::Instant;
 
 use crate::annotations::Pending;
 use crate::engine::Engine;
 use crate::model::Owner;
+use crate::pods::PodInfo;
+use crate::world::labels_of;
 
-/// The sweep's state: which nodes are missing since when, and when the next sweep runs.
+/// The sweep's state: which nodes are missing since when, which pods hold addresses their pool
+/// no longer admits, and when the next sweep runs.
 pub(crate) struct Sweep {
     /// Nodes blocks are affine to that are missing.
     nodes: Absence<String>,
+    /// Pods (by handle) whose drift was reported, with the message, so each is reported once.
+    drifted: HashMap<String, String>,
+    /// Per pool: addresses held by pods the pool no longer admits.
+    not_admitted: HashMap<String, u64>,
     next: Instant,
 }
 
@@ -39,6 +51,8 @@ impl Sweep {
     pub(crate) fn new(grace: Duration) -> Sweep {
         Sweep {
             nodes: Absence::new(grace),
+            drifted: HashMap::new(),
+            not_admitted: HashMap::new(),
             next: Instant::now(),
         }
     }
@@ -51,6 +65,11 @@ impl Sweep {
     /// Whether a sweep is due at `now`.
     pub(crate) fn due(&self, now: Instant) -> bool {
         now >= self.next
+    }
+
+    /// Addresses of `pool` held by pods the pool no longer admits, as of the last sweep.
+    pub(crate) fn not_admitted(&self, pool: &str) -> u64 {
+        self.not_admitted.get(pool).copied().unwrap_or(0)
     }
 }
 
@@ -101,10 +120,92 @@ impl Engine {
             self.model.release_affinity(&node);
         }
 
+        self.check_admission().await;
+
         // Blocks that hold nothing and belong to no node go back to their pool.
         self.model.drop_empty_unaffine_blocks();
         self.flush_blocks(Pending::default()).await;
         self.sweep.next = Instant::now() + self.settings.sweep_interval;
+    }
+
+    /// Finds the pods holding addresses their pool no longer admits (the core's rule). They keep
+    /// their addresses, which are in use; each is reported once by a Warning Event on the pod,
+    /// and counted on its pool's status and metric.
+    async fn check_admission(&mut self) {
+        let mut now: HashMap<String, (Arc<PodInfo>, NotAdmitted)> = HashMap::new();
+        for pod in self.stores.pods.all() {
+            if !pod.wants_address() {
+                continue;
+            }
+            let Some(node) = pod.node.as_deref() else {
+                continue;
+            };
+            let node_labels = self
+                .stores
+                .nodes
+                .get(&ObjectRef::new(node))
+                .map(|n| labels_of(Some(&n)));
+            let ns = self
+                .stores
+                .namespaces
+                .get(&ObjectRef::new(&pod.key.namespace));
+            let ns_labels = ns.as_ref().map(|n| labels_of(Some(n)));
+            let ns_annotations = ns.as_ref().map(|n| n.annotations().clone());
+            let annotations = pod.annotations();
+            let context = PodContext {
+                namespace: &pod.key.namespace,
+                name: &pod.key.name,
+                node,
+                annotations: &annotations,
+                node_labels: node_labels.as_ref(),
+                namespace_meta: ns_labels.as_ref().zip(ns_annotations.as_ref()),
+            };
+            let drift = self.model.drift(&context, &pod.uid).unwrap_or_default();
+            for d in drift {
+                now.insert(format!("{}/{}", pod.uid, d.pool()), (pod.clone(), d));
+            }
+        }
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for (key, (pod, drift)) in &now {
+            *counts.entry(drift.pool().to_owned()).or_default() += 1;
+            let message = drift.to_string();
+            if self.sweep.drifted.get(key) == Some(&message) {
+                continue;
+            }
+            tracing::warn!(pod = %pod.key, pool = drift.pool(), reason = drift.reason(), "{message}");
+            self.cluster
+                .event(
+                    &pod.reference(),
+                    EventType::Warning,
+                    drift.reason(),
+                    format!(
+                        "{message}; the pod keeps the address while it runs. Fix the labels or annotation, or re-create the pod to get an address its pools admit"
+                    ),
+                    "CheckAdmission",
+                )
+                .await;
+        }
+        self.sweep.drifted = now
+            .into_iter()
+            .map(|(key, (_, drift))| (key, drift.to_string()))
+            .collect();
+        let pools: HashSet<String> = counts
+            .keys()
+            .chain(self.sweep.not_admitted.keys())
+            .cloned()
+            .collect();
+        for pool in pools {
+            let n = counts.get(&pool).copied().unwrap_or(0);
+            self.cluster
+                .metrics
+                .pool_not_admitted
+                .get_or_create(&crate::metrics::PoolLabel { pool: pool.clone() })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if counts != self.sweep.not_admitted {
+            self.sweep.not_admitted = counts;
+            self.status.changed();
+        }
     }
 
     /// A direct read says the allocation's pod is gone (or was re-created with another UID).

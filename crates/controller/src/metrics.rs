@@ -35,13 +35,15 @@ pub struct Metrics {
     pub pool_capacity: Family<PoolLabel, Gauge>,
     /// Addresses allocated in each pool.
     pub pool_allocated: Family<PoolLabel, Gauge>,
+    /// Addresses of each pool held by pods the pool no longer admits.
+    pub pool_not_admitted: Family<PoolLabel, Gauge>,
     /// Seconds from a pod's binding to its annotation.
     pub assignment_latency: Histogram,
     /// Addresses allocated.
     pub allocations: Counter,
     /// Addresses released, by cause (`deleted`, `terminal`, `leak`, `pool`).
     pub releases: Family<ReasonLabel, Counter>,
-    /// Allocations currently suspected of leaking (pod not found), waiting for the grace period.
+    /// Allocations whose pod the cache does not have but a direct read did not prove gone.
     pub gc_candidates: Gauge,
     /// Leaked allocations reclaimed by the sweep.
     pub gc_reclaimed: Counter,
@@ -66,6 +68,7 @@ impl Metrics {
         let m = Metrics {
             pool_capacity: Family::default(),
             pool_allocated: Family::default(),
+            pool_not_admitted: Family::default(),
             assignment_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             allocations: Counter::default(),
             releases: Family::default(),
@@ -85,6 +88,11 @@ impl Metrics {
             "pool_allocated_addresses",
             "Addresses allocated in the pool",
             m.pool_allocated.clone(),
+        );
+        registry.register(
+            "pool_not_admitted_addresses",
+            "Addresses of the pool held by pods the pool no longer admits (namespace, node, annotation or pool changed)",
+            m.pool_not_admitted.clone(),
         );
         registry.register(
             "assignment_latency_seconds",

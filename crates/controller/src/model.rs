@@ -11,6 +11,7 @@ use std::sync::Arc;
 use api::{FamilyAssignment, IPAMBlock, IPAMBlockSpec};
 use ipam::allocator::Change;
 use ipam::block::Block;
+use ipam::choice::NotAdmitted;
 use ipam::cidr::Family;
 use ipam::planner::{AssignError, Placed, Planner, PodContext};
 use ipam::pool::PoolInput;
@@ -156,6 +157,12 @@ impl Model {
             .into_iter()
             .map(|p| (assignment(&p), p.new))
             .collect())
+    }
+
+    /// The addresses `handle` holds that their pool no longer admits; `None` when the pod's
+    /// node or namespace is unknown.
+    pub fn drift(&self, pod: &PodContext<'_>, handle: &str) -> Option<Vec<NotAdmitted>> {
+        self.planner.drift(pod, handle)
     }
 
     /// What `handle` holds, if it holds an address of every family.

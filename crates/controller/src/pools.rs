@@ -194,6 +194,7 @@ impl Engine {
                     state.capacity.saturating_sub(u128::from(state.allocated)),
                 )),
                 blocks: Some(saturating_i64(u128::from(state.blocks))),
+                not_admitted: Some(saturating_i64(u128::from(self.sweep.not_admitted(&name)))),
             };
             let gauge = crate::metrics::PoolLabel { pool: name.clone() };
             self.cluster

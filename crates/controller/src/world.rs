@@ -360,6 +360,11 @@ impl PodIndex {
         sorted.into_iter().map(|p| p.key.clone()).collect()
     }
 
+    /// Every pod, shared with the index rather than copied.
+    pub fn all(&self) -> Vec<Arc<PodInfo>> {
+        read(&self.pods).values().cloned().collect()
+    }
+
     /// Runs `f` over the UIDs of every pod, borrowed rather than copied.
     pub fn with_uids<R>(&self, f: impl FnOnce(&HashSet<&str>) -> R) -> R {
         let pods = read(&self.pods);

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use thiserror::Error;
@@ -376,6 +377,110 @@ impl ChoiceError {
     }
 }
 
+/// Why a pool no longer admits a pod that holds one of its addresses: the pod's namespace or
+/// node changed, or the pool did, since the address was given. Every message names the pod and
+/// the pool. The pod keeps the address (it is in use); the drift is reported.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NotAdmitted {
+    /// The pool is gone or its spec is invalid.
+    #[error(
+        "pod {namespace}/{pod} holds {address} of pool {pool}, which no longer exists or whose spec is invalid"
+    )]
+    PoolGone {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The pool.
+        pool: String,
+        /// The address.
+        address: String,
+    },
+    /// The pod or its namespace has a pool annotation of the family that does not name the pool.
+    #[error("pod {namespace}/{pod} holds {address} of pool {pool}, but annotation {key} on {} no longer names it", if *on_namespace { format!("namespace {namespace}") } else { "the pod".to_owned() })]
+    NotNamed {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The pool.
+        pool: String,
+        /// The address.
+        address: String,
+        /// The annotation.
+        key: &'static str,
+        /// Whether the annotation is the namespace's.
+        on_namespace: bool,
+    },
+    /// The pool is Manual and nothing names it.
+    #[error(
+        "pod {namespace}/{pod} holds {address} of pool {pool}, which is Manual, but neither the pod nor its namespace names it"
+    )]
+    ManualNotNamed {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The pool.
+        pool: String,
+        /// The address.
+        address: String,
+    },
+    /// The pool's `allowedUses` no longer include `Workload`.
+    #[error(
+        "pod {namespace}/{pod} holds {address} of pool {pool}, whose allowedUses no longer include Workload"
+    )]
+    NotForWorkloads {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The pool.
+        pool: String,
+        /// The address.
+        address: String,
+    },
+    /// A selector of the pool no longer matches the pod's node or namespace.
+    #[error("pod {namespace}/{pod} holds {address} of pool {pool}, whose {mismatch}")]
+    SelectorMismatch {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The pool.
+        pool: String,
+        /// The address.
+        address: String,
+        /// Which selector no longer matches what, e.g. `namespaceSelector team == "a" no longer
+        /// matches its namespace shop`.
+        mismatch: String,
+    },
+}
+
+impl NotAdmitted {
+    /// Short stable label for Events, findings and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NotAdmitted::PoolGone { .. } => "PoolGone",
+            NotAdmitted::NotNamed { .. } => "PoolNotNamed",
+            NotAdmitted::ManualNotNamed { .. } => "ManualPoolNotNamed",
+            NotAdmitted::NotForWorkloads { .. } => "PoolNotForWorkloads",
+            NotAdmitted::SelectorMismatch { .. } => "SelectorMismatch",
+        }
+    }
+
+    /// The pool the pod holds an address of.
+    pub fn pool(&self) -> &str {
+        match self {
+            NotAdmitted::PoolGone { pool, .. }
+            | NotAdmitted::NotNamed { pool, .. }
+            | NotAdmitted::ManualNotNamed { pool, .. }
+            | NotAdmitted::NotForWorkloads { pool, .. }
+            | NotAdmitted::SelectorMismatch { pool, .. } => pool,
+        }
+    }
+}
+
 /// One pool as pool choice sees it.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -472,6 +577,117 @@ impl PoolCatalog {
             pools.push(name.clone());
         }
         Ok(Choice { pools, source })
+    }
+
+    /// Whether pool `pool` still admits a pod that holds `address` from it, as pool choice
+    /// would decide, whatever the pool's state: a disabled, full or overlapped pool still
+    /// admits the pods it serves. The pod (or its namespace) must name the pool when it has a
+    /// pool annotation of the pool's family, else the pool must be Automatic; the pool must allow
+    /// workloads; both selectors must match.
+    pub fn admits(
+        &self,
+        pod: &PodFacts<'_>,
+        pool: &str,
+        address: IpAddr,
+    ) -> Result<(), NotAdmitted> {
+        let gone = || NotAdmitted::PoolGone {
+            namespace: pod.namespace.to_owned(),
+            pod: pod.name.to_owned(),
+            pool: pool.to_owned(),
+            address: address.to_string(),
+        };
+        let entry = self
+            .by_name
+            .get(pool)
+            .map(|&i| &self.entries[i])
+            .ok_or_else(gone)?;
+        let found = entry.pool().ok_or_else(gone)?;
+        let family = found.family();
+        let key = annotation_key(family);
+        let named = if let Some(v) = pod.annotations.get(key) {
+            Some((v, false))
+        } else {
+            pod.namespace_annotations.get(key).map(|v| (v, true))
+        };
+        let fields = |pool: &str| {
+            (
+                pod.namespace.to_owned(),
+                pod.name.to_owned(),
+                pool.to_owned(),
+                address.to_string(),
+            )
+        };
+        match named {
+            Some((value, on_namespace)) => {
+                let site = AnnotationSite {
+                    namespace: pod.namespace.to_owned(),
+                    pod: pod.name.to_owned(),
+                    key,
+                    on_namespace,
+                };
+                let listed = parse_list(value, &site).unwrap_or_default();
+                let names_it = listed.iter().any(|w| {
+                    self.resolve(w, &site)
+                        .is_ok_and(|e| e.verdict.name == entry.verdict.name)
+                });
+                if !names_it {
+                    let (namespace, pod, pool, address) = fields(pool);
+                    return Err(NotAdmitted::NotNamed {
+                        namespace,
+                        pod,
+                        pool,
+                        address,
+                        key,
+                        on_namespace,
+                    });
+                }
+            }
+            None if found.is_manual() => {
+                let (namespace, pod, pool, address) = fields(pool);
+                return Err(NotAdmitted::ManualNotNamed {
+                    namespace,
+                    pod,
+                    pool,
+                    address,
+                });
+            }
+            None => {}
+        }
+        if !found.allows_workloads() {
+            let (namespace, pod, pool, address) = fields(pool);
+            return Err(NotAdmitted::NotForWorkloads {
+                namespace,
+                pod,
+                pool,
+                address,
+            });
+        }
+        for (field, selector, labels, what) in [
+            (
+                "nodeSelector",
+                found.node_selector(),
+                pod.node_labels,
+                format!("node {}", pod.node),
+            ),
+            (
+                "namespaceSelector",
+                found.namespace_selector(),
+                pod.namespace_labels,
+                format!("namespace {}", pod.namespace),
+            ),
+        ] {
+            if !selector.matches(labels) {
+                let (namespace, pod, pool, address) = fields(pool);
+                return Err(NotAdmitted::SelectorMismatch {
+                    namespace,
+                    pod,
+                    pool,
+                    address,
+                    mismatch: format!("{field} {selector} no longer matches its {what}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn resolve(&self, written: &str, site: &AnnotationSite) -> Result<&Entry, ChoiceError> {

@@ -29,7 +29,7 @@
 //!   match their selectors too (differs from Calico on purpose). Keys:
 //!   [`IPV4_POOLS_ANNOTATION`], [`IPV6_POOLS_ANNOTATION`].
 //! - [`block`]: [`Block`], one block's slots with O(1) allocate/release, sequence numbers that
-//!   stop stale releases, container claims, and the serializable [`BlockRecord`] with a checked
+//!   stop stale releases, and the serializable [`BlockRecord`] with a checked
 //!   [`Block::from_record`].
 //! - [`allocator`]: [`Allocator`], the controller's in-memory state over all pools and blocks:
 //!   [`Allocator::allocate`] a [`Request`] (node's blocks, then a new block, then, without strict
@@ -109,8 +109,8 @@ pub use allocator::{
 };
 pub use block::{Allocation, AllocationRecord, Block, BlockError, BlockRecord, Slot};
 pub use choice::{
-    Choice, ChoiceError, IPV4_POOLS_ANNOTATION, IPV6_POOLS_ANNOTATION, PodFacts, PodFixture,
-    PoolCatalog, Source, annotation_key,
+    Choice, ChoiceError, IPV4_POOLS_ANNOTATION, IPV6_POOLS_ANNOTATION, NotAdmitted, PodFacts,
+    PodFixture, PoolCatalog, Source, annotation_key,
 };
 pub use cidr::{CidrError, Family, FamilyError};
 pub use planner::{AssignError, Placed, Planner, PodContext};

@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 use crate::allocator::{AllocError, Allocator, Request};
-use crate::choice::{ChoiceError, PodFacts, PoolCatalog};
+use crate::choice::{ChoiceError, NotAdmitted, PodFacts, PoolCatalog};
 use crate::cidr::Family;
 use crate::pool::PoolInput;
 use crate::validate::{PoolVerdict, validate_pools};
@@ -195,6 +195,30 @@ impl Planner {
     /// What `handle` holds, if it holds an address of every one of `families`.
     pub fn held_all(&self, handle: &str, families: &[Family]) -> Option<Vec<Placed>> {
         families.iter().map(|&f| self.held(handle, f)).collect()
+    }
+
+    /// The addresses `handle` holds that their pool no longer admits for this pod (see
+    /// [`PoolCatalog::admits`]), or `None` when the pod's node or namespace is not known, so that
+    /// admission cannot be judged.
+    pub fn drift(&self, pod: &PodContext<'_>, handle: &str) -> Option<Vec<NotAdmitted>> {
+        let node_labels = pod.node_labels?;
+        let (namespace_labels, namespace_annotations) = pod.namespace_meta?;
+        let facts = PodFacts {
+            namespace: pod.namespace,
+            name: pod.name,
+            node: pod.node,
+            annotations: pod.annotations,
+            namespace_annotations,
+            namespace_labels,
+            node_labels,
+        };
+        Some(
+            Family::ALL
+                .iter()
+                .filter_map(|&f| self.held(handle, f))
+                .filter_map(|p| self.catalog.admits(&facts, &p.pool, p.address).err())
+                .collect(),
+        )
     }
 
     /// The pod's address of each of `families`, allocating what it does not hold yet (in

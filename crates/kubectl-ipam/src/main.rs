@@ -194,10 +194,10 @@ const CHECK_JSON_HELP: &str = "\
   problems       findings that make the exit status 1, each with kind and message:
                  LeakedAllocation, FinishedPodHoldsAddress, UnrecordedAddress, DuplicateAddress,
                  DuplicateHandle, BlockWithoutPool, BlockNotMatchingPool, InvalidBlock,
-                 OverlappingBlocks, PodWithoutAddress, PoolNotAllocatable
+                 OverlappingBlocks, PodWithoutAddress, PoolNotAllocatable, AddressNotAdmitted
   notes          findings that are not problems: PoolDisabled, PoolTerminating, PodWaiting,
                  PodStuckTerminating
-An allocation (in LeakedAllocation, FinishedPodHoldsAddress, and the holders of duplicates) is
+An allocation (in LeakedAllocation, FinishedPodHoldsAddress, AddressNotAdmitted, and the holders of duplicates) is
 address, block, pool, ordinal, handle, sequence, namespace, pod. The crate's README lists the
 fields of every kind.";
 

@@ -5,7 +5,7 @@
 //! from the later list is really gone — never a pod created a moment after the blocks were read.
 
 use api::{IPAMBlock, IPPool};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 
@@ -20,25 +20,36 @@ pub struct Snapshot {
     pub blocks: Vec<IPAMBlock>,
     /// Every pod in every namespace (empty unless asked for).
     pub pods: Vec<Pod>,
+    /// Every namespace (with the pods): their labels and annotations decide which pools admit
+    /// their pods.
+    pub namespaces: Vec<Namespace>,
+    /// Every node (with the pods): their labels decide which pools admit their pods.
+    pub nodes: Vec<Node>,
     /// When the reading started, by this machine's clock.
     pub at: Timestamp,
 }
 
 impl Snapshot {
-    /// Reads pools, blocks and, when `with_pods`, pods.
+    /// Reads pools, blocks and, when `with_pods`, pods, namespaces and nodes.
     pub async fn read(client: &Client, with_pods: bool) -> Result<Snapshot, AccessError> {
         let at = Timestamp::now();
         let pools = list_all(&Api::<IPPool>::all(client.clone()), "ippools.rangepool.dev").await?;
         let blocks = read_blocks(client).await?;
-        let pods = if with_pods {
-            list_all(&Api::<Pod>::all(client.clone()), "pods").await?
+        let (pods, namespaces, nodes) = if with_pods {
+            (
+                list_all(&Api::<Pod>::all(client.clone()), "pods").await?,
+                list_all(&Api::<Namespace>::all(client.clone()), "namespaces").await?,
+                list_all(&Api::<Node>::all(client.clone()), "nodes").await?,
+            )
         } else {
-            Vec::new()
+            Default::default()
         };
         Ok(Snapshot {
             pools,
             blocks,
             pods,
+            namespaces,
+            nodes,
             at,
         })
     }

@@ -159,3 +159,73 @@ fn a_pool_removed_from_the_set_is_gone_from_the_allocator_and_the_verdicts() {
     assert!(p.allocator().pool("v6").is_none());
     assert_eq!(p.verdicts().len(), 1);
 }
+
+#[test]
+fn drift_is_what_the_pool_no_longer_admits_whatever_its_state() {
+    let team = |t: &str| {
+        PoolInput::new("payments", "10.244.8.0/24")
+            .namespace_selector(&format!("team == '{t}'"))
+            .created("2024-01-01T00:00:00Z")
+    };
+    let mut p = planner(&[team("a")], Some(&cidrs()));
+    let mut pod = Pod::new();
+    pod.ns_labels.insert("team".into(), "a".into());
+    p.assign(&pod.known(), "u1", &[Family::V4]).unwrap();
+    assert_eq!(p.drift(&pod.known(), "u1"), Some(vec![]));
+    // Disabling the pool is no drift: the pod keeps a valid address.
+    p.set_pools(&[team("a").disabled()], Some(&cidrs()));
+    assert_eq!(p.drift(&pod.known(), "u1"), Some(vec![]));
+    // The namespace stops matching: drift, naming pod, pool, address and selector.
+    p.set_pools(&[team("a")], Some(&cidrs()));
+    pod.ns_labels.insert("team".into(), "b".into());
+    let drift = p.drift(&pod.known(), "u1").unwrap();
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].reason(), "SelectorMismatch");
+    let message = drift[0].to_string();
+    for part in [
+        "pod shop/web",
+        "10.244.8.0",
+        "pool payments",
+        "team == \"a\"",
+        "namespace shop",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    // Unknown node or namespace: cannot be judged.
+    let unknown = PodContext {
+        node_labels: None,
+        ..pod.known()
+    };
+    assert_eq!(p.drift(&unknown, "u1"), None);
+}
+
+#[test]
+fn drift_from_annotations_and_manual_pools() {
+    let pools = [
+        PoolInput::new("fw", "10.244.8.0/24")
+            .manual()
+            .created("2024-01-01T00:00:00Z"),
+        PoolInput::new("other", "10.244.9.0/24")
+            .manual()
+            .created("2024-01-01T00:00:00Z"),
+    ];
+    let mut p = planner(&pools, Some(&cidrs()));
+    let mut pod = Pod::new();
+    pod.annotations
+        .insert(IPV4_POOLS_ANNOTATION.to_owned(), r#"["fw"]"#.to_owned());
+    p.assign(&pod.known(), "u1", &[Family::V4]).unwrap();
+    assert_eq!(p.drift(&pod.known(), "u1"), Some(vec![]));
+    pod.annotations
+        .insert(IPV4_POOLS_ANNOTATION.to_owned(), r#"["other"]"#.to_owned());
+    assert_eq!(
+        p.drift(&pod.known(), "u1").unwrap()[0].reason(),
+        "PoolNotNamed"
+    );
+    pod.annotations.clear();
+    assert_eq!(
+        p.drift(&pod.known(), "u1").unwrap()[0].reason(),
+        "ManualPoolNotNamed"
+    );
+    p.set_pools(&pools[1..], Some(&cidrs()));
+    assert_eq!(p.drift(&pod.known(), "u1").unwrap()[0].reason(), "PoolGone");
+}

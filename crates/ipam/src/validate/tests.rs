@@ -113,7 +113,10 @@ fn pools_that_can_never_allocate_take_no_range_from_one_that_can() {
     ] {
         let v = reason_of(&[never.clone(), pool("web", "10.244.0.0/24")], "web");
         assert_eq!(v.reason, Reason::Ok, "{}: {}", never.name, v.message);
-        assert_ne!(reason_of(&[never.clone()], &never.name).reason, Reason::Ok);
+        assert_ne!(
+            reason_of(std::slice::from_ref(&never), &never.name).reason,
+            Reason::Ok
+        );
     }
     // Without known pod CIDRs only the spec decides: a pool outside them still counts.
     let both = [pool("a-outside", "10.0.0.0/8"), pool("web", "10.0.1.0/24")];

@@ -19,8 +19,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::finding::{
-    BlockIssue, Duplicate, Finding, Finished, Leak, Overlap, PodState, PoolIssue, Stuck,
-    Unaddressed, Unrecorded,
+    BlockIssue, Duplicate, Finding, Finished, Leak, NotAdmitted, Overlap, PodState, PoolIssue,
+    Stuck, Unaddressed, Unrecorded,
 };
 use crate::records::{self, Holder, Recorded};
 use crate::snapshot::{Snapshot, seconds_between};
@@ -52,7 +52,58 @@ pub fn find(s: &Snapshot) -> Findings {
     f.problems
         .extend(unrecorded_annotations(&s.pods, &recorded));
     unaddressed(s, &mut f);
+    not_admitted(s, &recorded, &mut f);
     f
+}
+
+/// Live pods holding addresses of pools that no longer admit them, by the core's rule
+/// ([`ipam::choice::PoolCatalog::admits`]). A pod whose node or namespace is not in the snapshot
+/// cannot be judged and is left out.
+fn not_admitted(s: &Snapshot, recorded: &[Recorded], f: &mut Findings) {
+    let inputs: Vec<PoolInput> = s.pools.iter().map(IPPool::to_input).collect();
+    let catalog = ipam::choice::PoolCatalog::new(&validate_pools(&inputs, None));
+    let namespaces: HashMap<String, &k8s_openapi::api::core::v1::Namespace> =
+        s.namespaces.iter().map(|n| (n.name_any(), n)).collect();
+    let nodes: HashMap<String, &k8s_openapi::api::core::v1::Node> =
+        s.nodes.iter().map(|n| (n.name_any(), n)).collect();
+    let by_uid: HashMap<&str, &Pod> = s
+        .pods
+        .iter()
+        .filter_map(|p| Some((p.metadata.uid.as_deref()?, p)))
+        .collect();
+    let empty = BTreeMap::new();
+    for r in recorded {
+        let h = &r.holder;
+        let Some(pod) = by_uid.get(h.handle.as_str()) else {
+            continue;
+        };
+        let state = address_state(pod);
+        let (true, Some(node)) = (state.needs_address(), state.node()) else {
+            continue;
+        };
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let (Some(ns), Some(node_object)) = (namespaces.get(namespace), nodes.get(node)) else {
+            continue;
+        };
+        let facts = ipam::choice::PodFacts {
+            namespace,
+            name: pod.metadata.name.as_deref().unwrap_or_default(),
+            node,
+            annotations: pod.metadata.annotations.as_ref().unwrap_or(&empty),
+            namespace_annotations: ns.metadata.annotations.as_ref().unwrap_or(&empty),
+            namespace_labels: ns.metadata.labels.as_ref().unwrap_or(&empty),
+            node_labels: node_object.metadata.labels.as_ref().unwrap_or(&empty),
+        };
+        if let Err(e) = catalog.admits(&facts, &h.pool, h.address) {
+            f.problems.push(Finding::AddressNotAdmitted(NotAdmitted {
+                holder: h.clone(),
+                reason: e.reason().to_owned(),
+                message: format!(
+                    "{e}. It keeps the address while it runs, but a source-IP rule trusting the pool trusts it too: fix the labels or annotation, or re-create the pod to get an address its pools admit"
+                ),
+            }));
+        }
+    }
 }
 
 /// Pods by namespace and name.

@@ -82,6 +82,22 @@ pub enum Finding {
     PodWaiting(Unaddressed),
     /// A pod past its deletion time that still exists and so keeps its addresses (note).
     PodStuckTerminating(Stuck),
+    /// A pod holds an address of a pool that no longer admits it (problem): its namespace or
+    /// node stopped matching a selector, or the annotation naming the pool changed.
+    AddressNotAdmitted(NotAdmitted),
+}
+
+/// [`Finding::AddressNotAdmitted`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotAdmitted {
+    /// The allocation.
+    #[serde(flatten)]
+    pub holder: Holder,
+    /// The core's short reason (`SelectorMismatch`, `PoolNotNamed`, ...).
+    pub reason: String,
+    /// For a person.
+    pub message: String,
 }
 
 /// How we know a leaked allocation's pod is gone.
@@ -274,6 +290,7 @@ impl Finding {
             Finding::PoolTerminating(_) => "PoolTerminating",
             Finding::PodWaiting(_) => "PodWaiting",
             Finding::PodStuckTerminating(_) => "PodStuckTerminating",
+            Finding::AddressNotAdmitted(_) => "AddressNotAdmitted",
         }
     }
 
@@ -293,6 +310,7 @@ impl Finding {
             | Finding::PoolDisabled(x)
             | Finding::PoolTerminating(x) => &x.message,
             Finding::PodStuckTerminating(x) => &x.message,
+            Finding::AddressNotAdmitted(x) => &x.message,
         }
     }
 
@@ -331,6 +349,9 @@ impl Finding {
             | Finding::PoolDisabled(x)
             | Finding::PoolTerminating(x) => format!("pool {}", x.pool),
             Finding::PodStuckTerminating(x) => format!("pod {}/{}", x.namespace, x.pod),
+            Finding::AddressNotAdmitted(x) => {
+                format!("{} held by {}", x.holder.address, x.holder.pod_key())
+            }
         }
     }
 }

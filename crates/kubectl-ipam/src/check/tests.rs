@@ -25,6 +25,7 @@ fn ago(seconds: i64) -> Time {
     Time(now() - SignedDuration::from_secs(seconds))
 }
 
+#[derive(Clone)]
 struct PodB(Pod);
 
 fn pod(ns: &str, name: &str, uid: &str) -> PodB {
@@ -86,6 +87,7 @@ impl PodB {
     }
 }
 
+#[derive(Clone)]
 struct BlockB(IPAMBlock);
 
 fn block(cidr: &str, pool: &str) -> BlockB {
@@ -158,7 +160,58 @@ fn snapshot(pools: Vec<IPPool>, blocks: Vec<BlockB>, pods: Vec<PodB>) -> Snapsho
         blocks: blocks.into_iter().map(|b| b.0).collect(),
         pods: pods.into_iter().map(|p| p.0).collect(),
         at: now(),
+        ..Snapshot::default()
     }
+}
+
+fn meta(name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_pod_its_pool_no_longer_admits_is_a_problem_naming_pod_pool_and_selector() {
+    let (mut pools, blocks, pods) = healthy();
+    pools[0].spec.namespace_selector = Some("team == 'payments'".into());
+    let with_team = |team: &str| {
+        let mut s = snapshot(pools.clone(), blocks.clone(), pods.clone());
+        s.namespaces = vec![k8s_openapi::api::core::v1::Namespace {
+            metadata: meta("web", &[("team", team)]),
+            ..Default::default()
+        }];
+        s.nodes = vec![k8s_openapi::api::core::v1::Node {
+            metadata: meta("node-1", &[]),
+            ..Default::default()
+        }];
+        s
+    };
+    assert_eq!(find(&with_team("payments")), Findings::default());
+    let f = find(&with_team("web"));
+    assert_eq!(kinds(&f.problems), ["AddressNotAdmitted"]);
+    let Finding::AddressNotAdmitted(x) = &f.problems[0] else {
+        unreachable!()
+    };
+    assert_eq!(x.reason, "SelectorMismatch");
+    assert_eq!(x.holder.address.to_string(), "10.244.0.0");
+    for part in [
+        "pod web/a",
+        "pool general",
+        "namespaceSelector",
+        "re-create the pod",
+    ] {
+        assert!(x.message.contains(part), "{part}: {}", x.message);
+    }
+    // Without the namespace or node it cannot be judged, and is not guessed.
+    let (pools, blocks, pods) = healthy();
+    assert_eq!(find(&snapshot(pools, blocks, pods)), Findings::default());
 }
 
 fn kinds(list: &[Finding]) -> Vec<&'static str> {
