@@ -80,6 +80,7 @@ impl Engine {
             }
         }
 
+        self.report_distrusted().await;
         self.release_finished(finished).await;
         for job in self.flush_blocks(pending).await {
             // Its block changed under us and was re-read; decide again right away.
@@ -99,9 +100,15 @@ impl Engine {
             return Decision::Done;
         };
         let families = &self.settings.families;
+        let annotations = pod.annotations();
+        let confirmed: Vec<std::net::IpAddr> = Assignment::from_annotations(&annotations)
+            .map(|a| a.addresses().map(|a| a.address).collect())
+            .unwrap_or_default();
         // The usual case on a relist, and for the echo of our own patch: the pod holds an
-        // address of every family already; only its annotations may need writing.
-        if let Some(held) = self.model.held(&pod.uid, families) {
+        // address of every family already, and its annotation names them.
+        if let Some(held) = self.model.held(&pod.uid, families)
+            && held.iter().all(|h| confirmed.contains(&h.address))
+        {
             return annotate_if_needed(pod, held, false);
         }
         let node_labels = self
@@ -115,7 +122,6 @@ impl Engine {
             .get(&ObjectRef::new(&pod.key.namespace));
         let ns_labels = ns.as_ref().map(|n| labels_of(Some(n)));
         let ns_annotations = ns.as_ref().map(|n| n.annotations().clone());
-        let annotations = pod.annotations();
         let context = PodContext {
             namespace: &pod.key.namespace,
             name: &pod.key.name,
@@ -123,6 +129,7 @@ impl Engine {
             annotations: &annotations,
             node_labels: node_labels.as_ref(),
             namespace_meta: ns_labels.as_ref().zip(ns_annotations.as_ref()),
+            confirmed: &confirmed,
         };
         match self.model.assign(&context, &pod.uid, families) {
             Ok(placed) => {
@@ -181,6 +188,32 @@ impl Engine {
             }
         }
         again.then_some(key)
+    }
+
+    /// Records the core found claiming pods and did not use (written by hand or forged): a
+    /// Warning Event on the pod and a metric each. They were released in the model, and the
+    /// block writes of this step remove them.
+    async fn report_distrusted(&mut self) {
+        for d in self.model.take_distrusted() {
+            self.cluster.metrics.failure("RecordNotTrusted");
+            tracing::warn!(pod = %format!("{}/{}", d.namespace, d.pod), pool = %d.pool, address = %d.address, "{}", d.message);
+            let reference = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(d.namespace.clone()),
+                name: Some(d.pod.clone()),
+                ..Default::default()
+            };
+            self.cluster
+                .event(
+                    &reference,
+                    EventType::Warning,
+                    "RecordNotTrusted",
+                    d.message,
+                    "AssignAddress",
+                )
+                .await;
+        }
     }
 
     /// Records a failure: a Warning Event and the error annotation the first time (or when the

@@ -159,6 +159,7 @@ impl Engine {
                 annotations: &annotations,
                 node_labels: node_labels.as_ref(),
                 namespace_meta: ns_labels.as_ref().zip(ns_annotations.as_ref()),
+                confirmed: &[],
             };
             let drift = self.model.drift(&context, &pod.uid).unwrap_or_default();
             for d in drift {

@@ -165,6 +165,11 @@ impl Model {
         self.planner.drift(pod, handle)
     }
 
+    /// Records found claiming pods that were not used, since the last call.
+    pub fn take_distrusted(&mut self) -> Vec<ipam::planner::Distrusted> {
+        self.planner.take_distrusted()
+    }
+
     /// What `handle` holds, if it holds an address of every family.
     pub fn held(&self, handle: &str, families: &[Family]) -> Option<Vec<FamilyAssignment>> {
         let placed = self.planner.held_all(handle, families)?;

@@ -78,3 +78,65 @@ async fn a_pod_whose_namespace_stops_matching_its_pool_keeps_its_address_and_is_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_record_the_controller_did_not_write_is_not_adopted() {
+    use api::{BlockAllocation, IPAMBlock, IPAMBlockSpec};
+    let c = Cluster::new().await;
+    c.node("node-1", &[]).await;
+    c.namespace("shop", &[], &[]).await;
+    let mut payments = manual("10.244.8.0/24");
+    payments.namespace_selector = Some("team == 'payments'".into());
+    c.pool("payments", payments).await;
+    c.pool("general", spec("10.244.0.0/24")).await;
+    // While no controller runs, someone with write access to blocks records a trusted address
+    // for a pod the trusted pool does not admit.
+    let evil = c.create(pod("evil").in_ns("shop").on_node("node-1")).await;
+    let uid = evil.metadata.uid.unwrap();
+    let forged = IPAMBlockSpec {
+        cidr: "10.244.8.0/26".into(),
+        pool: "payments".into(),
+        affinity: Some("node-1".into()),
+        sequence_number: 1,
+        allocations: [(
+            "7".to_owned(),
+            BlockAllocation {
+                handle: uid.clone(),
+                namespace: "shop".into(),
+                pod: "evil".into(),
+                container: None,
+                sequence: 1,
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    Api::<IPAMBlock>::all(c.client.clone())
+        .create(
+            &Default::default(),
+            &IPAMBlock::new("10-244-8-0-26", forged),
+        )
+        .await
+        .unwrap();
+
+    let _controller = c.controller(settings()).await;
+    let got = c.wait_assigned("shop", "evil").await.ipv4.unwrap();
+    assert_eq!(got.pool, "general", "{got:?}");
+    let note = eventually("a Warning Event about the record", || async {
+        c.events_about("shop", "evil")
+            .await
+            .into_iter()
+            .find(|(reason, _)| reason == "RecordNotTrusted")
+            .map(|(_, note)| note)
+    })
+    .await;
+    assert!(
+        note.contains("10.244.8.7") && note.contains("payments"),
+        "{note}"
+    );
+    eventually("the forged record to be released", || async {
+        let recorded = c.recorded().await;
+        (!recorded.contains(&("10.244.8.7".parse().unwrap(), uid.clone()))).then_some(())
+    })
+    .await;
+}

@@ -113,7 +113,7 @@ pub use choice::{
     PodFixture, PoolCatalog, Source, annotation_key,
 };
 pub use cidr::{CidrError, Family, FamilyError};
-pub use planner::{AssignError, Placed, Planner, PodContext};
+pub use planner::{AssignError, Distrusted, Placed, Planner, PodContext};
 pub use pod::{NoAddress, PodState};
 pub use pool::{
     AllowedUse, AssignmentMode, Effect, EncapMode, Pool, PoolError, PoolInput, SpecField,

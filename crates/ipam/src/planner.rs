@@ -42,6 +42,28 @@ pub struct PodContext<'a> {
     pub node_labels: Option<&'a Map>,
     /// The namespace's labels and annotations; `None` when the namespace is not known.
     pub namespace_meta: Option<(&'a Map, &'a Map)>,
+    /// The addresses the pod's assignment annotation names now: the controller confirmed them to
+    /// the pod. A record the pod holds that is not among them was never confirmed, and is used
+    /// only if it is one the controller would make now (see [`Planner::assign`]).
+    pub confirmed: &'a [IpAddr],
+}
+
+/// A block record that claimed a pod but was not used: it names another pod, or a pool that
+/// does not admit the pod, and the pod was never annotated with it. It was released, and the pod
+/// got an address the ordinary way. A record like this is written by hand (or by a forged
+/// write): the controller only writes records it would use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Distrusted {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The address the record named.
+    pub address: IpAddr,
+    /// Its pool.
+    pub pool: String,
+    /// Why it was not used, naming pod, pool and reason.
+    pub message: String,
 }
 
 /// One family's address for a pod.
@@ -125,6 +147,7 @@ pub struct Planner {
     /// In the order the pools were given.
     verdicts: Vec<PoolVerdict>,
     pod_cidrs_known: bool,
+    distrusted: Vec<Distrusted>,
 }
 
 impl Planner {
@@ -221,6 +244,47 @@ impl Planner {
         )
     }
 
+    /// Records found claiming pods that were not used (see [`Distrusted`]), since the last call.
+    pub fn take_distrusted(&mut self) -> Vec<Distrusted> {
+        std::mem::take(&mut self.distrusted)
+    }
+
+    /// Why a record the pod holds but was never confirmed to it is not one the controller would
+    /// make now: it names another pod, or its pool does not admit the pod. `None` when it is
+    /// confirmed or would be made.
+    fn unconfirmed_and_foreign(
+        &self,
+        pod: &PodContext<'_>,
+        facts: &PodFacts<'_>,
+        handle: &str,
+        held: &Placed,
+    ) -> Option<String> {
+        if pod.confirmed.contains(&held.address) {
+            return None;
+        }
+        let found = self.allocator.find(handle, held.family)?;
+        let record = self.allocator.block(&found.block)?.get(found.ordinal)?;
+        if (record.namespace(), record.pod()) != (pod.namespace, pod.name) {
+            return Some(format!(
+                "pod {}/{}: block {} records {} for its UID but names pod {}/{}; a record the controller did not write is not used: it was released, and the pod gets an address the usual way",
+                pod.namespace,
+                pod.name,
+                crate::cidr::block_name(&found.block),
+                held.address,
+                record.namespace(),
+                record.pod()
+            ));
+        }
+        self.catalog
+            .admits(facts, &held.pool, held.address)
+            .err()
+            .map(|e| {
+                format!(
+                    "{e}; the record was never confirmed to the pod, so it is not used: it was released, and the pod gets an address the usual way"
+                )
+            })
+    }
+
     /// The pod's address of each of `families`, allocating what it does not hold yet (in
     /// memory; the blocks changed are in [`Allocator::take_dirty`]). See the module docs.
     pub fn assign(
@@ -229,7 +293,9 @@ impl Planner {
         handle: &str,
         families: &[Family],
     ) -> Result<Vec<Placed>, AssignError> {
-        if let Some(held) = self.held_all(handle, families) {
+        if let Some(held) = self.held_all(handle, families)
+            && held.iter().all(|h| pod.confirmed.contains(&h.address))
+        {
             return Ok(held);
         }
         let Some(node_labels) = pod.node_labels else {
@@ -263,8 +329,27 @@ impl Planner {
         let mut placed = Vec::with_capacity(families.len());
         for &family in families {
             if let Some(held) = self.held(handle, family) {
-                placed.push(held);
-                continue;
+                match self.unconfirmed_and_foreign(pod, &facts, handle, &held) {
+                    None => {
+                        placed.push(held);
+                        continue;
+                    }
+                    Some(message) => {
+                        if let Some(found) = self.allocator.find(handle, family) {
+                            // Held by this handle with this sequence: the release cannot fail.
+                            let _ = self
+                                .allocator
+                                .release(found.address, handle, found.sequence);
+                        }
+                        self.distrusted.push(Distrusted {
+                            namespace: pod.namespace.to_owned(),
+                            pod: pod.name.to_owned(),
+                            address: held.address,
+                            pool: held.pool.clone(),
+                            message,
+                        });
+                    }
+                }
             }
             let choice = self.catalog.choose(&facts, family)?;
             let got = self.allocator.allocate(&Request {

@@ -590,6 +590,7 @@ proptest! {
                         annotations: &pod.annotations,
                         node_labels: Some(&pod.node_labels),
                         namespace_meta: Some((&pod.namespace_labels, &pod.namespace_annotations)),
+                        confirmed: &[],
                     };
                     planner
                         .assign(&context, &format!("uid-{i}"), &[Family::V4])

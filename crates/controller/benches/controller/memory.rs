@@ -178,6 +178,7 @@ pub async fn run_memory() {
                     annotations: &empty,
                     node_labels: Some(&empty),
                     namespace_meta: Some((&empty, &empty)),
+                    confirmed: &[],
                 };
                 let placed = model
                     .assign(&context, &placeholder(i), &[Family::V4])

@@ -48,6 +48,7 @@ impl Pod {
             annotations: &self.annotations,
             node_labels: Some(&self.node_labels),
             namespace_meta: Some((&self.ns_labels, &self.ns_annotations)),
+            confirmed: &[],
         }
     }
 }
@@ -79,13 +80,26 @@ fn a_pod_holding_every_family_needs_neither_node_nor_namespace() {
     let mut p = planner(&general(), Some(&cidrs()));
     let pod = Pod::new();
     p.assign(&pod.known(), "u1", &[Family::V4]).unwrap();
+    let confirmed = ["10.244.0.0".parse().unwrap()];
     let unknown = PodContext {
         node_labels: None,
         namespace_meta: None,
+        confirmed: &confirmed,
         ..pod.known()
     };
     let got = p.assign(&unknown, "u1", &[Family::V4]).unwrap();
     assert_eq!(got[0].address.to_string(), "10.244.0.0");
+    // One not confirmed to the pod is only used once its node and namespace are known.
+    let unconfirmed = PodContext {
+        confirmed: &[],
+        ..unknown
+    };
+    assert_eq!(
+        p.assign(&unconfirmed, "u1", &[Family::V4])
+            .unwrap_err()
+            .reason(),
+        "NodeUnknown"
+    );
     // Asking for a family it does not hold needs them again.
     let err = p.assign(&unknown, "u1", &Family::ALL).unwrap_err();
     assert_eq!(err.reason(), "NodeUnknown");
@@ -228,4 +242,72 @@ fn drift_from_annotations_and_manual_pools() {
     );
     p.set_pools(&pools[1..], Some(&cidrs()));
     assert_eq!(p.drift(&pod.known(), "u1").unwrap()[0].reason(), "PoolGone");
+}
+
+#[test]
+fn a_record_never_confirmed_to_the_pod_is_used_only_if_the_controller_would_make_it() {
+    use crate::block::{AllocationRecord, Block, BlockRecord};
+    let payments = PoolInput::new("payments", "10.244.8.0/24")
+        .manual()
+        .namespace_selector("team == 'payments'")
+        .created("2024-01-01T00:00:00Z");
+    let general = PoolInput::new("general", "10.244.0.0/20").created("2024-01-01T00:00:00Z");
+    let forged = |namespace: &str, pod: &str| {
+        let record = BlockRecord {
+            cidr: "10.244.8.0/26".parse().unwrap(),
+            pool: "payments".into(),
+            affinity: Some("n1".into()),
+            sequence: 1,
+            allocations: vec![AllocationRecord {
+                ordinal: 7,
+                handle: "u-evil".into(),
+                namespace: namespace.into(),
+                pod: pod.into(),
+                container: None,
+                sequence: 1,
+            }],
+        };
+        Block::from_record(&record).unwrap()
+    };
+    let pod = Pod::new(); // shop/web, namespace without team=payments
+    for (namespace, name, why) in [
+        ("shop", "web", "Manual"),
+        ("payments", "db", "names pod payments/db"),
+    ] {
+        let mut p = planner(&[payments.clone(), general.clone()], Some(&cidrs()));
+        p.allocator_mut()
+            .insert_block(forged(namespace, name))
+            .unwrap();
+        let got = p.assign(&pod.known(), "u-evil", &[Family::V4]).unwrap();
+        assert_eq!(got[0].pool, "general", "{why}");
+        assert!(got[0].new);
+        let distrusted = p.take_distrusted();
+        assert_eq!(distrusted.len(), 1);
+        assert_eq!(distrusted[0].address.to_string(), "10.244.8.7");
+        assert!(
+            distrusted[0].message.contains(why),
+            "{}",
+            distrusted[0].message
+        );
+        assert!(
+            distrusted[0].message.contains("pod shop/web"),
+            "{}",
+            distrusted[0].message
+        );
+        // Released: the trusted address is free again.
+        assert_eq!(p.allocator().usage("payments").unwrap().allocated, 0);
+    }
+    // Confirmed to the pod already (the controller annotated it): kept, whatever changed since.
+    let mut p = planner(&[payments, general], Some(&cidrs()));
+    p.allocator_mut()
+        .insert_block(forged("shop", "web"))
+        .unwrap();
+    let confirmed = ["10.244.8.7".parse().unwrap()];
+    let kept = PodContext {
+        confirmed: &confirmed,
+        ..pod.known()
+    };
+    let got = p.assign(&kept, "u-evil", &[Family::V4]).unwrap();
+    assert_eq!(got[0].address.to_string(), "10.244.8.7");
+    assert!(p.take_distrusted().is_empty());
 }

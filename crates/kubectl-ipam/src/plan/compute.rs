@@ -277,6 +277,8 @@ impl PodPlanner<'_> {
                 .get(node)
                 .map(|n| n.object.metadata.labels.as_ref().unwrap_or(&empty)),
             namespace_meta: namespace_meta.as_ref().map(|(l, a)| (l, a)),
+            // A plan starts from no block: nothing is held, so nothing was confirmed.
+            confirmed: &[],
         };
         let row = |family, outcome| PodRow {
             namespace: namespace.to_owned(),
