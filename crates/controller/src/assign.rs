@@ -7,16 +7,13 @@ use std::time::Duration;
 
 use api::{Assignment, FamilyAssignment};
 use ipam::cidr::Family;
-use ipam::planner::PodContext;
-use kube::ResourceExt;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 
 use crate::annotations::{Job, Outcome, Patched, Pending};
 use crate::engine::Engine;
 use crate::pods::{self, PodInfo, PodKey};
 use crate::queue::FIRST_BACKOFF;
-use crate::world::labels_of;
+use crate::world::Surroundings;
 
 /// What one pod needs.
 enum Decision {
@@ -100,10 +97,11 @@ impl Engine {
             return Decision::Done;
         };
         let families = &self.settings.families;
-        let annotations = pod.annotations();
-        let confirmed: Vec<std::net::IpAddr> = Assignment::from_annotations(&annotations)
-            .map(|a| a.addresses().map(|a| a.address).collect())
-            .unwrap_or_default();
+        let surroundings = Surroundings::of(&self.stores, pod, node);
+        let confirmed: Vec<std::net::IpAddr> =
+            Assignment::from_annotations(surroundings.annotations())
+                .map(|a| a.addresses().map(|a| a.address).collect())
+                .unwrap_or_default();
         // The usual case on a relist, and for the echo of our own patch: the pod holds an
         // address of every family already, and its annotation names them.
         if let Some(held) = self.model.held(&pod.uid, families)
@@ -111,26 +109,7 @@ impl Engine {
         {
             return annotate_if_needed(pod, held, false);
         }
-        let node_labels = self
-            .stores
-            .nodes
-            .get(&ObjectRef::new(node))
-            .map(|n| labels_of(Some(&n)));
-        let ns = self
-            .stores
-            .namespaces
-            .get(&ObjectRef::new(&pod.key.namespace));
-        let ns_labels = ns.as_ref().map(|n| labels_of(Some(n)));
-        let ns_annotations = ns.as_ref().map(|n| n.annotations().clone());
-        let context = PodContext {
-            namespace: &pod.key.namespace,
-            name: &pod.key.name,
-            node,
-            annotations: &annotations,
-            node_labels: node_labels.as_ref(),
-            namespace_meta: ns_labels.as_ref().zip(ns_annotations.as_ref()),
-            confirmed: &confirmed,
-        };
+        let context = surroundings.context(pod, node, &confirmed);
         match self.model.assign(&context, &pod.uid, families) {
             Ok(placed) => {
                 let fresh = placed.iter().filter(|(_, new)| *new).count();

@@ -20,10 +20,8 @@ use std::time::Duration;
 
 use ipam::absence::Absence;
 use ipam::choice::NotAdmitted;
-use ipam::planner::PodContext;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tokio::time::Instant;
 
@@ -31,7 +29,7 @@ use crate::annotations::Pending;
 use crate::engine::Engine;
 use crate::model::Owner;
 use crate::pods::PodInfo;
-use crate::world::labels_of;
+use crate::world::Surroundings;
 
 /// The sweep's state: which nodes are missing since when, which pods hold addresses their pool
 /// no longer admits, and when the next sweep runs.
@@ -140,27 +138,8 @@ impl Engine {
             let Some(node) = pod.node.as_deref() else {
                 continue;
             };
-            let node_labels = self
-                .stores
-                .nodes
-                .get(&ObjectRef::new(node))
-                .map(|n| labels_of(Some(&n)));
-            let ns = self
-                .stores
-                .namespaces
-                .get(&ObjectRef::new(&pod.key.namespace));
-            let ns_labels = ns.as_ref().map(|n| labels_of(Some(n)));
-            let ns_annotations = ns.as_ref().map(|n| n.annotations().clone());
-            let annotations = pod.annotations();
-            let context = PodContext {
-                namespace: &pod.key.namespace,
-                name: &pod.key.name,
-                node,
-                annotations: &annotations,
-                node_labels: node_labels.as_ref(),
-                namespace_meta: ns_labels.as_ref().zip(ns_annotations.as_ref()),
-                confirmed: &[],
-            };
+            let surroundings = Surroundings::of(&self.stores, &pod, node);
+            let context = surroundings.context(&pod, node, &[]);
             let drift = self.model.drift(&context, &pod.uid).unwrap_or_default();
             for d in drift {
                 now.insert(format!("{}/{}", pod.uid, d.pool()), (pod.clone(), d));

@@ -271,6 +271,57 @@ pub fn labels_of<K: Resource>(obj: Option<&Arc<K>>) -> BTreeMap<String, String> 
         .unwrap_or_default()
 }
 
+/// What the core reads of a pod's surroundings, looked up in the caches: its node's labels and
+/// its namespace's labels and annotations (`None` where the cache has not seen them), and the
+/// pod's own annotations.
+pub struct Surroundings {
+    node_labels: Option<BTreeMap<String, String>>,
+    namespace: Option<(BTreeMap<String, String>, BTreeMap<String, String>)>,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Surroundings {
+    /// Looks up `pod`'s node (bound to `node`) and namespace.
+    pub fn of(stores: &Stores, pod: &PodInfo, node: &str) -> Surroundings {
+        let ns = stores
+            .namespaces
+            .get(&reflector::ObjectRef::new(&pod.key.namespace));
+        Surroundings {
+            node_labels: stores
+                .nodes
+                .get(&reflector::ObjectRef::new(node))
+                .map(|n| labels_of(Some(&n))),
+            namespace: ns
+                .as_ref()
+                .map(|n| (labels_of(Some(n)), n.annotations().clone())),
+            annotations: pod.annotations(),
+        }
+    }
+
+    /// The pod's own annotations, as the controller keeps them.
+    pub fn annotations(&self) -> &BTreeMap<String, String> {
+        &self.annotations
+    }
+
+    /// The core's view of the pod, with the addresses its annotation confirms.
+    pub fn context<'a>(
+        &'a self,
+        pod: &'a PodInfo,
+        node: &'a str,
+        confirmed: &'a [std::net::IpAddr],
+    ) -> ipam::planner::PodContext<'a> {
+        ipam::planner::PodContext {
+            namespace: &pod.key.namespace,
+            name: &pod.key.name,
+            node,
+            annotations: &self.annotations,
+            node_labels: self.node_labels.as_ref(),
+            namespace_meta: self.namespace.as_ref().map(|(l, a)| (l, a)),
+            confirmed,
+        }
+    }
+}
+
 /// Every pod, reduced to a [`PodInfo`], fed by a watch. A reflector store would keep full pod
 /// objects: several kilobytes each, too much for 150,000 pods.
 #[derive(Clone)]

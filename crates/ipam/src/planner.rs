@@ -48,6 +48,34 @@ pub struct PodContext<'a> {
     pub confirmed: &'a [IpAddr],
 }
 
+impl<'a> PodContext<'a> {
+    /// What pool choice reads, once the node and the namespace are known.
+    fn facts(&self) -> Result<PodFacts<'a>, AssignError> {
+        let Some(node_labels) = self.node_labels else {
+            return Err(AssignError::NodeUnknown {
+                namespace: self.namespace.to_owned(),
+                pod: self.name.to_owned(),
+                node: self.node.to_owned(),
+            });
+        };
+        let Some((namespace_labels, namespace_annotations)) = self.namespace_meta else {
+            return Err(AssignError::NamespaceUnknown {
+                namespace: self.namespace.to_owned(),
+                pod: self.name.to_owned(),
+            });
+        };
+        Ok(PodFacts {
+            namespace: self.namespace,
+            name: self.name,
+            node: self.node,
+            annotations: self.annotations,
+            namespace_annotations,
+            namespace_labels,
+            node_labels,
+        })
+    }
+}
+
 /// A block record that claimed a pod but was not used: it names another pod, or a pool that
 /// does not admit the pod, and the pod was never annotated with it. It was released, and the pod
 /// got an address the ordinary way. A record like this is written by hand (or by a forged
@@ -224,17 +252,7 @@ impl Planner {
     /// [`PoolCatalog::admits`]), or `None` when the pod's node or namespace is not known, so that
     /// admission cannot be judged.
     pub fn drift(&self, pod: &PodContext<'_>, handle: &str) -> Option<Vec<NotAdmitted>> {
-        let node_labels = pod.node_labels?;
-        let (namespace_labels, namespace_annotations) = pod.namespace_meta?;
-        let facts = PodFacts {
-            namespace: pod.namespace,
-            name: pod.name,
-            node: pod.node,
-            annotations: pod.annotations,
-            namespace_annotations,
-            namespace_labels,
-            node_labels,
-        };
+        let facts = pod.facts().ok()?;
         Some(
             Family::ALL
                 .iter()
@@ -298,34 +316,13 @@ impl Planner {
         {
             return Ok(held);
         }
-        let Some(node_labels) = pod.node_labels else {
-            return Err(AssignError::NodeUnknown {
-                namespace: pod.namespace.to_owned(),
-                pod: pod.name.to_owned(),
-                node: pod.node.to_owned(),
-            });
-        };
-        let Some((namespace_labels, namespace_annotations)) = pod.namespace_meta else {
-            return Err(AssignError::NamespaceUnknown {
-                namespace: pod.namespace.to_owned(),
-                pod: pod.name.to_owned(),
-            });
-        };
+        let facts = pod.facts()?;
         if !self.pod_cidrs_known {
             return Err(AssignError::PodCidrUnknown {
                 namespace: pod.namespace.to_owned(),
                 pod: pod.name.to_owned(),
             });
         }
-        let facts = PodFacts {
-            namespace: pod.namespace,
-            name: pod.name,
-            node: pod.node,
-            annotations: pod.annotations,
-            namespace_annotations,
-            namespace_labels,
-            node_labels,
-        };
         let mut placed = Vec::with_capacity(families.len());
         for &family in families {
             if let Some(held) = self.held(handle, family) {
