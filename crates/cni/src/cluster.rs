@@ -7,20 +7,24 @@
 use std::path::Path;
 use std::time::Duration;
 
-use api::Assignment;
+use api::{Assignment, keys};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PartialObjectMeta, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::KubeConfigOptions;
 use kube::{Client, Config};
 use tokio::time::Instant;
 
 use crate::error::CniError;
+use crate::kubeconfig;
 use crate::log::Logger;
 use crate::request::PodRef;
+use crate::text::{echo, is_dns_subdomain};
 
 /// How long a TCP connect to the API server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long reading the kubeconfig and the files it names, and building the client, may take.
+pub const LOAD_BUDGET: Duration = Duration::from_secs(5);
 /// Pause before watching again after a watch ended.
 const RE_WATCH_PAUSE: Duration = Duration::from_millis(100);
 
@@ -54,10 +58,11 @@ impl ApiFailure {
                     _ => ApiFailure::Refused(reason),
                 }
             }
-            kube::Error::HyperError(_) | kube::Error::Service(_) => {
-                ApiFailure::Transient(format!("the API server did not answer: {err}"))
-            }
-            other => ApiFailure::Refused(other.to_string()),
+            kube::Error::HyperError(_) | kube::Error::Service(_) => ApiFailure::Transient(format!(
+                "the API server did not answer: {}",
+                echo(&err.to_string())
+            )),
+            other => ApiFailure::Refused(echo(&other.to_string()).to_string()),
         }
     }
 
@@ -83,42 +88,71 @@ impl ApiFailure {
 }
 
 /// The server's answer to a failed request as people read it: its message, code and reason;
-/// the error itself when the server did not answer.
+/// the error itself when the server did not answer. Shown with [`echo`]: the message can quote
+/// names taken from the pod's annotations.
 pub fn answer(err: &kube::Error) -> String {
     match err {
         kube::Error::Api(status) if status.message.is_empty() => {
-            format!("{} {}", status.code, status.reason)
+            format!("{} {}", status.code, echo(&status.reason))
         }
-        kube::Error::Api(status) => {
-            format!("{} ({} {})", status.message, status.code, status.reason)
-        }
-        other => other.to_string(),
+        kube::Error::Api(status) => format!(
+            "{} ({} {})",
+            echo(&status.message),
+            status.code,
+            echo(&status.reason)
+        ),
+        other => echo(&other.to_string()).to_string(),
     }
 }
 
 impl Cluster {
     /// Builds a client from the kubeconfig file. Sends no request.
+    ///
+    /// The file and those it names are read, and an exec credential plugin is run, on a
+    /// blocking thread, so that the call's deadline holds however they behave; [`LOAD_BUDGET`]
+    /// bounds them on top of that with a clearer error.
     pub async fn connect(path: &Path) -> Result<Cluster, CniError> {
-        let fail = |reason: String| CniError::Kubeconfig {
-            path: path.display().to_string(),
-            reason,
-        };
-        let kubeconfig = Kubeconfig::read_from(path).map_err(|e| fail(e.to_string()))?;
-        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        config.connect_timeout = Some(CONNECT_TIMEOUT);
-        // Every call has its own overall deadline; kube's retry-with-backoff would spend it
-        // silently on one request.
-        config.default_retry = false;
-        let client = Client::try_from(config).map_err(|e| fail(e.to_string()))?;
-        Ok(Cluster { client })
+        let owned = path.to_owned();
+        let building = tokio::task::spawn_blocking(move || build_client(&owned));
+        match tokio::time::timeout(LOAD_BUDGET, building).await {
+            Ok(Ok(built)) => built.map(|client| Cluster { client }),
+            // Only without the binary's panic hook, which ends the process first.
+            Ok(Err(_panicked)) => Err(CniError::Internal {
+                location: "the thread reading the kubeconfig".into(),
+            }),
+            Err(_elapsed) => Err(CniError::kubeconfig(
+                path,
+                format!(
+                    "reading it and the files it names did not finish within {}s (a hung file system?)",
+                    LOAD_BUDGET.as_secs()
+                ),
+            )),
+        }
     }
 
     /// The pods of the call's namespace.
     pub fn pods(&self, namespace: &str) -> Api<Pod> {
         Api::namespaced(self.client.clone(), namespace)
     }
+}
+
+/// Reads and checks the kubeconfig and builds the client. Blocks.
+fn build_client(path: &Path) -> Result<Client, CniError> {
+    let kubeconfig = kubeconfig::load(path)?;
+    let fail =
+        |e: &dyn std::fmt::Display| CniError::kubeconfig(path, echo(&e.to_string()).to_string());
+    // Not a real wait: kube only reads files here, which this thread may do.
+    let mut config = futures::executor::block_on(Config::from_custom_kubeconfig(
+        kubeconfig,
+        &KubeConfigOptions::default(),
+    ))
+    .map_err(|e| fail(&e))?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    // Every call has its own overall deadline; kube's retry-with-backoff would spend it
+    // silently on one request.
+    config.default_retry = false;
+    // The blocking threads run inside the runtime, which the client's tasks need.
+    Client::try_from(config).map_err(|e| fail(&e))
 }
 
 /// What one look at the pod says.
@@ -138,8 +172,9 @@ pub enum PodState {
     },
 }
 
-/// Judges one version of the pod: refuses another pod of the same name, fails at once on the
-/// controller's error, and reports whether an address is there yet.
+/// Judges one version of the pod: refuses another pod of the same name (when the call names a
+/// UID: ADD always does, CHECK may not), refuses annotations it cannot read, fails at once on
+/// the controller's error, and reports whether an address is there yet.
 pub fn judge(meta: &PartialObjectMeta<Pod>, pod: &PodRef) -> Result<PodState, CniError> {
     let found = meta.metadata.uid.clone().unwrap_or_default();
     if let Some(expected) = &pod.uid
@@ -153,15 +188,31 @@ pub fn judge(meta: &PartialObjectMeta<Pod>, pod: &PodRef) -> Result<PodState, Cn
     }
     let empty = Default::default();
     let annotations = meta.metadata.annotations.as_ref().unwrap_or(&empty);
-    let assignment =
-        Assignment::from_annotations(annotations).map_err(|e| CniError::MalformedAssignment {
-            pod: pod.to_string(),
-            reason: e.to_string(),
-        })?;
+    let malformed = |reason: String| CniError::MalformedAssignment {
+        pod: pod.to_string(),
+        reason,
+    };
+    // The parse error quotes the value it could not read.
+    let assignment = Assignment::from_annotations(annotations)
+        .map_err(|e| malformed(echo(&e.to_string()).to_string()))?;
+    // Names that are sent in requests, logged and shown in messages: only object names pass.
+    for assigned in assignment.addresses() {
+        for (key, what, name) in [
+            (keys::ASSIGNED_POOLS, "IPPool", &assigned.pool),
+            (keys::ASSIGNED_BLOCKS, "IPAMBlock", &assigned.block),
+        ] {
+            if !is_dns_subdomain(name) {
+                return Err(malformed(format!(
+                    "annotation {key} names the {what} {:?}, which is not a Kubernetes object name",
+                    echo(name)
+                )));
+            }
+        }
+    }
     if let Some(message) = &assignment.error {
         return Err(CniError::AssignmentFailed {
             pod: pod.to_string(),
-            message: message.clone(),
+            message: echo(message).to_string(),
         });
     }
     if assignment.addresses().next().is_some() {
@@ -299,119 +350,4 @@ enum Watched {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use std::collections::BTreeMap;
-
-    use api::keys;
-
-    use super::*;
-
-    fn meta(uid: &str, annotations: &[(&str, &str)]) -> PartialObjectMeta<Pod> {
-        let mut m = PartialObjectMeta::<Pod>::default();
-        m.metadata.uid = Some(uid.into());
-        m.metadata.resource_version = Some("7".into());
-        m.metadata.annotations = Some(
-            annotations
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-        );
-        m
-    }
-
-    fn pod(uid: Option<&str>) -> PodRef {
-        PodRef {
-            namespace: "ns".into(),
-            name: "web".into(),
-            uid: uid.map(str::to_owned),
-        }
-    }
-
-    const ASSIGNED: [(&str, &str); 3] = [
-        (keys::ASSIGNED_IPV4, "10.0.0.5"),
-        (keys::ASSIGNED_POOLS, r#"{"ipv4":"p"}"#),
-        (keys::ASSIGNED_BLOCKS, r#"{"ipv4":"10-0-0-0-26"}"#),
-    ];
-
-    #[test]
-    fn pending_until_an_address_is_written() {
-        let got = judge(&meta("u1", &[]), &pod(Some("u1"))).unwrap();
-        assert_eq!(
-            got,
-            PodState::Pending {
-                resource_version: "7".into()
-            }
-        );
-        let PodState::Assigned { uid, assignment } =
-            judge(&meta("u1", &ASSIGNED), &pod(Some("u1"))).unwrap()
-        else {
-            panic!("expected an assignment");
-        };
-        assert_eq!(uid, "u1");
-        assert_eq!(assignment.ipv4.unwrap().block, "10-0-0-0-26");
-    }
-
-    #[test]
-    fn another_uid_is_refused_and_a_missing_uid_is_trusted() {
-        let err = judge(&meta("u2", &ASSIGNED), &pod(Some("u1"))).unwrap_err();
-        assert_eq!(err.code(), 103);
-        assert!(err.to_string().contains("ns/web"), "{err}");
-        assert!(judge(&meta("u2", &ASSIGNED), &pod(None)).is_ok());
-    }
-
-    #[test]
-    fn the_controllers_error_fails_at_once() {
-        let err = judge(
-            &meta(
-                "u1",
-                &[(keys::ASSIGNMENT_ERROR, "pool \"gold\" is exhausted")],
-            ),
-            &pod(Some("u1")),
-        )
-        .unwrap_err();
-        assert_eq!(err.code(), 100);
-        assert!(
-            err.to_string().contains("pool \"gold\" is exhausted"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn malformed_annotations_name_the_key() {
-        let err = judge(
-            &meta("u1", &[(keys::ASSIGNED_IPV4, "not-an-ip")]),
-            &pod(None),
-        )
-        .unwrap_err();
-        assert_eq!(err.code(), 104);
-        assert!(err.to_string().contains(keys::ASSIGNED_IPV4), "{err}");
-    }
-
-    #[test]
-    fn failures_are_classified() {
-        let status = |code: u16| {
-            kube::Error::Api(Box::new(kube::core::Status {
-                code,
-                message: "m".into(),
-                ..Default::default()
-            }))
-        };
-        assert_eq!(ApiFailure::of(&status(404)), ApiFailure::NotFound);
-        assert_eq!(
-            ApiFailure::of(&status(422)),
-            ApiFailure::Refused("m (422 )".into())
-        );
-        assert!(matches!(
-            ApiFailure::of(&status(503)),
-            ApiFailure::Transient(_)
-        ));
-        assert!(matches!(
-            ApiFailure::of(&status(403)),
-            ApiFailure::Refused(_)
-        ));
-        let again = ApiFailure::of(&status(500)).into_error("ns/web", "read the pod");
-        assert_eq!(again.code(), 11);
-    }
-}
+mod tests;

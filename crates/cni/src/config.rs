@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{CniError, invalid};
 use crate::log::Level;
+use crate::text::echo;
 use crate::version::CniVersion;
 use access::{Obj, join, wrong_type};
 
@@ -139,7 +140,7 @@ pub fn parse_json(stdin: &[u8]) -> Result<Map<String, Value>, CniError> {
 pub fn parse_version(root: &Map<String, Value>) -> Result<CniVersion, CniError> {
     let raw = Obj::root(root).required_str("cniVersion", "a CNI version such as \"1.1.0\"")?;
     CniVersion::parse(raw).ok_or_else(|| CniError::IncompatibleVersion {
-        reason: format!("cniVersion {raw:?} is not supported"),
+        reason: format!("cniVersion {:?} is not supported", echo(raw)),
         supported: CniVersion::supported_list().join(", "),
     })
 }
@@ -195,7 +196,10 @@ fn parse_ipam(o: Obj<'_>) -> Result<IpamConfig, CniError> {
         Some(raw) => Level::parse(raw).ok_or_else(|| {
             invalid(
                 o.key("logLevel"),
-                format!("{raw:?} is not one of \"error\", \"warn\", \"info\", \"debug\""),
+                format!(
+                    "{:?} is not one of \"error\", \"warn\", \"info\", \"debug\"",
+                    echo(raw)
+                ),
             )
         })?,
     };
@@ -223,7 +227,7 @@ fn parse_prefix(o: &Obj<'_>) -> Result<PrefixStyle, CniError> {
             "host" => Ok(PrefixStyle::Host),
             "block" => Ok(PrefixStyle::Block),
             "pool" => Ok(PrefixStyle::Pool),
-            other => Err(invalid(key, format!("{other:?} is not {EXPECTED}"))),
+            other => Err(invalid(key, format!("{:?} is not {EXPECTED}", echo(other)))),
         },
         Some(Value::Object(map)) => {
             let per = Obj::at(&key, map);
@@ -271,7 +275,7 @@ fn family_addr(o: &Obj<'_>, key: &str, family: Family) -> Result<Option<IpAddr>,
         Ok(addr) if Family::of_addr(&addr) == family => Ok(Some(addr)),
         _ => Err(invalid(
             o.key(key),
-            format!("{raw:?} is not an {family} address"),
+            format!("{:?} is not an {family} address", echo(raw)),
         )),
     }
 }
@@ -294,11 +298,15 @@ fn parse_routes(o: &Obj<'_>) -> Result<Vec<Route>, CniError> {
         let raw = r.required_str("dst", "a destination CIDR such as \"0.0.0.0/0\"")?;
         let dst: IpNet = raw
             .parse()
-            .map_err(|_| invalid(r.key("dst"), format!("{raw:?} is not a CIDR")))?;
+            .map_err(|_| invalid(r.key("dst"), format!("{:?} is not a CIDR", echo(raw))))?;
         if dst.trunc() != dst {
             return Err(invalid(
                 r.key("dst"),
-                format!("{raw:?} has host bits set; did you mean {}?", dst.trunc()),
+                format!(
+                    "{:?} has host bits set; did you mean {}?",
+                    echo(raw),
+                    dst.trunc()
+                ),
             ));
         }
         let gw = family_addr(&r, "gw", Family::of(&dst))?;
@@ -318,7 +326,7 @@ fn parse_dns(o: &Obj<'_>) -> Result<Option<Dns>, CniError> {
         if ns.parse::<IpAddr>().is_err() {
             return Err(invalid(
                 format!("{}[{i}]", d.key("nameservers")),
-                format!("{ns:?} is not an IP address"),
+                format!("{:?} is not an IP address", echo(ns)),
             ));
         }
     }
@@ -342,9 +350,12 @@ fn parse_prev_ips(o: Obj<'_>) -> Result<Vec<IpAddr>, CniError> {
         };
         let ip = Obj::at(&path, map);
         let raw = ip.required_str("address", "an address in CIDR form")?;
-        let net: IpNet = raw
-            .parse()
-            .map_err(|_| invalid(ip.key("address"), format!("{raw:?} is not ADDRESS/PREFIX")))?;
+        let net: IpNet = raw.parse().map_err(|_| {
+            invalid(
+                ip.key("address"),
+                format!("{:?} is not ADDRESS/PREFIX", echo(raw)),
+            )
+        })?;
         out.push(net.addr());
     }
     Ok(out)

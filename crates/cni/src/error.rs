@@ -5,6 +5,13 @@
 //! reason, because the container runtime shows them to a person as they are.
 
 use std::net::IpAddr;
+use std::path::Path;
+
+use crate::text::echo;
+
+/// The code of [`CniError::Internal`], set apart from the others so that a bug is never
+/// mistaken for a refusal.
+pub const INTERNAL_ERROR: u32 = 199;
 
 /// A failed plugin call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,13 +142,23 @@ pub enum CniError {
         /// The server's answer.
         reason: String,
     },
-    /// The kubeconfig named in the configuration cannot be used.
+    /// The kubeconfig named in the configuration cannot be read or used: not a regular file,
+    /// too large, not a kubeconfig, or a field (server, token, tokenFile, ...) that cannot work.
     #[error("cannot use kubeconfig {path}: {reason}")]
     Kubeconfig {
-        /// The path from `ipam.kubeconfig`.
+        /// The path from `ipam.kubeconfig`, as [`echo`] shows it.
         path: String,
-        /// Why.
+        /// Why, naming the field; never the file's content when that can hold a credential.
         reason: String,
+    },
+    /// The plugin panicked: a bug. The message gives where, never the panic's payload, which
+    /// could quote input.
+    #[error(
+        "internal error: rangepool-ipam panicked at {location}; this is a bug, please report it"
+    )]
+    Internal {
+        /// `file:line:column` of the panic.
+        location: String,
     },
 }
 
@@ -165,6 +182,15 @@ impl CniError {
             CniError::Api { .. } => 106,
             CniError::Kubeconfig { .. } => 107,
             // 108 was "GC could not finish": GC holds nothing to clean up now and never fails.
+            CniError::Internal { .. } => INTERNAL_ERROR,
+        }
+    }
+
+    /// The error for the kubeconfig at `path`.
+    pub fn kubeconfig(path: &Path, reason: impl Into<String>) -> CniError {
+        CniError::Kubeconfig {
+            path: echo(&path.display().to_string()).to_string(),
+            reason: reason.into(),
         }
     }
 
@@ -223,6 +249,24 @@ mod tests {
             message: "m".into(),
         };
         assert!(failed.code() >= 100);
+        let bug = CniError::Internal {
+            location: "src/run.rs:1:2".into(),
+        };
+        assert_eq!(bug.code(), 199);
+        assert_eq!(
+            bug.message(Some("ns/web")),
+            "pod ns/web: internal error: rangepool-ipam panicked at src/run.rs:1:2; this is a bug, please report it"
+        );
+    }
+
+    #[test]
+    fn a_kubeconfig_path_is_shown_on_one_line() {
+        let err = CniError::kubeconfig(Path::new("/etc/k\nINFO forged"), "missing");
+        assert_eq!(err.code(), 107);
+        assert_eq!(
+            err.to_string(),
+            "cannot use kubeconfig /etc/k\\nINFO forged: missing"
+        );
     }
 
     #[test]

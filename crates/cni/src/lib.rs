@@ -17,13 +17,15 @@
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod kubeconfig;
 pub mod log;
 pub mod request;
 pub mod result;
 pub mod run;
+pub mod text;
 pub mod verify;
 pub mod version;
 
 pub use error::CniError;
-pub use run::{Reply, main_with};
+pub use run::{Reply, main_with, panic_reply};
 pub use version::CniVersion;

@@ -2,13 +2,16 @@
 //!
 //! The plugin is a short-lived process started for every call, so a logging framework's set-up
 //! cost is not worth paying: lines are formatted once and written unbuffered. Standard input is
-//! never logged; callers pass only values the plugin derived from it.
+//! never logged; callers pass only values the plugin derived from it. Control characters are
+//! escaped, so that one entry is always one line whatever a message quotes.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::text::one_line;
 
 /// How much to log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,11 +102,13 @@ impl Logger {
         if !self.enabled(level) {
             return;
         }
+        // One entry is one line, whatever the message quotes.
         let line = format!(
-            "{} rangepool-ipam {} {}: {message}\n",
+            "{} rangepool-ipam {} {}: {}\n",
             timestamp(SystemTime::now()),
             level.label(),
-            self.context
+            one_line(&self.context),
+            one_line(&message.to_string())
         );
         // Nothing sensible can be done when stderr or the log file is gone.
         let _ = std::io::stderr().write_all(line.as_bytes());
@@ -203,5 +208,22 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("not written"));
+    }
+
+    #[test]
+    fn a_message_cannot_forge_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipam.log");
+        let mut log = Logger::stderr(Level::Info).with_file(Some(&path));
+        log.set_context("ADD c1\nfake".into());
+        log.error(format_args!(
+            "refused\n2023-01-01 rangepool-ipam INFO forged: ok"
+        ));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("ADD c1\\nfake: refused\\n2023-01-01 rangepool-ipam INFO forged"),
+            "{text}"
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::config::{self, NetConf};
 use crate::error::CniError;
+use crate::text::{echo, is_dns_label, is_dns_subdomain};
 use crate::version::CniVersion;
 
 /// The pod a call is for, from `CNI_ARGS`.
@@ -14,7 +15,7 @@ pub struct PodRef {
     pub namespace: String,
     /// `K8S_POD_NAME`
     pub name: String,
-    /// `K8S_POD_UID`, when the runtime sends it.
+    /// `K8S_POD_UID`. ADD refuses a call without it; CHECK and DEL go on without.
     pub uid: Option<String>,
 }
 
@@ -99,6 +100,10 @@ pub struct ParseFailure {
 /// The longest container ID accepted: what an IPAMBlock allocation's `container` field held when
 /// earlier versions recorded it, and far more than any runtime sends.
 const MAX_CONTAINER_ID: usize = 128;
+/// The longest pod UID accepted: a UUID has 36 characters, a static pod's hash 32.
+const MAX_POD_UID: usize = 128;
+/// The longest interface name Linux accepts (`IFNAMSIZ` less the terminating NUL).
+const MAX_IFNAME: usize = 15;
 
 /// Reads one call. `env` looks up an environment variable; `stdin` reads standard input and is
 /// called only for commands that take a configuration.
@@ -128,7 +133,10 @@ pub fn parse(
             return Err(fail(
                 env_error(
                     "CNI_COMMAND",
-                    format!("{other:?} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC"),
+                    format!(
+                        "{:?} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC",
+                        echo(other)
+                    ),
                 ),
                 None,
                 CniVersion::LATEST,
@@ -143,6 +151,21 @@ pub fn parse(
     };
     let pod_name = container.as_ref().map(|(_, _, pod)| pod.to_string());
     let pod = pod_name.as_deref();
+    // Without the UID an old sandbox of a re-created pod (same namespace and name) would be
+    // given the new pod's address. DEL sends no request, and CHECK only re-reads what ADD gave.
+    if verb == "ADD"
+        && let Some((_, _, p)) = &container
+        && p.uid.is_none()
+    {
+        return Err(fail(
+            env_error(
+                "CNI_ARGS",
+                "K8S_POD_UID is missing; ADD needs the pod's UID so that the sandbox of an older pod of the same name cannot take the address of the pod that replaced it (containerd and CRI-O always send it)",
+            ),
+            pod,
+            CniVersion::LATEST,
+        ));
+    }
 
     let bytes = stdin().map_err(|e| {
         fail(
@@ -220,9 +243,7 @@ fn container_env(
     let id = env("CNI_CONTAINERID").unwrap_or_default();
     check_container_id(&id)?;
     let ifname = env("CNI_IFNAME").unwrap_or_default();
-    if ifname.is_empty() {
-        return Err(env_error("CNI_IFNAME", "missing"));
-    }
+    check_ifname(&ifname)?;
     let pod = parse_cni_args(&env("CNI_ARGS").unwrap_or_default())?;
     Ok((id, ifname, pod))
 }
@@ -248,6 +269,31 @@ fn check_container_id(id: &str) -> Result<(), CniError> {
     Ok(())
 }
 
+/// An interface name as Linux accepts it (`dev_valid_name`): 1 to 15 bytes, not `.` or `..`,
+/// without '/', ':' or whitespace.
+fn check_ifname(name: &str) -> Result<(), CniError> {
+    if name.is_empty() {
+        return Err(env_error("CNI_IFNAME", "missing"));
+    }
+    let valid = name.len() <= MAX_IFNAME
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(())
+    } else {
+        Err(env_error(
+            "CNI_IFNAME",
+            format!(
+                "{:?} is not an interface name (at most {MAX_IFNAME} bytes, no '/', ':' or whitespace)",
+                echo(name)
+            ),
+        ))
+    }
+}
+
 /// Reads `K8S_POD_NAMESPACE`, `K8S_POD_NAME` and `K8S_POD_UID` from `KEY=VALUE;...`; other keys
 /// (`IgnoreUnknown`, `K8S_POD_INFRA_CONTAINER_ID`, ...) are ignored.
 pub fn parse_cni_args(raw: &str) -> Result<PodRef, CniError> {
@@ -256,7 +302,7 @@ pub fn parse_cni_args(raw: &str) -> Result<PodRef, CniError> {
         let Some((key, value)) = pair.split_once('=') else {
             return Err(env_error(
                 "CNI_ARGS",
-                format!("entry {pair:?} is not KEY=VALUE"),
+                format!("entry {:?} is not KEY=VALUE", echo(pair)),
             ));
         };
         match key {
@@ -273,11 +319,53 @@ pub fn parse_cni_args(raw: &str) -> Result<PodRef, CniError> {
             format!("{key} is missing; rangepool-ipam serves Kubernetes pods only"),
         )),
     };
+    let namespace = required(namespace, "K8S_POD_NAMESPACE")?;
+    let name = required(name, "K8S_POD_NAME")?;
+    // Both are in every message and log line: only what Kubernetes allows passes.
+    shaped(
+        &namespace,
+        "K8S_POD_NAMESPACE",
+        "a namespace's name (at most 63 lowercase letters, digits and '-')",
+        is_dns_label,
+    )?;
+    shaped(
+        &name,
+        "K8S_POD_NAME",
+        "a pod's name (at most 253 lowercase letters, digits, '-' and '.')",
+        is_dns_subdomain,
+    )?;
+    let uid = uid.filter(|u| !u.is_empty()).map(str::to_owned);
+    if let Some(uid) = &uid {
+        let valid = uid.len() <= MAX_POD_UID
+            && uid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(env_error(
+                "CNI_ARGS",
+                format!(
+                    "K8S_POD_UID {:?} is not a pod UID (at most {MAX_POD_UID} letters, digits, '-', '_' or '.')",
+                    echo(uid)
+                ),
+            ));
+        }
+    }
     Ok(PodRef {
-        namespace: required(namespace, "K8S_POD_NAMESPACE")?,
-        name: required(name, "K8S_POD_NAME")?,
-        uid: uid.filter(|u| !u.is_empty()).map(str::to_owned),
+        namespace,
+        name,
+        uid,
     })
+}
+
+fn shaped(value: &str, key: &str, expected: &str, valid: fn(&str) -> bool) -> Result<(), CniError> {
+    if valid(value) {
+        Ok(())
+    } else {
+        Err(env_error(
+            "CNI_ARGS",
+            format!("{key} {:?} is not {expected}", echo(value)),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! current-thread runtime, and turn the outcome into the one JSON reply and exit code.
 
 use std::io;
+use std::panic::Location;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use api::{FamilyAssignment, IPPool};
@@ -15,11 +17,22 @@ use crate::error::CniError;
 use crate::log::{Level, Logger};
 use crate::request::{self, Attachment, Command};
 use crate::result::{self, Granted};
+use crate::text::{echo, one_line};
 use crate::verify::{self, Purpose, Subject};
 use crate::version::CniVersion;
 
 /// Time for the API requests of one call, on top of ADD's wait for the assignment.
 pub const REQUEST_BUDGET: Duration = Duration::from_secs(10);
+
+/// The call being served, once read: what the panic hook's reply and log line need.
+static CALL: OnceLock<Call> = OnceLock::new();
+
+struct Call {
+    version: CniVersion,
+    pod: Option<String>,
+    /// The log lines' context.
+    context: String,
+}
 
 /// What the process prints and how it exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +52,7 @@ pub fn main_with(
     let command = match request::parse(env, stdin) {
         Ok(command) => command,
         Err(f) => {
-            log.set_context(env("CNI_COMMAND").unwrap_or_default());
+            log.set_context(echo(&env("CNI_COMMAND").unwrap_or_default()).to_string());
             return failure(&log, f.version, &f.error, f.pod.as_deref());
         }
     };
@@ -47,9 +60,17 @@ pub fn main_with(
         log.set_level(conf.ipam.log_level);
         log = log.with_file(conf.ipam.log_file.as_deref());
     }
-    log.set_context(context(&command, env));
+    let call_context = context(&command);
+    log.set_context(call_context.clone());
     let version = command.conf().map_or(CniVersion::LATEST, |c| c.version);
     let pod = command.pod().map(ToString::to_string);
+    // For the panic hook's reply; a second call in one process (only tests do that) keeps the
+    // first's, which only costs the hook's message the right pod.
+    let _ = CALL.set(Call {
+        version,
+        pod: pod.clone(),
+        context: call_context,
+    });
 
     if matches!(command, Command::Version) {
         return success(Some(result::version_info()));
@@ -67,13 +88,30 @@ pub fn main_with(
             return failure(&log, version, &err, pod.as_deref());
         }
     };
-    match runtime.block_on(execute(&command, &log)) {
+    let outcome = runtime.block_on(execute(&command, &log));
+    // A file read past the deadline still blocks its thread: leave it behind, the process ends.
+    runtime.shutdown_background();
+    match outcome {
         Ok(out) => success(out),
         Err(err) => failure(&log, version, &err, pod.as_deref()),
     }
 }
 
-fn context(command: &Command, env: &dyn Fn(&str) -> Option<String>) -> String {
+/// The reply for a panic at `location`, for the binary's panic hook: [`CniError::Internal`],
+/// in the version of the call and naming its pod when those were read. The panic's payload is
+/// never shown: it could quote input.
+pub fn panic_reply(location: Option<&Location<'_>>) -> Reply {
+    let call = CALL.get();
+    let mut log = Logger::stderr(Level::Error);
+    log.set_context(call.map_or_else(String::new, |c| c.context.clone()));
+    let err = CniError::Internal {
+        location: location.map_or_else(|| "an unknown place".into(), ToString::to_string),
+    };
+    let version = call.map_or(CniVersion::LATEST, |c| c.version);
+    failure(&log, version, &err, call.and_then(|c| c.pod.as_deref()))
+}
+
+fn context(command: &Command) -> String {
     match command {
         Command::Add(a) | Command::Del(a) | Command::Check(a) => format!(
             "{} container={} ifname={} pod={}",
@@ -83,7 +121,7 @@ fn context(command: &Command, env: &dyn Fn(&str) -> Option<String>) -> String {
             a.pod
         ),
         Command::Status(c) | Command::Gc(c) => format!("{} network={}", command.verb(), c.name),
-        Command::Version => env("CNI_COMMAND").unwrap_or_default(),
+        Command::Version => command.verb().to_owned(),
     }
 }
 
@@ -95,7 +133,8 @@ fn success(out: Option<Value>) -> Reply {
 }
 
 fn failure(log: &Logger, version: CniVersion, err: &CniError, pod: Option<&str>) -> Reply {
-    let msg = err.message(pod);
+    // Values in the message are shown with `echo` already; this is the last guard.
+    let msg = one_line(&err.message(pod));
     log.error(format_args!("{msg} (code {})", err.code()));
     let code = err.code();
     Reply {
@@ -204,7 +243,8 @@ async fn pool_cidr(
             action,
             reason: format!(
                 "its cidr {:?} is not a range holding {}",
-                pool.spec.cidr, assigned.address
+                echo(&pool.spec.cidr),
+                assigned.address
             ),
         })
 }
@@ -290,4 +330,30 @@ fn collect(conf: &NetConf, log: &Logger) {
     log.info(format_args!(
         "nothing to collect: rangepool-ipam holds nothing per container (cni.dev/valid-attachments lists {valid}); the controller releases addresses when their pods are deleted or finish"
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_panic_is_one_error_reply_with_our_code_and_its_place() {
+        let here = Location::caller();
+        let reply = panic_reply(Some(here));
+        assert_eq!(reply.exit_code, 199);
+        let out: Value = serde_json::from_str(&reply.stdout.unwrap()).unwrap();
+        assert_eq!(out["code"], 199);
+        let msg = out["msg"].as_str().unwrap();
+        assert!(msg.contains("internal error"), "{msg}");
+        assert!(msg.contains("this is a bug"), "{msg}");
+        assert!(
+            msg.contains(&format!("src/run.rs:{}:", here.line())),
+            "{msg}"
+        );
+        let unknown = panic_reply(None);
+        assert_eq!(unknown.exit_code, 199);
+        assert!(unknown.stdout.unwrap().contains("an unknown place"));
+    }
 }

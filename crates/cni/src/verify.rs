@@ -21,6 +21,7 @@ use crate::cluster::{ApiFailure, Cluster};
 use crate::error::CniError;
 use crate::log::Logger;
 use crate::request::PodRef;
+use crate::text::echo;
 
 /// The pod whose address is checked.
 pub struct Subject<'a> {
@@ -52,6 +53,8 @@ impl Purpose<'_> {
         assigned: &FamilyAssignment,
         reason: String,
     ) -> CniError {
+        // The reason can quote the block's own fields.
+        let reason = echo(&reason).to_string();
         match self {
             Purpose::Add => CniError::NotRecorded {
                 pod: who.pod.to_string(),

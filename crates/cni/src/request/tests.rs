@@ -170,17 +170,108 @@ fn environment_errors_are_code_4_and_name_the_variable() {
 }
 
 #[test]
-fn a_missing_uid_is_allowed_and_netns_is_not_needed() {
-    let env = Env::add()
+fn add_needs_the_uid_while_del_and_check_do_without_and_netns_is_not_needed() {
+    let no_uid = Env::add()
         .set(
             "CNI_ARGS",
             "K8S_POD_NAMESPACE=a;K8S_POD_NAME=b;K8S_POD_UID=",
         )
         .unset("CNI_NETNS");
-    let Command::Add(a) = env.parse().unwrap() else {
+    let f = env_error(no_uid.parse(), "K8S_POD_UID");
+    assert!(f.error.to_string().contains("CNI_ARGS"), "{}", f.error);
+    assert_eq!(f.pod.as_deref(), Some("a/b"));
+    let f = env_error(
+        no_uid
+            .clone()
+            .set("CNI_ARGS", "K8S_POD_NAMESPACE=a;K8S_POD_NAME=b")
+            .parse(),
+        "K8S_POD_UID",
+    );
+    assert!(
+        f.error.message(f.pod.as_deref()).starts_with(
+            "pod a/b: environment variable CNI_ARGS: K8S_POD_UID is missing; ADD needs the pod's UID"
+        ),
+        "{}",
+        f.error
+    );
+    for verb in ["DEL", "CHECK"] {
+        let command = no_uid.clone().set("CNI_COMMAND", verb).parse().unwrap();
+        assert_eq!(command.pod().unwrap().uid, None, "{verb}");
+    }
+    let Command::Add(a) = Env::add().unset("CNI_NETNS").parse().unwrap() else {
         panic!("expected ADD");
     };
-    assert_eq!(a.pod.uid, None);
+    assert_eq!(a.pod.uid.as_deref(), Some("u-1"));
+}
+
+#[test]
+fn names_from_the_environment_must_be_kubernetes_names() {
+    // Each ends up in every message and log line.
+    let args = |ns: &str, name: &str, uid: &str| {
+        format!("K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_UID={uid}")
+    };
+    for (cni_args, text) in [
+        (
+            args("shop\nERROR x", "web", "u"),
+            "K8S_POD_NAMESPACE \"shop\\nERROR x\" is not a namespace's name",
+        ),
+        (args("Shop", "web", "u"), "K8S_POD_NAMESPACE \"Shop\""),
+        (
+            args("shop", "web/0", "u"),
+            "K8S_POD_NAME \"web/0\" is not a pod's name",
+        ),
+        (args("shop", &"w".repeat(254), "u"), "K8S_POD_NAME \"www"),
+        (
+            args("shop", "web", "u 1"),
+            "K8S_POD_UID \"u 1\" is not a pod UID",
+        ),
+        (args("shop", "web", &"0".repeat(129)), "K8S_POD_UID \"000"),
+    ] {
+        let f = env_error(Env::add().set("CNI_ARGS", &cni_args).parse(), "CNI_ARGS");
+        assert!(
+            f.error.to_string().contains(text),
+            "want {text:?} in {}",
+            f.error
+        );
+        assert!(!f.error.to_string().contains('\n'), "{}", f.error);
+    }
+    assert!(
+        Env::add()
+            .set(
+                "CNI_ARGS",
+                &args(
+                    "kube-system",
+                    "coredns-5d78c9869d-x2x9q.v1",
+                    "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+                )
+            )
+            .parse()
+            .is_ok()
+    );
+    for bad in ["eth0\n", "a/b", "a:1", "a b", ".", "..", "abcdefghijklmnop"] {
+        let f = env_error(Env::add().set("CNI_IFNAME", bad).parse(), "CNI_IFNAME");
+        assert!(!f.error.to_string().contains('\n'), "{}", f.error);
+    }
+    for good in ["eth0", "net1", "abcdefghijklmno", "eth0.100"] {
+        assert!(Env::add().set("CNI_IFNAME", good).parse().is_ok(), "{good}");
+    }
+}
+
+#[test]
+fn echoed_input_is_one_line_and_bounded() {
+    let f = env_error(Env::command("ADD\nINFO forged").parse(), "CNI_COMMAND");
+    assert!(
+        f.error
+            .to_string()
+            .contains("\"ADD\\nINFO forged\" is not one of"),
+        "{}",
+        f.error
+    );
+    let long = format!("K8S_POD_NAMESPACE=a;{}", "x".repeat(5000));
+    let f = env_error(Env::add().set("CNI_ARGS", &long).parse(), "CNI_ARGS");
+    let msg = f.error.to_string();
+    assert!(msg.contains("(4000 more characters)"), "{msg}");
+    assert!(msg.len() < 1200, "{}", msg.len());
 }
 
 #[test]

@@ -204,6 +204,21 @@ impl PodBuilder {
         self
     }
 
+    /// The pod as the server would return it, but not created: for calls that fail before
+    /// they send a request (or send none, as DEL).
+    pub fn unsaved(self) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "uid": "00000000-0000-4000-8000-000000000001",
+                "annotations": self.annotations
+            },
+            "spec": {"nodeName": self.node, "containers": [{"name": "app"}]}
+        }))
+        .unwrap()
+    }
+
     /// Creates the pod (and its namespace, with the `default` ServiceAccount the server's
     /// admission wants before it takes a pod there); the server gives it a UID.
     pub async fn create(self, cluster: &Cluster) -> Pod {

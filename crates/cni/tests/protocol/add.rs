@@ -254,6 +254,29 @@ async fn the_controllers_error_fails_at_once() {
 }
 
 #[tokio::test]
+async fn the_controllers_error_is_cut_and_kept_on_one_line() {
+    let cluster = Cluster::start().await;
+    let web = pod("web").create(&cluster).await;
+    // Whoever can write the pod's annotations can write this one too.
+    let forged = format!(
+        "pool \"gold\" is exhausted\n2030-01-01T00:00:00.000Z rangepool-ipam INFO ADD: verified 10.0.0.1{}",
+        "x".repeat(5000)
+    );
+    cluster.controller().fail(&web, &forged).await;
+    let conf = netconf("1.1.0", cluster.kubeconfig());
+    let out = Call::new("ADD", &web, "c1", &conf).run().await;
+    let msg = out.failed(100);
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(
+        msg.contains("pool \"gold\" is exhausted\\n2030-01-01T00:00:00.000Z rangepool-ipam INFO"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("more characters)"), "{msg}");
+    assert!(msg.len() < 1200, "{} characters", msg.len());
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
+#[tokio::test]
 async fn no_assignment_within_the_timeout_is_try_again_later() {
     let cluster = Cluster::start().await;
     let web = pod("web").create(&cluster).await;
@@ -310,8 +333,10 @@ async fn a_missing_pod_and_unreadable_annotations_are_errors() {
     let cluster = Cluster::start().await;
     let conf = netconf("1.1.0", cluster.kubeconfig());
     let ghost = pod("ghost").create(&cluster).await;
-    let call = Call::new("ADD", &ghost, "c1", &conf)
-        .env("CNI_ARGS", "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=nobody");
+    let call = Call::new("ADD", &ghost, "c1", &conf).env(
+        "CNI_ARGS",
+        "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=nobody;K8S_POD_UID=0000-nobody",
+    );
     let msg = call.run().await.failed(102);
     assert!(msg.contains("pod shop/nobody: not found"), "{msg}");
 

@@ -1,5 +1,8 @@
 //! What the binary makes of its input: VERSION, version gates, every configuration error,
-//! environment errors, and the rule that stdin is never logged.
+//! environment errors, the rule that stdin is never logged, and kubeconfigs that are broken,
+//! special files or hold what kube's client panicked on.
+
+use std::path::Path;
 
 use serde_json::{Value, json};
 
@@ -177,10 +180,39 @@ async fn environment_errors_name_the_variable() {
             add.clone().env("CNI_ARGS", "K8S_POD_NAMESPACE=shop"),
             "K8S_POD_NAME",
         ),
+        (
+            add.clone()
+                .env("CNI_ARGS", "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web"),
+            "K8S_POD_UID",
+        ),
+        (
+            add.clone().env(
+                "CNI_ARGS",
+                "K8S_POD_NAMESPACE=shop\nINFO x;K8S_POD_NAME=web",
+            ),
+            "K8S_POD_NAMESPACE",
+        ),
+        (add.clone().env("CNI_IFNAME", "eth0\nINFO x"), "CNI_IFNAME"),
     ] {
-        let msg = call.run().await.failed(4);
+        let out = call.run().await;
+        let msg = out.failed(4);
         assert!(msg.contains(var), "want {var} in {msg}");
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     }
+    // ADD refuses to go on without the pod's UID (an old sandbox of a re-created pod would get
+    // the new pod's address); DEL and CHECK do without it.
+    let no_uid = "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web";
+    let msg = add.clone().env("CNI_ARGS", no_uid).run().await.failed(4);
+    assert!(
+        msg.starts_with("pod shop/web: environment variable CNI_ARGS: K8S_POD_UID is missing"),
+        "{msg}"
+    );
+    let del = Call::new("DEL", &web, "c1", &conf).env("CNI_ARGS", no_uid);
+    assert_eq!(del.run().await.ok(), None);
+    // The pod has no address yet: CHECK got past its input and read the pod.
+    let check = Call::new("CHECK", &web, "c1", &conf).env("CNI_ARGS", no_uid);
+    let msg = check.run().await.failed(105);
+    assert!(msg.contains("the pod has no address assigned"), "{msg}");
 }
 
 #[tokio::test]
@@ -214,4 +246,187 @@ async fn stdin_is_never_logged_and_stdout_is_only_the_reply() {
     let out = Call::new("ADD", &web, "c1", &bad).run().await;
     out.failed(7);
     assert!(!out.stdout.contains("s3cr3t-token") && !out.stderr.contains("s3cr3t-token"));
+}
+
+/// A node kubeconfig whose user entry is `user` (indented under `user:`).
+fn kubeconfig_with_user(server: &str, user: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: node
+  cluster:
+    server: {server}
+contexts:
+- name: node
+  context:
+    cluster: node
+    user: node
+current-context: node
+users:
+- name: node
+  user:
+{user}
+"
+    )
+}
+
+/// An ADD that logs everything, to stderr and to a log file in `dir`.
+fn logged_add(pod: &k8s_openapi::api::core::v1::Pod, kubeconfig: &Path, dir: &Path) -> Call {
+    let conf = with_ipam(netconf("1.1.0", kubeconfig), "logLevel", json!("debug"));
+    let conf = with_ipam(conf, "logFile", json!(dir.join("ipam.log")));
+    Call::new("ADD", pod, "c1", &conf)
+}
+
+#[tokio::test]
+async fn a_kubeconfig_that_does_not_parse_never_shows_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = pod("web").unsaved();
+    let path = dir.path().join("kubeconfig");
+    let text = kubeconfig_with_user(
+        "https://10.0.0.1:6443",
+        "    token: SECRET-TOKEN-123\n  oops: [not closed\ncurrent-context: node",
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = logged_add(&web, &path, dir.path()).run().await;
+    let msg = out.failed(107);
+    assert!(
+        msg.starts_with(&format!(
+            "pod shop/web: cannot use kubeconfig {}: ",
+            path.display()
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("YAML syntax or structure error at line 18, column "),
+        "{msg}"
+    );
+    let logged = std::fs::read_to_string(dir.path().join("ipam.log")).unwrap();
+    assert!(logged.contains("at line 18"), "{logged}");
+    for text in [&out.stdout, &out.stderr, &logged] {
+        assert!(
+            !text.contains("SECRET-TOKEN-123"),
+            "the token leaked: {text}"
+        );
+        assert!(!text.contains("not closed"), "the file leaked: {text}");
+    }
+}
+
+#[tokio::test]
+async fn kubeconfigs_that_are_not_regular_files_fail_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = pod("web").unsaved();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Each of these kept kube's reader busy forever; `finish` fails the test after a minute.
+    for (path, kind) in [
+        (fifo.as_path(), "a FIFO"),
+        (dir.path(), "a directory"),
+        (Path::new("/dev/zero"), "a character device"),
+    ] {
+        let conf = with_ipam(netconf("1.1.0", path), "timeout", json!(1));
+        for call in [
+            Call::new("ADD", &web, "c1", &conf),
+            Call::new("CHECK", &web, "c1", &conf),
+        ] {
+            let msg = call.run().await.failed(107);
+            assert!(
+                msg.ends_with(&format!(
+                    "cannot use kubeconfig {}: the file is {kind}, not a regular file",
+                    path.display()
+                )),
+                "{msg}"
+            );
+        }
+        let msg = Call::bare("STATUS", &conf).run().await.failed(50);
+        assert!(
+            msg.contains(&format!("is {kind}, not a regular file")),
+            "{msg}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_server_without_a_scheme_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = pod("web").unsaved();
+    for (server, want) in [
+        (
+            "127.0.0.1:6443",
+            "field server of cluster \"node\": \"127.0.0.1:6443\" has no scheme; write https://HOST:PORT (here https://127.0.0.1:6443)",
+        ),
+        (
+            "https://10.0.0.1:6443x",
+            "field server of cluster \"node\": \"https://10.0.0.1:6443x\" is not a URL; write https://HOST:PORT",
+        ),
+    ] {
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, kubeconfig_with_user(server, "    token: abc")).unwrap();
+        let out = logged_add(&web, &path, dir.path()).run().await;
+        let msg = out.failed(107);
+        assert!(msg.ends_with(want), "want {want:?} in {msg}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}
+
+#[tokio::test]
+async fn tokens_ending_in_a_newline_work_and_broken_ones_are_refused() {
+    let cluster = Cluster::start().await;
+    let web = pod("web").create(&cluster).await;
+    cluster
+        .controller()
+        .assign(&web, "payments", "10.99.0.128/26", "10.99.0.140")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = envtest::kubeconfig_text(cluster.plane.url(), cluster.plane.ca_pem(), Some("TOKEN"));
+    let token = &cluster.node.token;
+    let token_file = dir.path().join("token");
+    // As `kubectl create token ... > token` writes it.
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let variants = [
+        (
+            "block",
+            base.replace("token: TOKEN", &format!("token: |\n      {token}")),
+        ),
+        (
+            "file",
+            base.replace(
+                "token: TOKEN",
+                &format!("tokenFile: {}", token_file.display()),
+            ),
+        ),
+    ];
+    for (name, text) in variants {
+        let path = dir.path().join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, text).unwrap();
+        let out = logged_add(&web, &path, dir.path()).run().await;
+        assert_eq!(
+            out.addresses(),
+            ["10.99.0.140/26"],
+            "{name}: {}",
+            out.stderr
+        );
+    }
+
+    // A newline inside the token is no trailing whitespace: refused, by field, never shown.
+    let path = dir.path().join("broken.kubeconfig");
+    let broken = base.replace(
+        "token: TOKEN",
+        &format!("token: \"{}\\n{}\"", &token[..10], &token[10..]),
+    );
+    std::fs::write(&path, broken).unwrap();
+    let out = logged_add(&web, &path, dir.path()).run().await;
+    let msg = out.failed(107);
+    assert!(
+        msg.contains("field token of user \"envtest\": holds a control character (character 11"),
+        "{msg}"
+    );
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(&token[10..]), "the token leaked: {text}");
+    }
 }
