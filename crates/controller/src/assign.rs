@@ -97,11 +97,9 @@ impl Engine {
             return Decision::Done;
         };
         let families = &self.settings.families;
-        let surroundings = Surroundings::of(&self.stores, pod, node);
-        let confirmed: Vec<std::net::IpAddr> =
-            Assignment::from_annotations(surroundings.annotations())
-                .map(|a| a.addresses().map(|a| a.address).collect())
-                .unwrap_or_default();
+        let confirmed: Vec<std::net::IpAddr> = Assignment::from_annotations(&pod.annotations())
+            .map(|a| a.addresses().map(|a| a.address).collect())
+            .unwrap_or_default();
         // The usual case on a relist, and for the echo of our own patch: the pod holds an
         // address of every family already, and its annotation names them.
         if let Some(held) = self.model.held(&pod.uid, families)
@@ -109,6 +107,7 @@ impl Engine {
         {
             return annotate_if_needed(pod, held, false);
         }
+        let surroundings = Surroundings::of(&self.stores, pod, node);
         let context = surroundings.context(pod, node, &confirmed);
         match self.model.assign(&context, &pod.uid, families) {
             Ok(placed) => {

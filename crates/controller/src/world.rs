@@ -265,42 +265,27 @@ fn map_event<A, B>(event: Event<A>, f: fn(A) -> B) -> Event<B> {
     }
 }
 
-/// The labels of a namespace or node in the cache, empty when unknown.
-pub fn labels_of<K: Resource>(obj: Option<&Arc<K>>) -> BTreeMap<String, String> {
-    obj.and_then(|o| o.meta().labels.clone())
-        .unwrap_or_default()
-}
-
-/// What the core reads of a pod's surroundings, looked up in the caches: its node's labels and
-/// its namespace's labels and annotations (`None` where the cache has not seen them), and the
-/// pod's own annotations.
+/// What the core reads of a pod's surroundings: its node and namespace as the caches hold them
+/// (`None` where the cache has not seen them; shared, not copied), and the pod's own annotations.
 pub struct Surroundings {
-    node_labels: Option<BTreeMap<String, String>>,
-    namespace: Option<(BTreeMap<String, String>, BTreeMap<String, String>)>,
+    node: Option<Arc<Node>>,
+    namespace: Option<Arc<Namespace>>,
     annotations: BTreeMap<String, String>,
 }
+
+/// Labels or annotations of an object that has none.
+static NONE: BTreeMap<String, String> = BTreeMap::new();
 
 impl Surroundings {
     /// Looks up `pod`'s node (bound to `node`) and namespace.
     pub fn of(stores: &Stores, pod: &PodInfo, node: &str) -> Surroundings {
-        let ns = stores
-            .namespaces
-            .get(&reflector::ObjectRef::new(&pod.key.namespace));
         Surroundings {
-            node_labels: stores
-                .nodes
-                .get(&reflector::ObjectRef::new(node))
-                .map(|n| labels_of(Some(&n))),
-            namespace: ns
-                .as_ref()
-                .map(|n| (labels_of(Some(n)), n.annotations().clone())),
+            node: stores.nodes.get(&reflector::ObjectRef::new(node)),
+            namespace: stores
+                .namespaces
+                .get(&reflector::ObjectRef::new(&pod.key.namespace)),
             annotations: pod.annotations(),
         }
-    }
-
-    /// The pod's own annotations, as the controller keeps them.
-    pub fn annotations(&self) -> &BTreeMap<String, String> {
-        &self.annotations
     }
 
     /// The core's view of the pod, with the addresses its annotation confirms.
@@ -315,8 +300,16 @@ impl Surroundings {
             name: &pod.key.name,
             node,
             annotations: &self.annotations,
-            node_labels: self.node_labels.as_ref(),
-            namespace_meta: self.namespace.as_ref().map(|(l, a)| (l, a)),
+            node_labels: self
+                .node
+                .as_ref()
+                .map(|n| n.metadata.labels.as_ref().unwrap_or(&NONE)),
+            namespace_meta: self.namespace.as_ref().map(|n| {
+                (
+                    n.metadata.labels.as_ref().unwrap_or(&NONE),
+                    n.metadata.annotations.as_ref().unwrap_or(&NONE),
+                )
+            }),
             confirmed,
         }
     }
