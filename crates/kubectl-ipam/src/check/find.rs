@@ -471,7 +471,7 @@ fn holders(s: &Snapshot, recorded: &[Recorded], pods: &PodIndex<'_>, f: &mut Fin
 
 fn release_hint(h: &Holder) -> String {
     format!(
-        "The controller's leak sweep frees it after its grace period when the controller runs; to free it now: kubectl ipam release --ip {}",
+        "The controller's leak sweep frees it at its next sweep when the controller runs; to free it now: kubectl ipam release --ip {}",
         h.address
     )
 }
