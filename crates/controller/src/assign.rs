@@ -173,7 +173,7 @@ impl Engine {
     /// block writes of this step remove them.
     async fn report_distrusted(&mut self) {
         for d in self.model.take_distrusted() {
-            self.cluster.metrics.failure("RecordNotTrusted");
+            self.cluster.metrics.records_not_trusted.inc();
             tracing::warn!(pod = %format!("{}/{}", d.namespace, d.pod), pool = %d.pool, address = %d.address, "{}", d.message);
             let reference = k8s_openapi::api::core::v1::ObjectReference {
                 api_version: Some("v1".into()),

@@ -36,7 +36,7 @@ use crate::world::Surroundings;
 pub(crate) struct Sweep {
     /// Nodes blocks are affine to that are missing.
     nodes: Absence<String>,
-    /// Pods (by handle) whose drift was reported, with the message, so each is reported once.
+    /// Drift already reported, by handle and pool, with its message, so each is reported once.
     drifted: HashMap<String, String>,
     /// Per pool: addresses held by pods the pool no longer admits.
     not_admitted: HashMap<String, u64>,
@@ -44,8 +44,8 @@ pub(crate) struct Sweep {
 }
 
 impl Sweep {
-    /// The first sweep runs at once: it starts the grace period of whatever leaked while no
-    /// controller was running.
+    /// The first sweep runs at once: it releases what leaked while no controller was running,
+    /// and starts the grace period of nodes that are gone.
     pub(crate) fn new(grace: Duration) -> Sweep {
         Sweep {
             nodes: Absence::new(grace),
@@ -130,7 +130,7 @@ impl Engine {
     /// their addresses, which are in use; each is reported once by a Warning Event on the pod,
     /// and counted on its pool's status and metric.
     async fn check_admission(&mut self) {
-        let mut now: HashMap<String, (Arc<PodInfo>, NotAdmitted)> = HashMap::new();
+        let mut found: HashMap<String, (Arc<PodInfo>, NotAdmitted)> = HashMap::new();
         for pod in self.stores.pods.all() {
             if !pod.wants_address() {
                 continue;
@@ -142,14 +142,17 @@ impl Engine {
             let context = surroundings.context(&pod, node, &[]);
             let drift = self.model.drift(&context, &pod.uid).unwrap_or_default();
             for d in drift {
-                now.insert(format!("{}/{}", pod.uid, d.pool()), (pod.clone(), d));
+                found.insert(format!("{}/{}", pod.uid, d.pool()), (pod.clone(), d));
             }
         }
         let mut counts: HashMap<String, u64> = HashMap::new();
-        for (key, (pod, drift)) in &now {
+        let mut reported = HashMap::with_capacity(found.len());
+        for (key, (pod, drift)) in found {
             *counts.entry(drift.pool().to_owned()).or_default() += 1;
             let message = drift.to_string();
-            if self.sweep.drifted.get(key) == Some(&message) {
+            let known = self.sweep.drifted.get(&key) == Some(&message);
+            reported.insert(key, message.clone());
+            if known {
                 continue;
             }
             tracing::warn!(pod = %pod.key, pool = drift.pool(), reason = drift.reason(), "{message}");
@@ -165,10 +168,7 @@ impl Engine {
                 )
                 .await;
         }
-        self.sweep.drifted = now
-            .into_iter()
-            .map(|(key, (_, drift))| (key, drift.to_string()))
-            .collect();
+        self.sweep.drifted = reported;
         let pools: HashSet<String> = counts
             .keys()
             .chain(self.sweep.not_admitted.keys())

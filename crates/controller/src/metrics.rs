@@ -47,6 +47,9 @@ pub struct Metrics {
     pub gc_candidates: Gauge,
     /// Leaked allocations reclaimed by the sweep.
     pub gc_reclaimed: Counter,
+    /// Block records claiming a pod that the controller did not confirm and would not make, so
+    /// released instead of adopted.
+    pub records_not_trusted: Counter,
     /// Writes refused because the object changed meanwhile, by resource.
     pub write_conflicts: Family<ResourceLabel, Counter>,
     /// Pods that could not get an address, by reason.
@@ -74,6 +77,7 @@ impl Metrics {
             releases: Family::default(),
             gc_candidates: Gauge::default(),
             gc_reclaimed: Counter::default(),
+            records_not_trusted: Counter::default(),
             write_conflicts: Family::default(),
             failures: Family::default(),
             leader: Gauge::default(),
@@ -107,13 +111,18 @@ impl Metrics {
         );
         registry.register(
             "gc_candidates",
-            "Allocations whose pod was not found, waiting out the leak grace period",
+            "Allocations whose pod the cache does not have but a direct read did not prove gone",
             m.gc_candidates.clone(),
         );
         registry.register(
             "gc_reclaimed",
             "Leaked allocations released by the sweep",
             m.gc_reclaimed.clone(),
+        );
+        registry.register(
+            "records_not_trusted",
+            "Block records claiming a pod that the controller did not write and would not make (another pod's name, or a pool that does not admit the pod), released instead of adopted",
+            m.records_not_trusted.clone(),
         );
         registry.register(
             "write_conflicts",
