@@ -44,6 +44,9 @@ use crate::FamilyAssignment;
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new(
+    "!self.cidr.matches('^[0-9a-fA-F.:]+/[0-9]{1,3}$') || self.allocations.all(k, k.matches('^(0|[1-9][0-9]{0,3})$') && int(self.cidr.split('/')[1]) >= (self.cidr.contains(':') ? 116 : 20) && int(self.cidr.split('/')[1]) <= (self.cidr.contains(':') ? 128 : 32) && int(k) < [4096, 2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1][int(self.cidr.split('/')[1]) - (self.cidr.contains(':') ? 116 : 20)])"
+).message("every key of allocations is the ordinal of an address in the block: a decimal number without leading zeros, below the block's size (64 for a /26)").field_path(".allocations"))]
 #[serde(rename_all = "camelCase")]
 pub struct IPAMBlockSpec {
     /// The block's range, e.g. `10.244.0.64/26`. Immutable.
@@ -75,6 +78,15 @@ pub struct IPAMBlockSpec {
     #[serde(default)]
     #[schemars(extend("maxProperties" = 4096))]
     pub allocations: BTreeMap<String, BlockAllocation>,
+
+    /// Set by the controller when it rebuilt the block from the pods using its addresses, after
+    /// the block was deleted or could not be read: why, and since when. The block keeps and
+    /// releases its addresses but gives out no new one, since a free address in it may still
+    /// be in use somewhere. Remove the field to lift the quarantine once you have checked
+    /// (see docs/troubleshooting.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub quarantine: Option<String>,
 }
 
 /// The record of one allocated address.
@@ -136,6 +148,7 @@ impl IPAMBlockSpec {
             sequence: u64::try_from(spec.sequence_number)
                 .map_err(|_| "negative sequenceNumber".to_owned())?,
             allocations,
+            quarantine: spec.quarantine.clone(),
         })
     }
 
@@ -162,6 +175,7 @@ impl IPAMBlockSpec {
                     )
                 })
                 .collect(),
+            quarantine: record.quarantine.clone(),
         }
     }
 }

@@ -23,8 +23,9 @@ pub const ASSIGNED_BLOCKS: &str = "rangepool.dev/blocks";
 /// as the Warning Event. The CNI plugin fails at once with it.
 pub const ASSIGNMENT_ERROR: &str = "rangepool.dev/error";
 
-/// Finalizer that keeps a deleted pool until every address allocated from it is released.
-pub const POOL_FINALIZER: &str = "rangepool.dev/addresses-in-use";
+/// Finalizer that keeps a deleted pool, or a deleted block holding allocations, until every
+/// address recorded in it is released.
+pub const FINALIZER: &str = "rangepool.dev/addresses-in-use";
 
 /// Field manager of every server-side apply the controller makes.
 pub const CONTROLLER_MANAGER: &str = "rangepool-controller";

@@ -86,6 +86,12 @@ pub fn update(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
         (old, Some(new)) if old.as_ref() != Some(new) => ops.push(add(affinity(), json!(new))),
         _ => {}
     }
+    let quarantine = || pointer(&["spec", "quarantine"]);
+    match (&have.quarantine, &want.quarantine) {
+        (Some(_), None) => ops.push(remove(quarantine())),
+        (old, Some(new)) if old.as_ref() != Some(new) => ops.push(add(quarantine(), json!(new))),
+        _ => {}
+    }
     for (ordinal, old) in &have.allocations {
         if !want.allocations.contains_key(ordinal) {
             let at = |field: &str| pointer(&["spec", "allocations", ordinal, field]);
@@ -108,6 +114,56 @@ pub fn update(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
         ));
     }
     Patch(ops)
+}
+
+/// The finalizer operations that keep a block holding allocations from vanishing: a block
+/// whose wanted version records an address carries [`crate::keys::FINALIZER`]; an empty one
+/// does not, so it can be deleted (or, when its deletion was asked for, goes). `finalizers` and
+/// `deleting` are the block's metadata as last read; a block being deleted gets no new
+/// finalizer (the API server refuses that).
+pub fn finalizer(
+    finalizers: &[String],
+    deleting: bool,
+    want: &IPAMBlockSpec,
+) -> Vec<PatchOperation> {
+    let at = finalizers.iter().position(|f| f == crate::keys::FINALIZER);
+    match (at, want.allocations.is_empty()) {
+        (None, false) if !deleting => {
+            if finalizers.is_empty() {
+                vec![add(
+                    pointer(&["metadata", "finalizers"]),
+                    json!([crate::keys::FINALIZER]),
+                )]
+            } else {
+                vec![add(
+                    pointer(&["metadata", "finalizers", "-"]),
+                    json!(crate::keys::FINALIZER),
+                )]
+            }
+        }
+        (Some(i), true) => {
+            let path = || pointer(&["metadata", "finalizers", &i.to_string()]);
+            vec![test(path(), json!(crate::keys::FINALIZER)), remove(path())]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The patch that takes [`crate::keys::FINALIZER`] off an empty block about to be deleted, if
+/// it carries it, guarded by a test that the block is still at `resource_version`.
+pub fn unfinalize(finalizers: &[String], resource_version: &str) -> Option<Patch> {
+    let at = finalizers
+        .iter()
+        .position(|f| f == crate::keys::FINALIZER)?;
+    let path = || pointer(&["metadata", "finalizers", &at.to_string()]);
+    Some(Patch(vec![
+        test(
+            pointer(&["metadata", "resourceVersion"]),
+            json!(resource_version),
+        ),
+        test(path(), json!(crate::keys::FINALIZER)),
+        remove(path()),
+    ]))
 }
 
 /// The patch that releases the allocation at `ordinal` of a block last read as `have`, if it

@@ -286,6 +286,7 @@ async fn assign(client: &Client, pod: &Pod, net: &IpNet, others: usize) {
             affinity: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             sequence_number: 1,
             allocations,
+            ..Default::default()
         },
     );
     Api::<IPAMBlock>::all(client.clone())

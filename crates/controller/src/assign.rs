@@ -97,9 +97,7 @@ impl Engine {
             return Decision::Done;
         };
         let families = &self.settings.families;
-        let confirmed: Vec<std::net::IpAddr> = Assignment::from_annotations(&pod.annotations())
-            .map(|a| a.addresses().map(|a| a.address).collect())
-            .unwrap_or_default();
+        let confirmed = pod.assigned();
         // The usual case on a relist, and for the echo of our own patch: the pod holds an
         // address of every family already, and its annotation names them.
         if let Some(held) = self.model.held(&pod.uid, families)

@@ -3,11 +3,14 @@
 //! The writes themselves are built by [`api::write::update`] from the version of the block we
 //! last read (`have`) to the version we want, and the answers read by [`api::write::refusal`].
 //! A failed write is never retried blindly: the caller re-reads the block and recomputes.
+//!
+//! A block that records an address carries the [`api::keys::FINALIZER`], so deleting it by hand
+//! only marks it: it goes once its last address is released ([`api::write::finalizer`]).
 
 use api::write::Refusal;
 use api::{IPAMBlock, IPAMBlockSpec};
 use kube::api::{DeleteParams, Patch as KubePatch, PatchParams, PostParams, Preconditions};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 
 use crate::lean::LeanBlock;
 
@@ -67,7 +70,11 @@ impl BlockStore {
 
     /// Creates a block that did not exist.
     pub async fn create(&self, name: &str, spec: IPAMBlockSpec) -> Result<IPAMBlock, WriteError> {
-        let block = LeanBlock(IPAMBlock::new(name, spec));
+        let mut block = IPAMBlock::new(name, spec);
+        if !block.spec.allocations.is_empty() {
+            block.metadata.finalizers = Some(vec![api::keys::FINALIZER.to_owned()]);
+        }
+        let block = LeanBlock(block);
         self.api
             .create(
                 &PostParams {
@@ -85,10 +92,15 @@ impl BlockStore {
     pub async fn update(
         &self,
         name: &str,
-        have: &IPAMBlockSpec,
+        have: &IPAMBlock,
         want: &IPAMBlockSpec,
     ) -> Result<IPAMBlock, WriteError> {
-        let patch = api::write::update(have, want);
+        let mut patch = api::write::update(&have.spec, want);
+        patch.0.extend(api::write::finalizer(
+            have.finalizers(),
+            have.metadata.deletion_timestamp.is_some(),
+            want,
+        ));
         let params = PatchParams {
             field_manager: Some(api::keys::CONTROLLER_MANAGER.into()),
             ..Default::default()
@@ -100,18 +112,39 @@ impl BlockStore {
             .map_err(|e| classify(name, e))
     }
 
-    /// Deletes an empty block, only if it is still at `resource_version`.
-    pub async fn delete(&self, name: &str, resource_version: &str) -> Result<(), WriteError> {
+    /// Deletes an empty block, only if it is still as last read (`have`). Its finalizer, if it
+    /// carries one, is removed first, by a write tested against the same version.
+    pub async fn delete(&self, name: &str, have: &IPAMBlock) -> Result<(), WriteError> {
+        let mut resource_version = have.resource_version().unwrap_or_default();
+        if let Some(patch) = api::write::unfinalize(have.finalizers(), &resource_version) {
+            let params = PatchParams {
+                field_manager: Some(api::keys::CONTROLLER_MANAGER.into()),
+                ..Default::default()
+            };
+            let written = self
+                .api
+                .patch(name, &params, &KubePatch::Json::<()>(patch))
+                .await
+                .map_err(|e| classify(name, e))?;
+            if have.metadata.deletion_timestamp.is_some() {
+                // Its deletion was asked for already: without the finalizer it is gone.
+                return Ok(());
+            }
+            resource_version = written.0.resource_version().unwrap_or_default();
+        }
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                resource_version: Some(resource_version.to_owned()),
+                resource_version: Some(resource_version),
                 uid: None,
             }),
             ..Default::default()
         };
         match self.api.delete(name, &params).await {
             Ok(_) => Ok(()),
-            Err(e) => Err(classify(name, e)),
+            Err(e) => match classify(name, e) {
+                WriteError::Gone(_) => Ok(()),
+                other => Err(other),
+            },
         }
     }
 }

@@ -288,6 +288,8 @@ impl Engine {
         for node in &work.gone_nodes {
             self.model.release_affinity(node);
         }
+        self.declare_in_use(work.all_pods, &work.pods);
+        self.report_troubles().await;
 
         let now = Instant::now();
         if work.all_pods {

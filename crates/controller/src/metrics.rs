@@ -54,6 +54,8 @@ pub struct Metrics {
     pub write_conflicts: Family<ResourceLabel, Counter>,
     /// Pods that could not get an address, by reason.
     pub failures: Family<ReasonLabel, Counter>,
+    /// Blocks found unusable (unreadable, overlapping, lost), by reason.
+    pub block_troubles: Family<ReasonLabel, Counter>,
     /// 1 while this replica is the leader.
     pub leader: Gauge,
 }
@@ -80,6 +82,7 @@ impl Metrics {
             records_not_trusted: Counter::default(),
             write_conflicts: Family::default(),
             failures: Family::default(),
+            block_troubles: Family::default(),
             leader: Gauge::default(),
             registry: Registry::default(),
         };
@@ -135,6 +138,11 @@ impl Metrics {
             m.failures.clone(),
         );
         registry.register(
+            "block_troubles",
+            "Blocks found unusable (BlockUnreadable, BlockOverlap, BlockLost), by reason",
+            m.block_troubles.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica is the leader",
             m.leader.clone(),
@@ -162,6 +170,15 @@ impl Metrics {
     /// Counts a failed assignment.
     pub fn failure(&self, reason: &str) {
         self.failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a block found unusable.
+    pub fn block_trouble(&self, reason: &str) {
+        self.block_troubles
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
             })

@@ -50,8 +50,8 @@ pub enum BlockWrite {
     Delete {
         /// Block name.
         name: String,
-        /// Only if still at this version.
-        resource_version: String,
+        /// As last read: deleted only if still at this version.
+        have: Arc<IPAMBlock>,
     },
 }
 
@@ -70,12 +70,9 @@ impl BlockWrite {
         match self {
             BlockWrite::Create { name, spec } => store.create(name, spec.clone()).await.map(Some),
             BlockWrite::Update { name, have, want } => {
-                store.update(name, &have.spec, want).await.map(Some)
+                store.update(name, have, want).await.map(Some)
             }
-            BlockWrite::Delete {
-                name,
-                resource_version,
-            } => store.delete(name, resource_version).await.map(|()| None),
+            BlockWrite::Delete { name, have } => store.delete(name, have).await.map(|()| None),
         }
     }
 }
@@ -108,11 +105,25 @@ pub struct PoolState {
     pub blocks: u64,
 }
 
+/// A block the model cannot use as it is: reported as a Warning Event on its pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockTrouble {
+    /// The block's name.
+    pub block: String,
+    /// Its pool, as the block names it (may be empty for a block that names none).
+    pub pool: String,
+    /// Short CamelCase reason.
+    pub reason: &'static str,
+    /// What happened and what the controller does about it.
+    pub message: String,
+}
+
 /// See the module docs.
 pub struct Model {
     planner: Planner,
     seen: HashMap<String, Seen>,
     deletes: HashSet<String>,
+    troubles: Vec<BlockTrouble>,
 }
 
 impl Model {
@@ -122,6 +133,7 @@ impl Model {
             planner: Planner::new(strict_affinity),
             seen: HashMap::new(),
             deletes: HashSet::new(),
+            troubles: Vec::new(),
         }
     }
 
@@ -174,6 +186,13 @@ impl Model {
     pub fn held(&self, handle: &str, families: &[Family]) -> Option<Vec<FamilyAssignment>> {
         let placed = self.planner.held_all(handle, families)?;
         Some(placed.iter().map(assignment).collect())
+    }
+
+    /// Declares the addresses the pod `handle` is seen using (see [`Allocator::set_in_use`]).
+    ///
+    /// [`Allocator::set_in_use`]: ipam::allocator::Allocator::set_in_use
+    pub fn set_in_use(&mut self, handle: &str, addresses: &[std::net::IpAddr]) {
+        self.planner.allocator_mut().set_in_use(handle, addresses);
     }
 
     /// Releases everything `handle` holds; returns how many addresses.
@@ -294,27 +313,72 @@ impl Model {
         }
     }
 
+    /// Blocks found unusable since the last call.
+    pub fn take_troubles(&mut self) -> Vec<BlockTrouble> {
+        std::mem::take(&mut self.troubles)
+    }
+
+    fn trouble(&mut self, block: &IPAMBlock, reason: &'static str, message: String) {
+        tracing::error!(block = %block.name_any(), reason, "{message}");
+        self.troubles.push(BlockTrouble {
+            block: block.name_any(),
+            pool: block.spec.pool.clone(),
+            reason,
+            message,
+        });
+    }
+
     /// Takes `block` as the API server's current version, replacing whatever the model had.
+    ///
+    /// A block that cannot be read is quarantined: its range stays taken and gives out nothing,
+    /// and the pods found using its addresses are recorded in it again (see
+    /// [`Planner::assign`]), which rewrites it. A block being deleted gives out nothing either,
+    /// and goes once its last address is released. A block holding addresses without the
+    /// finalizer (written by an earlier version) gets it with the next write.
     pub fn accept(&mut self, block: &Arc<IPAMBlock>) {
         let name = block.name_any();
-        let record = match block.spec.to_record() {
-            Ok(record) => record,
-            Err(message) => {
-                tracing::error!(block = %name, "ignoring a block that cannot be read: {message}");
-                return;
+        let deleting = block.metadata.deletion_timestamp.is_some();
+        let core = block
+            .spec
+            .to_record()
+            .and_then(|record| Block::from_record(&record).map_err(|e| e.to_string()));
+        let core = match core {
+            Ok(mut core) => {
+                if deleting && core.quarantine().is_none() {
+                    core.set_quarantine(Some(&format!(
+                        "block {name} is being deleted; it goes once its last address is released"
+                    )));
+                }
+                core
             }
-        };
-        match Block::from_record(&record) {
-            Ok(core) => {
-                if let Err(e) = self.planner.allocator_mut().insert_block(core) {
-                    tracing::error!(block = %name, error = %e, "ignoring a block that conflicts with another");
+            Err(message) => match placeholder(block) {
+                Some(core) => {
+                    let text = format!(
+                        "block {name} of pool {} cannot be read ({message}): its range is quarantined, nothing new is allocated from it, and it is rebuilt from the pods found using its addresses",
+                        block.spec.pool
+                    );
+                    self.trouble(block, "BlockUnreadable", text);
+                    core
+                }
+                None => {
+                    let text = format!(
+                        "block {name} cannot be read ({message}) and names no range it could cover; it is ignored"
+                    );
+                    self.trouble(block, "BlockUnreadable", text);
                     return;
                 }
-            }
-            Err(e) => {
-                tracing::error!(block = %name, error = %e, "ignoring a block that cannot be read");
-                return;
-            }
+            },
+        };
+        let empty = core.is_empty();
+        let unfinalized =
+            !empty && !deleting && !block.finalizers().iter().any(|f| f == api::keys::FINALIZER);
+        let cidr = core.cidr();
+        if let Err(e) = self.planner.allocator_mut().insert_block(core) {
+            self.trouble(block, "BlockOverlap", format!("{e}; the block is ignored"));
+            return;
+        }
+        if unfinalized {
+            self.planner.allocator_mut().touch(&cidr);
         }
         self.deletes.remove(&name);
         self.seen.insert(
@@ -324,14 +388,35 @@ impl Model {
                 block: block.clone(),
             },
         );
+        if deleting && empty {
+            self.schedule_delete(&cidr);
+        }
     }
 
-    /// Forgets a block the API server no longer has.
+    /// Forgets a block the API server no longer has. One that still recorded addresses was
+    /// lost (its finalizer removed by hand, or its data lost): it is created again from the
+    /// model's records, quarantined.
     pub fn forget(&mut self, name: &str) {
-        self.seen.remove(name);
+        let seen = self.seen.remove(name);
         self.deletes.remove(name);
-        if let Ok(cidr) = ipam::cidr::parse_block_name(name) {
+        let Ok(cidr) = ipam::cidr::parse_block_name(name) else {
+            return;
+        };
+        let held = self
+            .planner
+            .allocator()
+            .block(&cidr)
+            .map_or(0, |b| b.allocated());
+        if held == 0 {
             self.planner.allocator_mut().remove_block(&cidr);
+            return;
+        }
+        let message = format!(
+            "block {name} was deleted while it recorded {held} addresses of live pods; it was created again from the controller's records and quarantined: nothing new is allocated from it until an admin removes spec.quarantine"
+        );
+        self.planner.allocator_mut().recreate(&cidr, &message);
+        if let Some(seen) = seen {
+            self.trouble(&seen.block, "BlockLost", message);
         }
     }
 
@@ -360,12 +445,33 @@ impl Model {
             if let Some(seen) = self.seen.get(&name) {
                 writes.push(BlockWrite::Delete {
                     name,
-                    resource_version: seen.resource_version.clone(),
+                    have: seen.block.clone(),
                 });
             }
         }
         writes
     }
+}
+
+/// The quarantined stand-in for a block that cannot be read: its range (from its name, else
+/// its `cidr`), its pool and affinity, no allocation, its sequence kept so that the rewrite
+/// moves it forward. `None` when the block names no usable range or pool.
+fn placeholder(block: &IPAMBlock) -> Option<Block> {
+    let cidr = ipam::cidr::parse_block_name(&block.name_any())
+        .ok()
+        .or_else(|| ipam::cidr::parse_strict(&block.spec.cidr).ok())?;
+    let record = ipam::block::BlockRecord {
+        cidr,
+        pool: block.spec.pool.clone(),
+        affinity: block.spec.affinity.clone(),
+        sequence: u64::try_from(block.spec.sequence_number).unwrap_or(0),
+        allocations: Vec::new(),
+        quarantine: Some(format!(
+            "block {} could not be read; rebuilt from the pods found using its addresses",
+            block.name_any()
+        )),
+    };
+    Block::from_record(&record).ok()
 }
 
 fn assignment(placed: &Placed) -> FamilyAssignment {

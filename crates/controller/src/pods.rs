@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 
 use api::Assignment;
 use ipam::pod::PodState;
@@ -78,6 +79,26 @@ pub struct WatchedStatus {
     /// The last transition of the `PodScheduled=True` condition.
     #[serde(default, rename = "conditions", deserialize_with = "scheduled_at")]
     pub scheduled_at: Option<k8s_openapi::jiff::Timestamp>,
+    /// `status.podIPs`: the addresses its sandbox runs with, as the kubelet reports them;
+    /// entries that are not addresses are left out.
+    #[serde(default, rename = "podIPs", deserialize_with = "pod_ips")]
+    pub pod_ips: Vec<IpAddr>,
+}
+
+/// `status.podIPs` as addresses; anything else in the list is skipped.
+fn pod_ips<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpAddr>, D::Error> {
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        ip: Option<String>,
+    }
+    let entries = Option::<Vec<Option<Entry>>>::deserialize(deserializer)?.unwrap_or_default();
+    Ok(entries
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ip?.parse().ok())
+        .take(2)
+        .collect())
 }
 
 impl k8s_openapi::Resource for WatchedPod {
@@ -226,6 +247,8 @@ pub struct PodInfo {
     /// Only the annotations the controller reads ([`READ_ANNOTATIONS`]), each value at most
     /// [`MAX_ANNOTATION_BYTES`].
     annotations: Box<[(Box<str>, Box<str>)]>,
+    /// The addresses its sandbox runs with (`status.podIPs`), at most one per family.
+    pub running: Box<[IpAddr]>,
 }
 
 /// The pod annotations the controller reads: the pool lists, and its own assignment. Every
@@ -295,7 +318,29 @@ impl PodInfo {
                 .flatten()
                 .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                 .collect(),
+            running: pod.status.pod_ips.iter().copied().collect(),
         }
+    }
+
+    /// The addresses the pod is known to use: those its assignment annotation names, then its
+    /// sandbox's.
+    pub fn in_use(&self) -> Vec<IpAddr> {
+        let mut out = self.assigned();
+        out.extend(
+            self.running
+                .iter()
+                .filter(|a| !out.contains(a))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        out
+    }
+
+    /// The addresses the pod's assignment annotation names.
+    pub fn assigned(&self) -> Vec<IpAddr> {
+        Assignment::from_annotations(&self.annotations())
+            .map(|a| a.addresses().map(|a| a.address).collect())
+            .unwrap_or_default()
     }
 
     /// What the core's address rule reads of the pod.

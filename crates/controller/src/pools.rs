@@ -1,6 +1,6 @@
 //! Pools: validation through the core, status, the in-use finalizer, and the default pool.
 
-use api::keys::{CONTROLLER_MANAGER, POOL_FINALIZER};
+use api::keys::{CONTROLLER_MANAGER, FINALIZER};
 use api::pool::ALLOCATABLE;
 use api::{IPPool, IPPoolSpec, IPPoolStatus, PoolCondition};
 use ipam::cidr::Family;
@@ -113,14 +113,14 @@ impl Engine {
         for pool in self.stores.pools.state() {
             let name = pool.name_any();
             let finalizers = pool.finalizers();
-            let has = finalizers.iter().any(|f| f == POOL_FINALIZER);
+            let has = finalizers.iter().any(|f| f == FINALIZER);
             let deleting = pool.meta().deletion_timestamp.is_some();
             let new_finalizers: Option<Vec<String>> = match (deleting, has) {
                 (false, false) => Some(
                     finalizers
                         .iter()
                         .cloned()
-                        .chain([POOL_FINALIZER.to_owned()])
+                        .chain([FINALIZER.to_owned()])
                         .collect(),
                 ),
                 (true, true) if self.model.pool_in_use(&name) => None,
@@ -133,7 +133,7 @@ impl Engine {
                         Some(
                             finalizers
                                 .iter()
-                                .filter(|f| *f != POOL_FINALIZER)
+                                .filter(|f| *f != FINALIZER)
                                 .cloned()
                                 .collect(),
                         )

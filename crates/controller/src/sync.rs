@@ -6,11 +6,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::annotations::{Job, Pending};
 use crate::blocks::WriteError;
 use crate::engine::Engine;
+use crate::pods::PodKey;
 
 /// Writes in flight at once.
 const WRITE_CONCURRENCY: usize = 32;
@@ -18,11 +20,56 @@ const WRITE_CONCURRENCY: usize = 32;
 impl Engine {
     /// Releases everything a pod holds; pods waiting for room get another chance.
     pub(crate) fn release(&mut self, handle: &str) -> u64 {
+        self.model.set_in_use(handle, &[]);
         let released = self.model.release_handle(handle);
         if released > 0 {
             self.queue.freed();
         }
         released
+    }
+
+    /// Tells the model which addresses the changed pods (all of them, after a relist) are seen
+    /// using, before any pod is given one: an address a live pod uses goes to no other pod,
+    /// whatever order the pods are looked at in.
+    pub(crate) fn declare_in_use(&mut self, all: bool, keys: &HashSet<PodKey>) {
+        let pods = if all {
+            self.stores.pods.all()
+        } else {
+            keys.iter()
+                .filter_map(|k| self.stores.pods.get(k))
+                .collect()
+        };
+        for pod in pods {
+            let in_use = if pod.wants_address() {
+                pod.in_use()
+            } else {
+                Vec::new()
+            };
+            self.model.set_in_use(&pod.uid, &in_use);
+        }
+    }
+
+    /// Reports the blocks the model found unusable: a Warning Event on the block's pool and a
+    /// metric each.
+    pub(crate) async fn report_troubles(&mut self) {
+        for t in self.model.take_troubles() {
+            self.cluster.metrics.block_trouble(t.reason);
+            let reference = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some(api::IPPool::api_version(&()).into_owned()),
+                kind: Some("IPPool".into()),
+                name: Some(t.pool.clone()),
+                ..Default::default()
+            };
+            self.cluster
+                .event(
+                    &reference,
+                    kube::runtime::events::EventType::Warning,
+                    t.reason,
+                    t.message,
+                    "ReadBlock",
+                )
+                .await;
+        }
     }
 
     /// Brings the model up to date with the blocks the watch has seen.

@@ -311,6 +311,7 @@ impl Surroundings {
                 )
             }),
             confirmed,
+            running: &pod.running,
         }
     }
 }

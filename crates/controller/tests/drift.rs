@@ -110,6 +110,7 @@ async fn a_record_the_controller_did_not_write_is_not_adopted() {
         )]
         .into_iter()
         .collect(),
+        quarantine: None,
     };
     Api::<IPAMBlock>::all(c.client.clone())
         .create(

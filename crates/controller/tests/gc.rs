@@ -128,6 +128,7 @@ async fn a_record_of_a_pod_that_never_existed_is_released_at_the_first_sweep() {
         )]
         .into_iter()
         .collect(),
+        quarantine: None,
     };
     blocks
         .create(&Default::default(), &IPAMBlock::new("10-244-0-0-26", spec))

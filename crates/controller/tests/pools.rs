@@ -106,7 +106,7 @@ async fn a_deleted_pool_in_use_waits_for_its_addresses() {
             .await?
             .finalizers()
             .iter()
-            .any(|f| f == api::keys::POOL_FINALIZER)
+            .any(|f| f == api::keys::FINALIZER)
             .then_some(())
     })
     .await;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::block::{Allocation, Block};
+use crate::block::{Allocation, Block, BlockError};
 use crate::cidr::{self, Family};
 use crate::hash::{FastMap, HashKeyed, hash_str};
 use crate::pool::Pool;
@@ -150,6 +150,12 @@ pub struct Allocator {
     /// Handle hash -> the slots of the handle(s) with that hash.
     handles: HashKeyed<Holdings>,
     dirty: Vec<BlockId>,
+    /// Addresses live pods use that no record gives them (see [`Allocator::set_in_use`]):
+    /// address -> the user's handle hash. Empty in a cluster where every pod got its address
+    /// from us, so allocation looks at it only when it is not.
+    in_use: FastMap<IpAddr, u64>,
+    /// Handle hash -> its addresses in `in_use`.
+    in_use_of: FastMap<u64, Vec<IpAddr>>,
 }
 
 impl Allocator {
@@ -415,19 +421,24 @@ impl Allocator {
         let count = req.pools.len().min(few.len());
         let node = self.intern_node(req.node);
         for pool in few[..count].iter().chain(&many).copied() {
-            let (id, created) = if let Some(id) = self.affine_with_room(pool, node) {
-                (id, false)
-            } else if let Some(id) = self.claim_block(pool, node) {
-                (id, true)
-            } else if self.strict_affinity {
-                continue;
-            } else if let Some(id) = self.any_with_room(pool) {
-                (id, false)
-            } else {
-                continue;
-            };
-            if let Some(assigned) = self.take_slot(id, req, hash, created) {
-                return Ok(assigned);
+            loop {
+                let (id, created) = if let Some(id) = self.affine_with_room(pool, node) {
+                    (id, false)
+                } else if let Some(id) = self.claim_block(pool, node) {
+                    (id, true)
+                } else if self.strict_affinity {
+                    break;
+                } else if let Some(id) = self.any_with_room(pool) {
+                    (id, false)
+                } else {
+                    break;
+                };
+                if let Some(assigned) = self.take_slot(id, req, hash, created) {
+                    return Ok(assigned);
+                }
+                // Only addresses live pods use are free in it: look elsewhere until one of
+                // them is released (which puts it back).
+                self.drop_room(id);
             }
         }
         Err(AllocError::Exhausted {
@@ -451,10 +462,19 @@ impl Allocator {
     ) -> Option<Assigned> {
         let entry = self.blocks.get_mut(id as usize)?.as_mut()?;
         let pool = &mut self.pools[entry.pool as usize];
-        let slot = entry
-            .block
-            .allocate_unchecked(req.handle, req.namespace, req.pod)
-            .ok()?;
+        let slot = if self.in_use.is_empty() {
+            entry
+                .block
+                .allocate_unchecked(req.handle, req.namespace, req.pod)
+        } else {
+            let in_use = &self.in_use;
+            entry
+                .block
+                .allocate_avoiding(req.handle, req.namespace, req.pod, |a| {
+                    in_use.get(&a).is_some_and(|user| *user != hash)
+                })
+        }
+        .ok()?;
         pool.allocated += 1;
         let assigned = Assigned {
             address: entry.block.address(slot.ordinal)?,
@@ -537,6 +557,186 @@ impl Allocator {
         out
     }
 
+    /// Declares the addresses a live pod is seen using (its sandbox's, from the pod's status)
+    /// that no record gives it, replacing what was declared for `handle` before; `&[]` when the
+    /// pod is gone. No other pod is given them while declared. Addresses the handle holds are
+    /// not kept, so in a cluster where every pod got its address from us nothing is.
+    pub fn set_in_use(&mut self, handle: &str, addresses: &[IpAddr]) {
+        let hash = hash_str(handle);
+        if let Some(old) = self.in_use_of.remove(&hash) {
+            for address in old {
+                if self.in_use.get(&address) == Some(&hash) {
+                    self.in_use.remove(&address);
+                    if let Some(id) = self.block_of_addr(address) {
+                        self.note_room(id);
+                    }
+                }
+            }
+        }
+        let held = self.holdings(handle);
+        let unrecorded: Vec<IpAddr> = addresses
+            .iter()
+            .copied()
+            .filter(|a| !held.iter().any(|h| h.address == *a))
+            .collect();
+        if unrecorded.is_empty() {
+            return;
+        }
+        for address in &unrecorded {
+            self.in_use.entry(*address).or_insert(hash);
+        }
+        self.in_use_of.insert(hash, unrecorded);
+    }
+
+    /// Whether a live pod other than `handle` is declared using `address` (see
+    /// [`Allocator::set_in_use`]).
+    pub fn in_use_by_other(&self, address: IpAddr, handle: &str) -> bool {
+        self.in_use
+            .get(&address)
+            .is_some_and(|user| *user != hash_str(handle))
+    }
+
+    /// Number of addresses declared in use that no record gives their pod.
+    pub fn in_use_count(&self) -> usize {
+        self.in_use.len()
+    }
+
+    /// Records `address`, which the pod of `req` is found using, as the pod's own in `pool`:
+    /// in the block that covers it, or in a block created for it (affine to the pod's node and
+    /// quarantined with `quarantine`, if given). Refuses an address another handle holds, and
+    /// one outside the pool. `req.pools` is not read.
+    pub fn adopt(
+        &mut self,
+        req: &Request<'_>,
+        pool: &str,
+        address: IpAddr,
+        quarantine: Option<&str>,
+    ) -> Result<Assigned, AllocError> {
+        let outside = || AllocError::AddressOutsidePool {
+            namespace: req.namespace.to_owned(),
+            pod: req.pod.to_owned(),
+            address,
+            pool: pool.to_owned(),
+        };
+        let hash = hash_str(req.handle);
+        if let Some(slot) = self.handle_slot(req.handle, hash, Family::of_addr(&address))
+            && let Some(held) = self.assigned(slot, false, false)
+        {
+            return if held.address == address {
+                Ok(held)
+            } else {
+                Err(outside())
+            };
+        }
+        let (id, created) = match self.block_of_addr(address) {
+            Some(id) => (id, false),
+            None => {
+                let id = self.pool_ids.get(pool).copied().ok_or_else(outside)?;
+                let state = &self.pools[id as usize];
+                let p = state.pool.as_ref().ok_or_else(outside)?;
+                if !p.cidr().contains(&address) {
+                    return Err(outside());
+                }
+                let cidr = IpNet::new(address, p.block_prefix())
+                    .map_err(|_| outside())?
+                    .trunc();
+                let name = state.name.clone();
+                if self.overlapping(&cidr).is_some() {
+                    // Another block (of another size) covers part of the range.
+                    return Err(outside());
+                }
+                let node = self.intern_node(req.node);
+                let node_name = self.nodes.get(node as usize).map(|n| n.name.clone());
+                let mut block = Block::empty(cidr, name, node_name).map_err(|_| outside())?;
+                block.set_quarantine(quarantine);
+                let id = self.store(block);
+                self.mark(id, Change::Create);
+                (id, true)
+            }
+        };
+        let entry = self.blocks.get_mut(id as usize).and_then(Option::as_mut);
+        let Some(entry) = entry.filter(|e| e.block.pool() == pool) else {
+            return Err(outside());
+        };
+        let slot = entry
+            .block
+            .allocate_at(address, req.handle, req.namespace, req.pod)
+            .map_err(|e| match e {
+                BlockError::HandleMismatch { found, .. } => AllocError::AddressTaken {
+                    namespace: req.namespace.to_owned(),
+                    pod: req.pod.to_owned(),
+                    address,
+                    holder: holder_name(&entry.block, address, &found),
+                },
+                _ => outside(),
+            })?;
+        self.pools[entry.pool as usize].allocated += 1;
+        let family = entry.block.family();
+        let assigned = Assigned {
+            address,
+            pool: PoolRef(entry.pool),
+            block: entry.block.cidr(),
+            ordinal: slot.ordinal,
+            sequence: slot.sequence,
+            created_block: created,
+            new: true,
+        };
+        let slot_ref = SlotRef {
+            block: id,
+            ordinal: slot.ordinal,
+        };
+        match self.handles.entry(hash) {
+            Entry::Vacant(v) => {
+                v.insert(Holdings::with(family, slot_ref));
+            }
+            Entry::Occupied(mut o) => o.get_mut().add(family, slot_ref),
+        }
+        self.mark(id, Change::Update);
+        Ok(assigned)
+    }
+
+    /// Quarantines the block with that range (see [`Block::quarantine`]) or lifts it; true when
+    /// the block is known. The change is written like any other.
+    pub fn set_quarantine(&mut self, cidr: &IpNet, reason: Option<&str>) -> bool {
+        let Some(id) = self.by_cidr.get(cidr).copied() else {
+            return false;
+        };
+        self.detach(id);
+        if let Some(e) = self.entry_mut(id) {
+            e.block.set_quarantine(reason);
+        }
+        self.attach(id);
+        self.mark(id, Change::Update);
+        true
+    }
+
+    /// Marks a known block changed, so that the next [`Allocator::take_dirty`] writes it as it
+    /// is (to add what its stored version lacks).
+    pub fn touch(&mut self, cidr: &IpNet) {
+        if let Some(id) = self.by_cidr.get(cidr).copied() {
+            self.mark(id, Change::Update);
+        }
+    }
+
+    /// A known block was deleted behind the allocator's back while it still recorded
+    /// addresses: keep it, quarantined with `reason`, to be created again by the next write.
+    pub fn recreate(&mut self, cidr: &IpNet, reason: &str) {
+        let Some(id) = self.by_cidr.get(cidr).copied() else {
+            return;
+        };
+        self.detach(id);
+        let Some(e) = self.entry_mut(id) else {
+            return;
+        };
+        e.block.set_quarantine(Some(reason));
+        let listed = e.change.is_some();
+        e.change = Some(Change::Create);
+        if !listed {
+            self.dirty.push(id);
+        }
+        self.attach(id);
+    }
+
     /// The pool's counts, if the pool is known.
     pub fn usage(&self, pool: &str) -> Option<Usage> {
         let state = &self.pools[*self.pool_ids.get(pool)? as usize];
@@ -603,7 +803,7 @@ impl Allocator {
             .blocks
             .iter()
             .flatten()
-            .filter(|e| e.block.is_empty())
+            .filter(|e| e.block.is_empty() && e.block.quarantine().is_none())
             .filter(|e| {
                 e.node.is_none() || e.index.is_none() || self.pools[e.pool as usize].pool.is_none()
             })
@@ -612,6 +812,17 @@ impl Allocator {
         out.sort();
         out
     }
+}
+
+/// `namespace/pod` of the allocation holding `address`, else its handle.
+fn holder_name(block: &Block, address: IpAddr, handle: &str) -> String {
+    block
+        .ordinal_of(address)
+        .and_then(|o| block.get(o))
+        .map_or_else(
+            || handle.to_owned(),
+            |a| format!("{}/{}", a.namespace(), a.pod()),
+        )
 }
 
 #[cfg(test)]

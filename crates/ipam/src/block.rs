@@ -10,6 +10,8 @@
 //!   re-assigned meanwhile.
 //! - an allocation's `container` (recorded by earlier versions of the CNI plugin, never written
 //!   now) is kept as read and moves nothing.
+//! - a quarantined block (see [`Block::quarantine`]) keeps and releases what it records but
+//!   gives out no new address.
 //!
 //! Free slots are handed out from a queue: a released ordinal goes to the back, so a just-freed
 //! address is not reused at once (connections to the old pod get time to die). A block rebuilt
@@ -144,6 +146,14 @@ pub enum BlockError {
         /// The block.
         block: BlockId,
     },
+    /// An address outside the block.
+    #[error("{block}: address {address} is outside the block")]
+    OutsideBlock {
+        /// The block.
+        block: BlockId,
+        /// The address.
+        address: IpAddr,
+    },
     /// An ordinal outside the block.
     #[error("{block}: ordinal {ordinal} is outside the block, which has {capacity} addresses")]
     OrdinalOutOfRange {
@@ -266,6 +276,7 @@ impl BlockError {
             BlockError::CidrNotMasked { .. } => "BlockCIDRNotMasked",
             BlockError::BadBlockSize { .. } => "InvalidBlockSize",
             BlockError::MissingPool { .. } => "MissingPool",
+            BlockError::OutsideBlock { .. } => "OutsideBlock",
             BlockError::OrdinalOutOfRange { .. } => "OrdinalOutOfRange",
             BlockError::DuplicateOrdinal { .. } => "DuplicateOrdinal",
             BlockError::DuplicateHandle { .. } => "DuplicateHandle",
@@ -290,6 +301,8 @@ pub struct Block {
     slots: Vec<Option<Allocation>>,
     /// Free ordinals, next to hand out at the front. Ordinals fit in `u16` (at most 4096 slots).
     free: VecDeque<u16>,
+    /// Why no new address may come from the block, if it is quarantined.
+    quarantine: Option<Box<str>>,
 }
 
 impl Block {
@@ -333,6 +346,7 @@ impl Block {
             sequence: 0,
             slots: vec![None; size],
             free: (0..size).filter_map(|o| u16::try_from(o).ok()).collect(),
+            quarantine: None,
         })
     }
 
@@ -379,6 +393,18 @@ impl Block {
         self.affinity = node;
         self.sequence += 1;
         true
+    }
+
+    /// Why the block gives out no new address, when it is quarantined: its range was lost or
+    /// unreadable and was rebuilt from the pods that use it, so a free slot may still be live on
+    /// the network. Only an admin lifts it (by removing the block's `quarantine`).
+    pub fn quarantine(&self) -> Option<&str> {
+        self.quarantine.as_deref()
+    }
+
+    /// Quarantines the block (see [`Block::quarantine`]), or lifts it with `None`.
+    pub fn set_quarantine(&mut self, reason: Option<&str>) {
+        self.quarantine = reason.map(Box::from);
     }
 
     /// The block's sequence: bumped whenever an address changes hands or the affinity changes.
@@ -482,6 +508,61 @@ impl Block {
             ordinal: u32::from(ordinal),
             sequence,
         })
+    }
+
+    /// [`Block::allocate_unchecked`], passing over free addresses `avoid` names (addresses in
+    /// use by pods no record gives them to); they stay free, in queue order. Full when only
+    /// such addresses are left.
+    pub(crate) fn allocate_avoiding(
+        &mut self,
+        handle: &str,
+        namespace: &str,
+        pod: &str,
+        avoid: impl Fn(IpAddr) -> bool,
+    ) -> Result<Slot, BlockError> {
+        for _ in 0..self.free.len() {
+            let Some(&ordinal) = self.free.front() else {
+                break;
+            };
+            if !avoid(self.addr(u32::from(ordinal))) {
+                return self.allocate_unchecked(handle, namespace, pod);
+            }
+            self.free.rotate_left(1);
+        }
+        Err(BlockError::Full { block: self.id() })
+    }
+
+    /// Records `address` for `handle`: a pod found using an address no record gives it (see
+    /// [`crate::planner`]). Refuses an address outside the block or already held.
+    pub(crate) fn allocate_at(
+        &mut self,
+        address: IpAddr,
+        handle: &str,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<Slot, BlockError> {
+        let Some(ordinal) = self.ordinal_of(address) else {
+            return Err(BlockError::OutsideBlock {
+                block: self.id(),
+                address,
+            });
+        };
+        if let Some(holder) = self.get(ordinal) {
+            return Err(BlockError::HandleMismatch {
+                block: self.id(),
+                address,
+                expected: handle.to_owned(),
+                found: holder.handle().to_owned(),
+            });
+        }
+        let Ok(short) = u16::try_from(ordinal) else {
+            return Err(BlockError::Full { block: self.id() });
+        };
+        self.free.retain(|o| *o != short);
+        self.sequence += 1;
+        let sequence = self.sequence;
+        self.slots[ordinal as usize] = Some(Allocation::new(handle, namespace, pod, sequence));
+        Ok(Slot { ordinal, sequence })
     }
 
     fn occupied(&self, ordinal: u32) -> Result<&Allocation, BlockError> {

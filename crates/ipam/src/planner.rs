@@ -6,8 +6,12 @@
 //! of every family keeps it, without its node or namespace being looked at; otherwise the node's
 //! labels and the namespace must be known, since the selectors and the namespace's pool
 //! annotations decide, and the cluster's pod CIDR must be known, since no pool can be checked
-//! without it. Then, per family still missing: choose the candidate pools
-//! ([`PoolCatalog::choose`]), allocate from them in order ([`Allocator::allocate`]).
+//! without it. Then, per family still missing: if the pod already uses an address of that
+//! family that no record gives it (its annotation names one whose record was lost, or its
+//! sandbox runs with one from before), record that one if its pool admits the pod, and never
+//! give a second; else choose the candidate pools ([`PoolCatalog::choose`]) and allocate from
+//! them in order ([`Allocator::allocate`]). Addresses other live pods are seen using are never
+//! handed out ([`Allocator::set_in_use`]).
 //!
 //! A family allocated before another family fails stays allocated: the pod keeps it, and the
 //! next attempt only asks for what is still missing.
@@ -46,9 +50,22 @@ pub struct PodContext<'a> {
     /// the pod. A record the pod holds that is not among them was never confirmed, and is used
     /// only if it is one the controller would make now (see [`Planner::assign`]).
     pub confirmed: &'a [IpAddr],
+    /// The addresses the pod's sandbox runs with (`status.podIPs`). One no record gives the
+    /// pod is recorded as its own if its pool admits the pod, and the pod never gets a second
+    /// address of that family (see [`Planner::assign`]).
+    pub running: &'a [IpAddr],
 }
 
 impl<'a> PodContext<'a> {
+    /// The address of `family` the pod is known to use, and where that is seen: first its
+    /// assignment annotation (the controller gave it), then its sandbox's.
+    fn in_use(&self, family: Family) -> Option<(IpAddr, &'static str)> {
+        let of = |list: &[IpAddr]| list.iter().copied().find(|a| Family::of_addr(a) == family);
+        of(self.confirmed)
+            .map(|a| (a, "its assignment annotation"))
+            .or_else(|| of(self.running).map(|a| (a, "its status.podIPs")))
+    }
+
     /// What pool choice reads, once the node and the namespace are known.
     fn facts(&self) -> Result<PodFacts<'a>, AssignError> {
         let Some(node_labels) = self.node_labels else {
@@ -146,6 +163,30 @@ pub enum AssignError {
         /// The pod's name.
         pod: String,
     },
+    /// The pod already uses an address that lies in no pool: it was given elsewhere.
+    #[error(
+        "pod {namespace}/{pod} already uses {address} ({seen_in}), which lies in no IP pool; it keeps it and gets no second address"
+    )]
+    InUseOutsidePools {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The address.
+        address: IpAddr,
+        /// Where it was seen.
+        seen_in: &'static str,
+    },
+    /// The pod already uses an address of a pool that does not admit it.
+    #[error(
+        "{reason} (the pod already uses it: {seen_in}); it gets no second address, and the address is kept from other pods while the pod lives"
+    )]
+    InUseNotAdmitted {
+        /// Why the pool does not admit the pod.
+        reason: Box<NotAdmitted>,
+        /// Where it was seen.
+        seen_in: &'static str,
+    },
     /// No pool may serve the pod (annotation, selectors, pool state).
     #[error(transparent)]
     Choice(#[from] ChoiceError),
@@ -161,6 +202,8 @@ impl AssignError {
             AssignError::NodeUnknown { .. } => "NodeUnknown",
             AssignError::NamespaceUnknown { .. } => "NamespaceUnknown",
             AssignError::PodCidrUnknown { .. } => "PodCIDRUnknown",
+            AssignError::InUseOutsidePools { .. } => "AddressOutsidePools",
+            AssignError::InUseNotAdmitted { .. } => "AddressNotAdmitted",
             AssignError::Choice(e) => e.reason(),
             AssignError::Alloc(e) => e.reason(),
         }
@@ -303,6 +346,58 @@ impl Planner {
             })
     }
 
+    /// Records `address`, which the pod uses though no record gives it to the pod, as the pod's
+    /// own: the pod was given it before its record was lost, or runs with it since before
+    /// rangepool managed it. Only if the pool the address lies in admits the pod, and no other
+    /// pod holds it.
+    fn keep_in_use(
+        &mut self,
+        pod: &PodContext<'_>,
+        facts: &PodFacts<'_>,
+        handle: &str,
+        address: IpAddr,
+        seen_in: &'static str,
+    ) -> Result<Placed, AssignError> {
+        let pool = self
+            .verdicts
+            .iter()
+            .filter_map(|v| v.pool.as_ref())
+            .find(|p| p.cidr().contains(&address))
+            .map(|p| p.name().to_owned())
+            .ok_or_else(|| AssignError::InUseOutsidePools {
+                namespace: pod.namespace.to_owned(),
+                pod: pod.name.to_owned(),
+                address,
+                seen_in,
+            })?;
+        self.catalog
+            .admits(facts, &pool, address)
+            .map_err(|reason| AssignError::InUseNotAdmitted {
+                reason: Box::new(reason),
+                seen_in,
+            })?;
+        let got = self.allocator.adopt(
+            &Request {
+                handle,
+                namespace: pod.namespace,
+                pod: pod.name,
+                node: pod.node,
+                family: Family::of_addr(&address),
+                pools: &[],
+            },
+            &pool,
+            address,
+            None,
+        )?;
+        Ok(Placed {
+            family: Family::of_addr(&address),
+            address,
+            pool,
+            block: got.block,
+            new: got.new,
+        })
+    }
+
     /// The pod's address of each of `families`, allocating what it does not hold yet (in
     /// memory; the blocks changed are in [`Allocator::take_dirty`]). See the module docs.
     pub fn assign(
@@ -347,6 +442,10 @@ impl Planner {
                         });
                     }
                 }
+            }
+            if let Some((address, seen_in)) = pod.in_use(family) {
+                placed.push(self.keep_in_use(pod, &facts, handle, address, seen_in)?);
+                continue;
             }
             let choice = self.catalog.choose(&facts, family)?;
             let got = self.allocator.allocate(&Request {

@@ -74,6 +74,7 @@ fn record(cidr: &str, allocations: Vec<(u32, &str, u64)>) -> BlockRecord {
                 sequence,
             })
             .collect(),
+        quarantine: None,
     }
 }
 

@@ -435,6 +435,7 @@ proptest! {
                     sequence,
                 })
                 .collect(),
+            quarantine: None,
         };
         match Block::from_record(&rec) {
             Ok(b) => {
@@ -591,6 +592,7 @@ proptest! {
                         node_labels: Some(&pod.node_labels),
                         namespace_meta: Some((&pod.namespace_labels, &pod.namespace_annotations)),
                         confirmed: &[],
+                        running: &[],
                     };
                     planner
                         .assign(&context, &format!("uid-{i}"), &[Family::V4])

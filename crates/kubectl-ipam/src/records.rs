@@ -136,6 +136,7 @@ mod tests {
                 affinity: None,
                 sequence_number: 3,
                 allocations,
+                quarantine: None,
             },
         )
     }

@@ -387,6 +387,7 @@ mod tests {
                 affinity: node.map(str::to_owned),
                 sequence_number: used as i64,
                 allocations,
+                quarantine: None,
             },
         )
     }

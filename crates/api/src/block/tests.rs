@@ -31,6 +31,7 @@ fn one(cidr: &str, ordinal: u32, handle: &str) -> IPAMBlockSpec {
         affinity: Some("node-1".into()),
         sequence_number: 3,
         allocations,
+        quarantine: None,
     }
 }
 

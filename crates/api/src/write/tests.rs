@@ -29,6 +29,7 @@ fn spec(
             .iter()
             .map(|(o, a)| (o.to_string(), a.clone()))
             .collect(),
+        quarantine: None,
     }
 }
 
@@ -118,8 +119,8 @@ fn the_patch_paths_are_the_crds_json_field_names() {
 // `kubectl ipam release`'s guarded release.
 
 /// Applies `patch` to `now` as the API server would: all operations or none.
-fn apply_to(now: &IPAMBlockSpec, patch: &Patch) -> Result<IPAMBlockSpec, IPAMBlockSpec> {
-    apply(now, patch).map_err(|_| now.clone())
+fn apply_to(now: &IPAMBlockSpec, patch: &Patch) -> Result<IPAMBlockSpec, Box<IPAMBlockSpec>> {
+    apply(now, patch).map_err(|_| Box::new(now.clone()))
 }
 
 #[test]
@@ -137,7 +138,7 @@ fn a_release_fails_when_the_block_or_the_allocation_changed_since_it_was_read() 
     let patch = release(&read, 5, "u-a", 3).unwrap();
     // The controller wrote the block meanwhile (sequence number bumped): nothing changes.
     let bumped = spec(8, None, &[(5, alloc("u-a", 3)), (6, alloc("u-b", 8))]);
-    assert_eq!(apply_to(&bumped, &patch).unwrap_err(), bumped);
+    assert_eq!(*apply_to(&bumped, &patch).unwrap_err(), bumped);
     // Even without the block test, an address given to another pod, or the same pod's later
     // allocation, is never freed.
     let unguarded = Patch(patch.0[1..].to_vec());
@@ -182,4 +183,64 @@ fn a_retry_pauses_twice_as_long_each_time_and_stops_after_its_attempts() {
         first_pause: std::time::Duration::from_secs(1),
     };
     assert_eq!(once.pause_after(1), None);
+}
+
+#[test]
+fn a_quarantine_is_written_and_lifted_like_any_field() {
+    let have = spec(4, Some("n1"), &[(0, alloc("a", 1))]);
+    let mut want = have.clone();
+    want.quarantine = Some("lost".into());
+    assert_eq!(apply(&have, &update(&have, &want)).unwrap(), want);
+    assert_eq!(apply(&want, &update(&want, &have)).unwrap(), have);
+}
+
+/// The metadata finalizers after applying the finalizer operations to a block that has
+/// `finalizers`.
+fn finalized(finalizers: &[&str], deleting: bool, want: &IPAMBlockSpec) -> Vec<String> {
+    let owned: Vec<String> = finalizers.iter().map(|f| (*f).to_owned()).collect();
+    let mut block = IPAMBlock::new("10-0-0-0-26", want.clone());
+    if !owned.is_empty() {
+        block.metadata.finalizers = Some(owned.clone());
+    }
+    let mut value = serde_json::to_value(block).unwrap();
+    json_patch::patch(&mut value, &finalizer(&owned, deleting, want)).unwrap();
+    serde_json::from_value::<IPAMBlock>(value)
+        .unwrap()
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_block_carries_the_finalizer_exactly_while_it_records_an_address() {
+    let used = spec(5, Some("n1"), &[(0, alloc("a", 5))]);
+    let empty = spec(6, Some("n1"), &[]);
+    let ours = crate::keys::FINALIZER;
+    assert_eq!(finalized(&[], false, &used), [ours]);
+    assert_eq!(finalized(&["other"], false, &used), ["other", ours]);
+    assert_eq!(finalized(&[ours], false, &used), [ours]);
+    assert_eq!(finalized(&["other", ours], false, &empty), ["other"]);
+    assert!(finalized(&[], false, &empty).is_empty());
+    // Being deleted: never added (the API server refuses it), still removed once empty.
+    assert!(finalized(&[], true, &used).is_empty());
+    assert!(finalized(&[ours], true, &empty).is_empty());
+}
+
+#[test]
+fn the_finalizer_comes_off_an_empty_block_only_at_the_version_read() {
+    let ours = crate::keys::FINALIZER;
+    assert!(unfinalize(&[], "7").is_none());
+    let patch = unfinalize(&["other".into(), ours.into()], "7").unwrap();
+    let mut block = IPAMBlock::new("10-0-0-0-26", spec(1, None, &[]));
+    block.metadata.finalizers = Some(vec!["other".into(), ours.into()]);
+    block.metadata.resource_version = Some("7".into());
+    let mut value = serde_json::to_value(&block).unwrap();
+    json_patch::patch(&mut value, &patch).unwrap();
+    assert_eq!(
+        value["metadata"]["finalizers"],
+        serde_json::json!(["other"])
+    );
+    block.metadata.resource_version = Some("8".into());
+    let mut stale = serde_json::to_value(&block).unwrap();
+    assert!(json_patch::patch(&mut stale, &patch).is_err());
 }

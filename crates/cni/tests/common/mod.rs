@@ -291,6 +291,7 @@ impl FakeController {
                     affinity: Some("node-1".into()),
                     sequence_number: 0,
                     allocations: BTreeMap::new(),
+                    quarantine: None,
                 },
             );
             blocks.create(&PostParams::default(), &block).await.unwrap();

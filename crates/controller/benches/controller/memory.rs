@@ -179,6 +179,7 @@ pub async fn run_memory() {
                     node_labels: Some(&empty),
                     namespace_meta: Some((&empty, &empty)),
                     confirmed: &[],
+                    running: &[],
                 };
                 let placed = model
                     .assign(&context, &placeholder(i), &[Family::V4])

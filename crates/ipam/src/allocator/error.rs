@@ -88,6 +88,30 @@ pub enum AllocError {
         /// Whether strict affinity kept other nodes' blocks out.
         strict: bool,
     },
+    /// The address a pod uses is held by another pod.
+    #[error("pod {namespace}/{pod} uses {address}, but {holder} holds it")]
+    AddressTaken {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The address.
+        address: IpAddr,
+        /// Who holds it: `namespace/pod`.
+        holder: String,
+    },
+    /// The address a pod uses does not lie in the pool (or its blocks) it was to be recorded in.
+    #[error("pod {namespace}/{pod} uses {address}, which is not an address of pool {pool}")]
+    AddressOutsidePool {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The address.
+        address: IpAddr,
+        /// The pool.
+        pool: String,
+    },
 }
 
 impl AllocError {
@@ -100,6 +124,8 @@ impl AllocError {
             AllocError::PoolNotAllocatable { .. } => "PoolNotAllocatable",
             AllocError::WrongFamily { .. } => "WrongFamily",
             AllocError::Exhausted { .. } => "PoolsExhausted",
+            AllocError::AddressTaken { .. } => "AddressTaken",
+            AllocError::AddressOutsidePool { .. } => "AddressOutsidePools",
         }
     }
 }

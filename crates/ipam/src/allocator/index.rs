@@ -359,7 +359,7 @@ impl Allocator {
         entry.index = pool.index_of(&cidr);
         if let Some(index) = entry.index {
             pool.reusable.remove(&index);
-            if !entry.block.is_full() {
+            if !entry.block.is_full() && entry.block.quarantine().is_none() {
                 pool.with_room.push(id);
                 entry.in_pool_set = true;
                 if let Some(node) = entry.node.and_then(|n| self.nodes.get_mut(n as usize)) {
@@ -380,6 +380,7 @@ impl Allocator {
     /// Takes a block out of every index (the block itself stays stored). Its pool index, if it
     /// had one, becomes reusable.
     pub(super) fn detach(&mut self, id: BlockId) {
+        self.drop_room(id);
         let Some(entry) = self.blocks.get_mut(id as usize).and_then(Option::as_mut) else {
             return;
         };
@@ -392,20 +393,6 @@ impl Allocator {
         pool.allocated = pool
             .allocated
             .saturating_sub(u128::from(entry.block.allocated()));
-        if entry.in_pool_set {
-            pool.with_room.retain(|b| *b != id);
-            entry.in_pool_set = false;
-        }
-        if entry.in_node_set {
-            if let Some(room) = entry
-                .node
-                .and_then(|n| self.nodes.get_mut(n as usize))
-                .and_then(|n| n.room_if_any(entry.pool))
-            {
-                room.retain(|b| *b != id);
-            }
-            entry.in_node_set = false;
-        }
         if let Some(index) = entry.index.take()
             && index < pool.cursor
         {
@@ -456,12 +443,35 @@ impl Allocator {
         }
     }
 
+    /// Takes a block out of the "has room" sets (its free slots are all in use by live pods).
+    pub(super) fn drop_room(&mut self, id: BlockId) {
+        let Some(entry) = self.blocks.get_mut(id as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if entry.in_pool_set {
+            self.pools[entry.pool as usize]
+                .with_room
+                .retain(|b| *b != id);
+            entry.in_pool_set = false;
+        }
+        if entry.in_node_set {
+            if let Some(room) = entry
+                .node
+                .and_then(|n| self.nodes.get_mut(n as usize))
+                .and_then(|n| n.room_if_any(entry.pool))
+            {
+                room.retain(|b| *b != id);
+            }
+            entry.in_node_set = false;
+        }
+    }
+
     /// Puts a block that just got a free slot back into the "has room" sets.
     pub(super) fn note_room(&mut self, id: BlockId) {
         let Some(entry) = self.blocks.get_mut(id as usize).and_then(Option::as_mut) else {
             return;
         };
-        if entry.index.is_none() {
+        if entry.index.is_none() || entry.block.quarantine().is_some() {
             return;
         }
         let pool = &mut self.pools[entry.pool as usize];

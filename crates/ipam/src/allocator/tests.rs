@@ -403,3 +403,112 @@ fn the_allocator_can_be_shared_between_threads() {
         "the controller keeps it behind a lock across tasks"
     );
 }
+
+#[test]
+fn an_address_a_live_pod_uses_goes_to_no_other_pod() {
+    let mut a = allocator(&[pool("p", "10.0.0.0/24", 30)]);
+    // A pod runs with 10.0.0.0 and 10.0.0.2, recorded nowhere (installed before us).
+    a.set_in_use("old", &[ip("10.0.0.0"), ip("10.0.0.2")]);
+    let got: Vec<IpAddr> = (0..4)
+        .map(|i| {
+            req(&format!("u{i}"), "n1", &["p"])
+                .run(&mut a)
+                .unwrap()
+                .address
+        })
+        .collect();
+    assert!(!got.contains(&ip("10.0.0.0")) && !got.contains(&ip("10.0.0.2")));
+    assert_eq!(a.in_use_count(), 2);
+    // Once the pod is gone, its addresses are free again.
+    a.set_in_use("old", &[]);
+    assert_eq!(a.in_use_count(), 0);
+    assert_eq!(
+        req("u9", "n1", &["p"]).run(&mut a).unwrap().address,
+        ip("10.0.0.0")
+    );
+}
+
+#[test]
+fn a_pod_is_recorded_with_the_address_it_uses_and_no_one_else_is() {
+    let mut a = allocator(&[pool("p", "10.0.0.0/24", 28)]);
+    let request = |handle: &'static str| Request {
+        handle,
+        namespace: "ns",
+        pod: handle,
+        node: "n1",
+        family: Family::V4,
+        pools: &[],
+    };
+    // No block covers it yet: one is created for the pod's node.
+    let got = a
+        .adopt(&request("old"), "p", ip("10.0.0.37"), None)
+        .unwrap();
+    assert_eq!((got.block, got.created_block), (net("10.0.0.32/28"), true));
+    assert_eq!(
+        a.block(&net("10.0.0.32/28")).unwrap().affinity(),
+        Some("n1")
+    );
+    // Asking again is the same address; another pod cannot have it.
+    assert_eq!(
+        a.adopt(&request("old"), "p", ip("10.0.0.37"), None)
+            .unwrap()
+            .address,
+        ip("10.0.0.37")
+    );
+    let taken = a
+        .adopt(&request("new"), "p", ip("10.0.0.37"), None)
+        .unwrap_err();
+    assert_eq!(taken.reason(), "AddressTaken");
+    assert!(taken.to_string().contains("ns/old holds it"), "{taken}");
+    // An address outside the pool is refused.
+    let outside = a
+        .adopt(&request("new"), "p", ip("10.9.0.1"), None)
+        .unwrap_err();
+    assert_eq!(outside.reason(), "AddressOutsidePools");
+    // Ordinary allocation skips it.
+    for i in 0..15 {
+        let next = req(&format!("u{i}"), "n1", &["p"]).run(&mut a).unwrap();
+        assert_ne!(next.address, ip("10.0.0.37"));
+    }
+}
+
+#[test]
+fn a_quarantined_block_keeps_its_range_and_gives_nothing_new() {
+    let mut a = allocator(&[pool("p", "10.0.0.0/30", 31)]);
+    let first = req("u1", "n1", &["p"]).run(&mut a).unwrap();
+    a.take_dirty();
+    assert!(a.set_quarantine(&first.block, Some("lost")));
+    assert_eq!(a.take_dirty().len(), 1, "the quarantine is written");
+    // The quarantined block's free slot is not used and its range is not claimed again: the
+    // pod gets the pool's other block.
+    let second = req("u2", "n1", &["p"]).run(&mut a).unwrap();
+    assert_ne!(second.block, first.block);
+    let third = req("u3", "n1", &["p"]).run(&mut a).unwrap();
+    assert_eq!(third.block, second.block);
+    assert_eq!(
+        req("u4", "n1", &["p"]).run(&mut a).unwrap_err().reason(),
+        "PoolsExhausted"
+    );
+    // It still releases, and is never returned to the pool while quarantined.
+    a.release_handle("u1");
+    assert!(!a.returnable_blocks().contains(&first.block));
+    a.set_quarantine(&first.block, None);
+    assert_eq!(
+        req("u4", "n1", &["p"]).run(&mut a).unwrap().block,
+        first.block
+    );
+}
+
+#[test]
+fn a_block_deleted_behind_its_back_is_created_again_quarantined() {
+    let mut a = allocator(&[pool("p", "10.0.0.0/24", 28)]);
+    let got = req("u1", "n1", &["p"]).run(&mut a).unwrap();
+    a.take_dirty();
+    a.recreate(&got.block, "deleted by hand");
+    let dirty = a.take_dirty();
+    assert_eq!(dirty.len(), 1);
+    assert_eq!(dirty[0].change, Change::Create);
+    let block = a.block(&got.block).unwrap();
+    assert_eq!(block.quarantine(), Some("deleted by hand"));
+    assert_eq!(block.get(got.ordinal).unwrap().handle(), "u1");
+}

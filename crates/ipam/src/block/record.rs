@@ -29,6 +29,9 @@ pub struct BlockRecord {
     /// One record per allocated address, sorted by ordinal.
     #[serde(default)]
     pub allocations: Vec<AllocationRecord>,
+    /// Why the block gives out no new address, if it is quarantined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<String>,
 }
 
 /// One allocated address as stored.
@@ -72,6 +75,7 @@ impl Block {
                     sequence: a.sequence(),
                 })
                 .collect(),
+            quarantine: self.quarantine().map(str::to_owned),
         }
     }
 
@@ -86,6 +90,7 @@ impl Block {
             record.affinity.as_deref().map(Arc::from),
         )?;
         block.sequence = record.sequence;
+        block.quarantine = record.quarantine.as_deref().map(Box::from);
         let id = || BlockId {
             cidr: record.cidr.to_string(),
             pool: record.pool.clone(),

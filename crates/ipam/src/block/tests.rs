@@ -17,6 +17,7 @@ fn record(cidr: &str, allocations: Vec<AllocationRecord>) -> BlockRecord {
         affinity: Some("n1".into()),
         sequence: 10,
         allocations,
+        quarantine: None,
     }
 }
 

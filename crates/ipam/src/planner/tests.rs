@@ -49,6 +49,7 @@ impl Pod {
             node_labels: Some(&self.node_labels),
             namespace_meta: Some((&self.ns_labels, &self.ns_annotations)),
             confirmed: &[],
+            running: &[],
         }
     }
 }
@@ -266,6 +267,7 @@ fn a_record_never_confirmed_to_the_pod_is_used_only_if_the_controller_would_make
                 container: None,
                 sequence: 1,
             }],
+            quarantine: None,
         };
         Block::from_record(&record).unwrap()
     };
@@ -310,4 +312,59 @@ fn a_record_never_confirmed_to_the_pod_is_used_only_if_the_controller_would_make
     let got = p.assign(&kept, "u-evil", &[Family::V4]).unwrap();
     assert_eq!(got[0].address.to_string(), "10.244.8.7");
     assert!(p.take_distrusted().is_empty());
+}
+
+#[test]
+fn a_pod_running_with_an_address_keeps_it_if_its_pool_admits_it_and_never_gets_a_second() {
+    let payments = PoolInput::new("payments", "10.244.8.0/24")
+        .manual()
+        .namespace_selector("team == 'payments'")
+        .created("2024-01-01T00:00:00Z");
+    let general = PoolInput::new("general", "10.244.0.0/20").created("2024-01-01T00:00:00Z");
+    let mut p = planner(&[payments, general], Some(&cidrs()));
+    let pod = Pod::new(); // shop/web: admitted to general, not to payments
+    let assign = |p: &mut Planner, running: &[IpAddr], handle: &str| {
+        let ctx = PodContext {
+            running,
+            ..pod.known()
+        };
+        p.assign(&ctx, handle, &[Family::V4])
+    };
+    // Installed over another IPAM: its sandbox has 10.244.1.10, inside general.
+    let got = assign(&mut p, &["10.244.1.10".parse().unwrap()], "u1").unwrap();
+    assert_eq!(got[0].address.to_string(), "10.244.1.10");
+    assert_eq!((got[0].pool.as_str(), got[0].new), ("general", true));
+    // An address of a pool that does not admit it: no second address, and the reason.
+    let err = assign(&mut p, &["10.244.8.9".parse().unwrap()], "u2").unwrap_err();
+    assert_eq!(err.reason(), "AddressNotAdmitted");
+    assert!(
+        err.to_string().contains("pod shop/web") && err.to_string().contains("payments"),
+        "{err}"
+    );
+    assert_eq!(p.allocator().usage("payments").unwrap().allocated, 0);
+    // An address in no pool: kept, no second one.
+    let err = assign(&mut p, &["192.168.0.4".parse().unwrap()], "u3").unwrap_err();
+    assert_eq!(err.reason(), "AddressOutsidePools");
+    assert!(err.to_string().contains("192.168.0.4"), "{err}");
+    // An address another pod holds: refused, naming the holder.
+    let err = assign(&mut p, &["10.244.1.10".parse().unwrap()], "u4").unwrap_err();
+    assert_eq!(err.reason(), "AddressTaken");
+}
+
+#[test]
+fn a_pod_whose_record_was_lost_gets_its_annotated_address_back_not_another() {
+    let mut p = planner(&general(), Some(&cidrs()));
+    let pod = Pod::new();
+    let first = p.assign(&pod.known(), "u1", &[Family::V4]).unwrap();
+    // Its block is lost (deleted while the controller was down): nothing records the address,
+    // but the pod's annotation names it.
+    p.allocator_mut().remove_block(&first[0].block);
+    let confirmed = [first[0].address];
+    let ctx = PodContext {
+        confirmed: &confirmed,
+        ..pod.known()
+    };
+    let again = p.assign(&ctx, "u1", &[Family::V4]).unwrap();
+    assert_eq!(again[0].address, first[0].address);
+    assert!(p.allocator().block(&first[0].block).is_some(), "rebuilt");
 }

@@ -279,6 +279,7 @@ impl PodPlanner<'_> {
             namespace_meta: namespace_meta.as_ref().map(|(l, a)| (l, a)),
             // A plan starts from no block: nothing is held, so nothing was confirmed.
             confirmed: &[],
+            running: &[],
         };
         let row = |family, outcome| PodRow {
             namespace: namespace.to_owned(),

@@ -176,6 +176,7 @@ impl Cluster {
             affinity: node.map(str::to_owned),
             sequence_number: 0,
             allocations: Default::default(),
+            quarantine: None,
         };
         self.blocks()
             .create(&PostParams::default(), &IPAMBlock::new(&name, spec))
