@@ -194,9 +194,10 @@ const CHECK_JSON_HELP: &str = "\
   problems       findings that make the exit status 1, each with kind and message:
                  LeakedAllocation, FinishedPodHoldsAddress, UnrecordedAddress, DuplicateAddress,
                  DuplicateHandle, BlockWithoutPool, BlockNotMatchingPool, InvalidBlock,
-                 OverlappingBlocks, PodWithoutAddress, PoolNotAllocatable, AddressNotAdmitted
+                 OverlappingBlocks, PodWithoutAddress, PoolNotAllocatable, AddressNotAdmitted,
+                 PodIPNotRecorded
   notes          findings that are not problems: PoolDisabled, PoolTerminating, PodWaiting,
-                 PodStuckTerminating
+                 PodStuckTerminating, BlockQuarantined
 An allocation (in LeakedAllocation, FinishedPodHoldsAddress, AddressNotAdmitted, and the holders of duplicates) is
 address, block, pool, ordinal, handle, sequence, namespace, pod. The crate's README lists the
 fields of every kind.";

@@ -19,8 +19,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::finding::{
-    BlockIssue, Duplicate, Finding, Finished, Leak, NotAdmitted, Overlap, PodState, PoolIssue,
-    Stuck, Unaddressed, Unrecorded,
+    BlockIssue, Duplicate, Finding, Finished, Leak, NotAdmitted, Overlap, PodIPNotRecorded,
+    PodState, PoolIssue, Stuck, Unaddressed, Unrecorded,
 };
 use crate::records::{self, Holder, Recorded};
 use crate::snapshot::{Snapshot, seconds_between};
@@ -53,7 +53,67 @@ pub fn find(s: &Snapshot) -> Findings {
         .extend(unrecorded_annotations(&s.pods, &recorded));
     unaddressed(s, &mut f);
     not_admitted(s, &recorded, &mut f);
+    running(s, &recorded, &mut f);
     f
+}
+
+/// Live pods whose sandbox addresses (`status.podIPs`) no block records for them. The
+/// controller records such an address as the pod's when its pool admits the pod (and reports
+/// it otherwise), so one left over means it could not.
+fn running(s: &Snapshot, recorded: &[Recorded], f: &mut Findings) {
+    let by_address: HashMap<IpAddr, &Holder> = recorded
+        .iter()
+        .map(|r| (r.holder.address, &r.holder))
+        .collect();
+    let mut pods: Vec<&Pod> = s
+        .pods
+        .iter()
+        .filter(|p| address_state(p).needs_address())
+        .collect();
+    pods.sort_by(|a, b| by_key(a).cmp(&by_key(b)));
+    for pod in pods {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+        let ips = pod.status.as_ref().and_then(|st| st.pod_ips.as_ref());
+        for address in ips
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.parse::<IpAddr>().ok())
+        {
+            let holder = by_address.get(&address).copied();
+            if holder.is_some_and(|h| h.handle == uid) {
+                continue;
+            }
+            let family = Family::of_addr(&address);
+            let own = recorded
+                .iter()
+                .find(|r| r.holder.handle == uid && Family::of_addr(&r.holder.address) == family)
+                .map(|r| r.holder.address);
+            let why = match (holder, own) {
+                (Some(h), _) => format!(
+                    "the blocks record it for pod {}: two sandboxes may use one address",
+                    h.pod_key()
+                ),
+                (None, Some(own)) => format!(
+                    "the blocks record {own} for it instead: its sandbox does not have the address it was given"
+                ),
+                (None, None) => {
+                    "no block records it; the controller's Event on the pod says why".to_owned()
+                }
+            };
+            f.problems.push(Finding::PodIPNotRecorded(PodIPNotRecorded {
+                namespace: pod.namespace().unwrap_or_default(),
+                pod: pod.name_any(),
+                uid: uid.clone(),
+                address,
+                recorded: own,
+                holder: holder.cloned(),
+                message: format!(
+                    "pod {key} runs with {address} (status.podIPs), but {why} (see docs/troubleshooting.md, \"A pod runs with an address no block records\")"
+                ),
+            }));
+        }
+    }
 }
 
 /// Live pods holding addresses of pools that no longer admit them, by the core's rule
@@ -170,7 +230,7 @@ fn pools(s: &Snapshot, recorded: &[Recorded], f: &mut Findings) {
                     &c.reason,
                     format!(
                         "pool {name} is being deleted; it goes once its {allocations} address(es) in use are released (finalizer {})",
-                        api::keys::POOL_FINALIZER
+                        api::keys::FINALIZER
                     ),
                 ))),
                 _ => f
@@ -210,6 +270,11 @@ fn blocks(s: &Snapshot, f: &mut Findings) {
             }
         };
         ranges.push((range, block));
+        if let Some(why) = &spec.quarantine {
+            f.notes.push(Finding::BlockQuarantined(issue(format!(
+                "block {name} is quarantined: {why}. Check that none of its free addresses is still in use, then remove spec.quarantine (see docs/troubleshooting.md, \"A block is quarantined\")"
+            ))));
+        }
         let want = cidr::block_name(&range);
         if want != name {
             f.problems.push(Finding::InvalidBlock(issue(format!(

@@ -85,6 +85,32 @@ pub enum Finding {
     /// A pod holds an address of a pool that no longer admits it (problem): its namespace or
     /// node stopped matching a selector, or the annotation naming the pool changed.
     AddressNotAdmitted(NotAdmitted),
+    /// A live pod's sandbox runs with an address (`status.podIPs`) that no block records for
+    /// it (problem): recorded for another pod, or for nobody, or the pod's record names another.
+    PodIPNotRecorded(PodIPNotRecorded),
+    /// A quarantined block (note): rebuilt by the controller after it was lost or unreadable,
+    /// it gives out no new address until an admin removes `spec.quarantine`.
+    BlockQuarantined(BlockIssue),
+}
+
+/// [`Finding::PodIPNotRecorded`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIPNotRecorded {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The pod's UID.
+    pub uid: String,
+    /// The address in `status.podIPs`.
+    pub address: IpAddr,
+    /// What the blocks record for the pod in that family (none: nothing).
+    pub recorded: Option<IpAddr>,
+    /// Who the blocks record for the address instead, if anyone.
+    pub holder: Option<Holder>,
+    /// For a person.
+    pub message: String,
 }
 
 /// [`Finding::AddressNotAdmitted`].
@@ -291,6 +317,8 @@ impl Finding {
             Finding::PodWaiting(_) => "PodWaiting",
             Finding::PodStuckTerminating(_) => "PodStuckTerminating",
             Finding::AddressNotAdmitted(_) => "AddressNotAdmitted",
+            Finding::PodIPNotRecorded(_) => "PodIPNotRecorded",
+            Finding::BlockQuarantined(_) => "BlockQuarantined",
         }
     }
 
@@ -311,6 +339,8 @@ impl Finding {
             | Finding::PoolTerminating(x) => &x.message,
             Finding::PodStuckTerminating(x) => &x.message,
             Finding::AddressNotAdmitted(x) => &x.message,
+            Finding::PodIPNotRecorded(x) => &x.message,
+            Finding::BlockQuarantined(x) => &x.message,
         }
     }
 
@@ -352,6 +382,10 @@ impl Finding {
             Finding::AddressNotAdmitted(x) => {
                 format!("{} held by {}", x.holder.address, x.holder.pod_key())
             }
+            Finding::PodIPNotRecorded(x) => {
+                format!("{}/{} runs with {}", x.namespace, x.pod, x.address)
+            }
+            Finding::BlockQuarantined(x) => format!("block {}", x.block),
         }
     }
 }

@@ -100,6 +100,7 @@ fn block(cidr: &str, pool: &str) -> BlockB {
             affinity: Some("node-1".into()),
             sequence_number: 0,
             allocations: BTreeMap::new(),
+            quarantine: None,
         },
     );
     b.metadata.creation_timestamp = Some(ago(7200));
@@ -560,4 +561,59 @@ fn the_text_report_names_each_problem_and_the_exit_status() {
         "{text}"
     );
     assert!(text.lines().all(|l| l.len() <= 120), "{text}");
+}
+
+impl PodB {
+    /// Its sandbox runs with `address`, as the kubelet reports.
+    fn running_with(mut self, address: &str) -> Self {
+        self.0.status.as_mut().unwrap().pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+            ip: address.into(),
+        }]);
+        self
+    }
+}
+
+#[test]
+fn a_pod_running_with_an_address_no_block_records_for_it_is_a_problem() {
+    let (pools, blocks, pods) = healthy();
+    // Running with the recorded address: fine.
+    let agreeing = vec![pods[0].clone().running_with("10.244.0.0")];
+    let f = find(&snapshot(pools.clone(), blocks.clone(), agreeing));
+    assert_eq!(f, Findings::default());
+    // Running with another one: the record names 10.244.0.0.
+    let other = vec![pods[0].clone().running_with("10.244.0.9")];
+    let f = find(&snapshot(pools.clone(), blocks.clone(), other));
+    assert_eq!(kinds(&f.problems), ["PodIPNotRecorded"]);
+    let message = f.problems[0].message();
+    assert!(
+        message.contains("pod web/a runs with 10.244.0.9")
+            && message.contains("record 10.244.0.0 for it instead"),
+        "{message}"
+    );
+    // Running with an address recorded for another pod: names that pod.
+    let mut two = pods.clone();
+    two.push(pod("web", "b", "u-b").running_with("10.244.0.0"));
+    let f = find(&snapshot(pools, blocks, two));
+    let found: Vec<&Finding> = f
+        .problems
+        .iter()
+        .filter(|p| p.kind() == "PodIPNotRecorded")
+        .collect();
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0].message().contains("for pod web/a"),
+        "{}",
+        found[0].message()
+    );
+}
+
+#[test]
+fn a_quarantined_block_is_a_note_saying_how_to_lift_it() {
+    let (pools, mut blocks, pods) = healthy();
+    blocks[0].0.spec.quarantine =
+        Some("block 10-244-0-0-26 was deleted while it recorded 1 addresses".into());
+    let f = find(&snapshot(pools, blocks, pods));
+    assert!(f.problems.is_empty(), "{:?}", f.problems);
+    assert_eq!(kinds(&f.notes), ["BlockQuarantined"]);
+    assert!(f.notes[0].message().contains("remove spec.quarantine"));
 }
