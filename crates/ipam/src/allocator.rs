@@ -565,10 +565,25 @@ impl Allocator {
         let hash = hash_str(handle);
         if let Some(old) = self.in_use_of.remove(&hash) {
             for address in old {
-                if self.in_use.get(&address) == Some(&hash) {
-                    self.in_use.remove(&address);
-                    if let Some(id) = self.block_of_addr(address) {
-                        self.note_room(id);
+                if self.in_use.get(&address) != Some(&hash) {
+                    continue;
+                }
+                // Another live pod may be seen using it too (a conflict, reported elsewhere):
+                // it stays kept for that one. The lists are short: only unrecorded addresses.
+                let other = self
+                    .in_use_of
+                    .iter()
+                    .find(|(_, list)| list.contains(&address))
+                    .map(|(h, _)| *h);
+                match other {
+                    Some(other) => {
+                        self.in_use.insert(address, other);
+                    }
+                    None => {
+                        self.in_use.remove(&address);
+                        if let Some(id) = self.block_of_addr(address) {
+                            self.note_room(id);
+                        }
                     }
                 }
             }
@@ -585,6 +600,7 @@ impl Allocator {
         for address in &unrecorded {
             self.in_use.entry(*address).or_insert(hash);
         }
+        // Kept for the first pod seen using it; `in_use_of` remembers every claim.
         self.in_use_of.insert(hash, unrecorded);
     }
 

@@ -47,6 +47,22 @@ enum Op {
     },
     /// A node goes away.
     DropNode(u8),
+    /// A live pod is seen using these addresses (offsets into pool `a`), or none.
+    InUse {
+        handle: u8,
+        offsets: Vec<u8>,
+    },
+    /// A pod is recorded with the address it is seen using (an offset into pool `a`).
+    Adopt {
+        handle: u8,
+        node: u8,
+        offset: u8,
+    },
+    /// The n-th block (by range) is quarantined, or its quarantine lifted.
+    Quarantine {
+        block: u8,
+        on: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -57,7 +73,16 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..24).prop_map(Op::ReleaseHandle),
         2 => (0u8..24, any::<bool>()).prop_map(|(handle, stale)| Op::ReleaseAddress { handle, stale }),
         1 => (0u8..4).prop_map(Op::DropNode),
+        1 => (0u8..24, prop::collection::vec(0u8..16, 0..3))
+            .prop_map(|(handle, offsets)| Op::InUse { handle, offsets }),
+        1 => (0u8..24, 0u8..4, 0u8..16).prop_map(|(handle, node, offset)| Op::Adopt { handle, node, offset }),
+        1 => (0u8..8, any::<bool>()).prop_map(|(block, on)| Op::Quarantine { block, on }),
     ]
+}
+
+/// The address at `offset` in pool `a` (10.0.0.0/28).
+fn in_a(offset: u8) -> IpAddr {
+    IpAddr::from(std::net::Ipv4Addr::new(10, 0, 0, offset % 16))
 }
 
 /// Checks every invariant of the allocator against its own blocks.
@@ -99,6 +124,10 @@ fn run_ops(ops: &[Op], strict: bool) -> Result<(), TestCaseError> {
     }
     // What the test believes: address -> (handle, sequence).
     let mut model: HashMap<IpAddr, (String, u64)> = HashMap::new();
+    // Addresses declared in use: address -> the live pod's handle.
+    let mut in_use: HashMap<IpAddr, String> = HashMap::new();
+    let mut claims: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    let mut quarantined: std::collections::HashSet<ipnet::IpNet> = Default::default();
     for op in ops {
         match op {
             Op::Allocate {
@@ -141,6 +170,19 @@ fn run_ops(ops: &[Op], strict: bool) -> Result<(), TestCaseError> {
                             prop_assert!(names.contains(&got_pool), "pool not asked for");
                             let clash = model.insert(got.address, (handle.clone(), got.sequence));
                             prop_assert!(clash.is_none(), "{} handed out while held", got.address);
+                            prop_assert!(
+                                in_use.get(&got.address).is_none()
+                                    || claims
+                                        .get(&handle)
+                                        .is_some_and(|l| l.contains(&got.address)),
+                                "{} is in use by another pod",
+                                got.address
+                            );
+                            prop_assert!(
+                                !quarantined.contains(&got.block),
+                                "{} came from a quarantined block",
+                                got.address
+                            );
                             if strict {
                                 let owner = a.block(&got.block).unwrap().affinity();
                                 prop_assert_eq!(
@@ -157,7 +199,7 @@ fn run_ops(ops: &[Op], strict: bool) -> Result<(), TestCaseError> {
                     Err(e) => {
                         prop_assert_eq!(e.reason(), "PoolsExhausted", "{}", e);
                         prop_assert!(before.is_none());
-                        if !strict {
+                        if !strict && in_use.is_empty() && quarantined.is_empty() {
                             // Without strict affinity only a truly full pool is exhausted.
                             for n in &names {
                                 prop_assert_eq!(a.usage(n).unwrap().free(), 0, "{} not full", n);
@@ -196,6 +238,99 @@ fn run_ops(ops: &[Op], strict: bool) -> Result<(), TestCaseError> {
                 let node = format!("node-{n}");
                 a.release_affinity(&node);
                 prop_assert!(a.node_blocks(&node).is_empty());
+            }
+            Op::InUse { handle, offsets } => {
+                let handle = format!("uid-{handle}");
+                let addresses: Vec<IpAddr> = offsets.iter().map(|o| in_a(*o)).collect();
+                a.set_in_use(&handle, &addresses);
+                let held = a.holdings(&handle);
+                claims.insert(
+                    handle.clone(),
+                    addresses
+                        .into_iter()
+                        .filter(|x| !held.iter().any(|h| h.address == *x))
+                        .collect(),
+                );
+                // Kept while any live pod claims it: for one of the claimants.
+                in_use.clear();
+                for (h, list) in &claims {
+                    for address in list {
+                        in_use.entry(*address).or_insert_with(|| h.clone());
+                    }
+                }
+                prop_assert_eq!(a.in_use_count(), in_use.len());
+                for address in in_use.keys() {
+                    let claimants: Vec<&String> = claims
+                        .iter()
+                        .filter(|(_, l)| l.contains(address))
+                        .map(|(h, _)| h)
+                        .collect();
+                    // Nobody but a claimant can be given it.
+                    for h in 0..24u8 {
+                        let other = format!("uid-{h}");
+                        if !claimants.contains(&&other) {
+                            prop_assert!(a.in_use_by_other(*address, &other));
+                        }
+                    }
+                }
+            }
+            Op::Adopt {
+                handle,
+                node,
+                offset,
+            } => {
+                let handle = format!("uid-{handle}");
+                let node = format!("node-{node}");
+                let address = in_a(*offset);
+                let before = a.find(&handle, Family::V4);
+                let req = Request {
+                    handle: &handle,
+                    namespace: "ns",
+                    pod: "pod",
+                    node: &node,
+                    family: Family::V4,
+                    pools: &[],
+                };
+                match a.adopt(&req, "a", address, None) {
+                    Ok(got) => {
+                        prop_assert_eq!(got.address, address);
+                        if got.new {
+                            prop_assert!(before.is_none());
+                            let clash = model.insert(address, (handle.clone(), got.sequence));
+                            prop_assert!(clash.is_none(), "{} adopted while held", address);
+                        } else {
+                            prop_assert_eq!(before.map(|b| b.address), Some(address));
+                        }
+                    }
+                    Err(e) => match e.reason() {
+                        "AddressTaken" => prop_assert!(
+                            model.get(&address).is_some_and(|m| m.0 != handle),
+                            "{}",
+                            e
+                        ),
+                        // Held another address, or the range is another pool's block.
+                        _ => prop_assert!(
+                            before.is_some_and(|b| b.address != address)
+                                || a.blocks()
+                                    .any(|b| b.cidr().contains(&address) && b.pool() != "a"),
+                            "{}",
+                            e
+                        ),
+                    },
+                }
+            }
+            Op::Quarantine { block, on } => {
+                let mut ranges: Vec<ipnet::IpNet> = a.blocks().map(|b| b.cidr()).collect();
+                ranges.sort();
+                let Some(cidr) = ranges.get(*block as usize % ranges.len().max(1)).copied() else {
+                    continue;
+                };
+                prop_assert!(a.set_quarantine(&cidr, on.then_some("test")));
+                if *on {
+                    quarantined.insert(cidr);
+                } else {
+                    quarantined.remove(&cidr);
+                }
             }
         }
         check_invariants(&a, &pools)?;
