@@ -9,6 +9,8 @@
 //! - [`release`]: one allocation removed from a block as last read, as `kubectl ipam release`
 //!   does: the core's own release applied to the read, written with [`update`].
 //!
+//! Every write that changes a block also clears its `managedFields` (see [`update`]).
+//!
 //! A refused `test` answers 422 on a real API server (the patch handler reports any JSON-patch
 //! error as Unprocessable Entity); [`refusal`] reads every status a block write can get.
 
@@ -113,7 +115,17 @@ pub fn update(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
             serde_json::to_value(new).unwrap_or(Value::Null),
         ));
     }
+    if ops.len() > 1 {
+        ops.push(reset_managed_fields());
+    }
     Patch(ops)
+}
+
+/// Clears the block's `managedFields` (a list holding one empty entry asks the API server to
+/// reset them). Nothing reads who owns a block's fields, and the list grows with every record,
+/// making each later write of the block dearer for the API server.
+fn reset_managed_fields() -> PatchOperation {
+    add(pointer(&["metadata", "managedFields"]), json!([{}]))
 }
 
 /// The finalizer operations that keep a block holding allocations from vanishing: a block

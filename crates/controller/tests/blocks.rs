@@ -297,3 +297,26 @@ async fn the_api_server_refuses_an_allocation_key_outside_the_block() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_block_written_by_the_controller_keeps_no_managed_fields() {
+    let c = setup().await;
+    let _controller = c.controller(settings()).await;
+    let mut last = None;
+    for name in ["a", "b", "c"] {
+        c.create(pod(name).in_ns("shop").on_node("node-1")).await;
+        last = c.wait_assigned("shop", name).await.ipv4;
+    }
+    let block = block_of(&c, last.unwrap().address).await;
+    assert_eq!(block.spec.allocations.len(), 3);
+    // The create recorded the creator's fields; every later write cleared them.
+    assert!(
+        block
+            .metadata
+            .managed_fields
+            .as_ref()
+            .is_none_or(|m| m.is_empty()),
+        "{:?}",
+        block.metadata.managed_fields
+    );
+}

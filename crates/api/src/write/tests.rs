@@ -108,6 +108,7 @@ fn the_patch_paths_are_the_crds_json_field_names() {
             "/spec/allocations/0/sequence",
             "/spec/allocations/0",
             "/spec/allocations/1",
+            "/metadata/managedFields",
         ]
     );
     let doc = doc(&want);
