@@ -16,7 +16,7 @@ K8S_OLDEST := 1.34.0
 # Exports the binaries' folder for one version to the command that follows.
 with_k8s = RANGEPOOL_K8S_VERSION=$(1) RANGEPOOL_K8S_BIN="$$(bash tests/k8s/build.sh $(1))"
 
-.PHONY: all demo test setup control-plane fmt-check clippy unit unit-oldest doc-test plan-example bench bench-cni bench-controller crds fmt
+.PHONY: all demo test setup control-plane fmt-check clippy unit unit-oldest doc-test plan-example fuzz bench bench-cni bench-controller crds fmt
 
 all: test
 
@@ -60,6 +60,15 @@ doc-test:
 ## The planner on the shipped example must flag the intended bad pods and exit non-zero.
 plan-example:
 	bash tests/plan-example.sh
+
+## The fuzz tests of what an attacker or a careless admin controls (the CNI plugin's environment,
+## stdin and kubeconfig; the planner's manifests), with FUZZ_CASES cases each instead of the few
+## hundred `make unit` runs. Not part of `make test`.
+FUZZ_CASES ?= 5000
+fuzz:
+	@echo "== make fuzz: $(FUZZ_CASES) cases each (the CNI plugin's binary runs for an eighth of them)"
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --locked -p rangepool-cni --test fuzz
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --locked -p kubectl-ipam --test fuzz
 
 ## Allocation throughput of the pure core.
 bench:

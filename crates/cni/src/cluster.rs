@@ -147,12 +147,29 @@ fn build_client(path: &Path) -> Result<Client, CniError> {
         &KubeConfigOptions::default(),
     ))
     .map_err(|e| fail(&e))?;
+    refuse_proxy(&config, path)?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     // Every call has its own overall deadline; kube's retry-with-backoff would spend it
     // silently on one request.
     config.default_retry = false;
     // The blocking threads run inside the runtime, which the client's tasks need.
     Client::try_from(config).map_err(|e| fail(&e))
+}
+
+/// Refuses a proxy kube took from `HTTPS_PROXY` or `https_proxy` (one from the file is refused
+/// by [`kubeconfig::load`]): kube, built without proxy support, would refuse it with an error
+/// that shows its URL, password included.
+fn refuse_proxy(config: &Config, path: &Path) -> Result<(), CniError> {
+    match config.proxy_url {
+        Some(_) => Err(CniError::kubeconfig(
+            path,
+            format!(
+                "the plugin's environment sets HTTPS_PROXY or https_proxy, but {} (the proxy is not shown, as its URL can hold a password)",
+                kubeconfig::NO_PROXY_SUPPORT
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// What one look at the pod says.

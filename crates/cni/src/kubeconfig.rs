@@ -29,6 +29,10 @@ pub const MAX_FILE_SIZE: u64 = 1 << 20;
 /// What to write as a cluster's `server`.
 const SERVER_FORM: &str = "https://HOST:PORT";
 
+/// Why a proxy cannot be used, from the kubeconfig or from the environment.
+pub(crate) const NO_PROXY_SUPPORT: &str =
+    "rangepool-ipam is built without proxy support and connects to the API server directly";
+
 /// Reads, parses and checks the kubeconfig at `path` and returns it ready for kube: the user's
 /// token trimmed or read from its `tokenFile`, relative paths made absolute.
 pub fn load(path: &Path) -> Result<Kubeconfig, CniError> {
@@ -167,6 +171,14 @@ fn prepare(kubeconfig: &mut Kubeconfig, dir: &Path) -> Result<(), String> {
     let of_cluster = |field: &str| format!("field {field} of cluster {:?}", echo(&context.cluster));
     check_server(cluster.server.as_deref())
         .map_err(|r| format!("{}: {r}", of_cluster("server")))?;
+    // kube is built without proxy support, and its error for a proxy shows the URL, password
+    // included.
+    if cluster.proxy_url.as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(format!(
+            "{}: {NO_PROXY_SUPPORT}; remove the field (its value is not shown, as it can hold a password)",
+            of_cluster("proxy-url")
+        ));
+    }
     if cluster.certificate_authority_data.is_none()
         && let Some(file) = cluster.certificate_authority.as_mut()
     {
@@ -303,15 +315,26 @@ pub(crate) fn clean_token(raw: &str) -> Result<&str, TokenProblem> {
 
 /// Checks a cluster's `server`: kube needs an absolute `http` or `https` URL, and its HTTP
 /// client panics on one without a scheme. The value is shown: it is no secret (unless it holds
-/// a password before an `@`, which is then not shown).
+/// a password before an `@`, which is then not shown, whatever else is wrong with it).
 pub(crate) fn check_server(server: Option<&str>) -> Result<(), String> {
     let Some(raw) = server.filter(|s| !s.is_empty()) else {
         return Err(format!(
             "is missing; write the API server's URL as {SERVER_FORM}"
         ));
     };
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, raw),
+    };
+    // Judged first: every message below shows the value.
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(format!(
+            "holds a user name or password before '@' (not shown), which kube cannot use; write {SERVER_FORM}"
+        ));
+    }
     let shown = echo(raw);
-    let Some((scheme, rest)) = raw.split_once("://") else {
+    let Some(scheme) = scheme else {
         let example = if authority_ok(raw) {
             format!(" (here https://{shown})")
         } else {
@@ -324,12 +347,6 @@ pub(crate) fn check_server(server: Option<&str>) -> Result<(), String> {
     if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
         return Err(format!(
             "{shown:?} is not an http or https URL; write {SERVER_FORM}"
-        ));
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(format!(
-            "holds a user name or password before '@' (not shown), which kube cannot use; write {SERVER_FORM}"
         ));
     }
     if authority.is_empty() {

@@ -7,11 +7,11 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::text::one_line;
+use crate::text::{echo, one_line};
 
 /// How much to log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,15 +67,16 @@ impl Logger {
         }
     }
 
-    /// Also appends to `path`. When the file cannot be opened that is logged to stderr and the
-    /// call goes on: losing a log file must not fail pod networking.
+    /// Also appends to `path`, a regular file (created when missing). When it is something
+    /// else or cannot be opened, that is logged to stderr and the call goes on: losing a log file
+    /// must not fail pod networking.
     pub fn with_file(mut self, path: Option<&Path>) -> Self {
         if let Some(path) = path {
-            match OpenOptions::new().create(true).append(true).open(path) {
+            match open_regular(path) {
                 Ok(file) => self.file = Some(file),
-                Err(e) => self.warn(format_args!(
-                    "cannot open log file {}: {e}; logging to stderr only",
-                    path.display()
+                Err(reason) => self.warn(format_args!(
+                    "cannot use log file {}: {reason}; logging to stderr only",
+                    echo(&path.display().to_string())
                 )),
             }
         }
@@ -136,6 +137,32 @@ impl Logger {
     pub fn debug(&self, message: fmt::Arguments<'_>) {
         self.log(Level::Debug, message);
     }
+}
+
+/// Opens `path` to append to, creating it, unless it is there and not a regular file: opening a
+/// FIFO blocks until someone reads it (past the call's deadline, which is not running yet), and
+/// a device such as `/dev/stdout` would put log lines among the reply.
+fn open_regular(path: &Path) -> Result<File, String> {
+    let regular = |meta: &std::fs::Metadata| {
+        if meta.is_file() {
+            Ok(())
+        } else {
+            Err("it is not a regular file".to_owned())
+        }
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) => regular(&meta)?,
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    // The path may have been replaced meanwhile: judge what was opened as well.
+    regular(&file.metadata().map_err(|e| e.to_string())?)?;
+    Ok(file)
 }
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -208,6 +235,33 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("not written"));
+    }
+
+    #[test]
+    fn a_log_file_that_is_not_a_regular_file_is_not_opened() {
+        // Found by the fuzz test: a FIFO as `logFile` blocked the call for ever, and
+        // `/dev/stdout` put log lines among the reply.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let log = Logger::stderr(Level::Info).with_file(Some(&fifo));
+            let _ = tx.send(log.file.is_none());
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+        for path in [dir.path(), Path::new("/dev/null")] {
+            let log = Logger::stderr(Level::Info).with_file(Some(path));
+            assert!(log.file.is_none(), "{}", path.display());
+        }
+        let missing = dir.path().join("ipam.log");
+        assert!(
+            Logger::stderr(Level::Info)
+                .with_file(Some(&missing))
+                .file
+                .is_some()
+        );
     }
 
     #[test]

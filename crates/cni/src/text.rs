@@ -4,12 +4,12 @@
 //!
 //! A CNI error message reaches pod events and the runtime's log as it is, so a value echoed
 //! into it must not be able to start a new log line or fill the event: [`echo`] escapes
-//! control characters and cuts the value after [`MAX_ECHO`] characters. It is the one helper
-//! every message uses for a value it did not write itself.
+//! control characters and shows at most [`MAX_ECHO`] characters of the value, escapes
+//! included. It is the one helper every message uses for a value it did not write itself.
 
 use std::fmt::{self, Write};
 
-/// The most characters of one outside value shown in a message.
+/// The most characters shown of one outside value in a message, escapes included.
 pub const MAX_ECHO: usize = 1000;
 
 /// A value shown in a message: [`echo`].
@@ -18,8 +18,8 @@ pub struct Echo<'a>(&'a str);
 
 /// Shows `value` safely. `{}` writes it as it is but with control characters (newlines
 /// included) and other unprintable characters escaped (`\n`, `\u{1b}`); `{:?}` also quotes it,
-/// as Rust's `{:?}` does. Either way only its first [`MAX_ECHO`] characters are shown, followed
-/// by how many were left out.
+/// as Rust's `{:?}` does. Either way at most [`MAX_ECHO`] characters are shown, an escaped
+/// character counting as the characters of its escape, followed by how many were left out.
 pub fn echo(value: &str) -> Echo<'_> {
     Echo(value)
 }
@@ -29,16 +29,23 @@ impl Echo<'_> {
         if quoted {
             f.write_char('"')?;
         }
-        let mut chars = self.0.chars();
-        for c in chars.by_ref().take(MAX_ECHO) {
+        // The limit is on what is shown: counting the value's characters instead would let
+        // 1000 unprintable ones, each shown as up to 10, fill a message with 10,000.
+        let mut width = 0;
+        let mut cut = None;
+        for (at, c) in self.0.char_indices() {
+            width += shown_width(c, quoted);
+            if width > MAX_ECHO {
+                cut = Some(at);
+                break;
+            }
             write_char(f, c, quoted)?;
         }
         if quoted {
             f.write_char('"')?;
         }
-        let rest = chars.count();
-        if rest > 0 {
-            write!(f, "... ({rest} more characters)")?;
+        if let Some(at) = cut {
+            write!(f, "... ({} more characters)", self.0[at..].chars().count())?;
         }
         Ok(())
     }
@@ -57,12 +64,26 @@ impl fmt::Debug for Echo<'_> {
 }
 
 fn write_char(f: &mut fmt::Formatter<'_>, c: char, quoted: bool) -> fmt::Result {
-    match c {
-        // Only a quoted value needs its quotes and backslashes escaped to stay unambiguous.
-        '"' | '\\' | '\'' if !quoted => f.write_char(c),
-        '\'' => f.write_char(c),
-        _ => write!(f, "{}", c.escape_debug()),
+    if is_verbatim(c, quoted) {
+        f.write_char(c)
+    } else {
+        write!(f, "{}", c.escape_debug())
     }
+}
+
+/// How many characters [`write_char`] shows for `c`.
+fn shown_width(c: char, quoted: bool) -> usize {
+    if is_verbatim(c, quoted) {
+        1
+    } else {
+        c.escape_debug().len()
+    }
+}
+
+/// Whether `c` is shown as it is although `escape_debug` would escape it: only a quoted value
+/// needs its quotes and backslashes escaped to stay unambiguous, and no value its `'`.
+fn is_verbatim(c: char, quoted: bool) -> bool {
+    c == '\'' || (!quoted && matches!(c, '"' | '\\'))
 }
 
 /// `line` with every control character escaped, whatever its length: the last guard of the
@@ -130,6 +151,31 @@ mod tests {
         // Exactly the limit: nothing is cut.
         let exact = "y".repeat(MAX_ECHO);
         assert_eq!(echo(&exact).to_string(), exact);
+    }
+
+    #[test]
+    fn escapes_count_towards_the_cut() {
+        // Found by the fuzz test: 1000 unprintable characters in CNI_ARGS made a message of
+        // 9,000 characters.
+        let controls = "\u{1b}".repeat(MAX_ECHO);
+        let shown = echo(&controls).to_string();
+        // 166 escapes of 6 characters fit in MAX_ECHO.
+        assert_eq!(
+            shown,
+            format!("{}... (834 more characters)", "\\u{1b}".repeat(166))
+        );
+        let quoted = format!("{:?}", echo(&"\u{202e}".repeat(2 * MAX_ECHO)));
+        // 125 escapes of 8 characters fill it exactly.
+        assert_eq!(
+            quoted,
+            format!("\"{}\"... (1875 more characters)", "\\u{202e}".repeat(125))
+        );
+        let quotes = "\"".repeat(MAX_ECHO);
+        assert_eq!(
+            echo(&quotes).to_string(),
+            quotes,
+            "shown as they are: not cut"
+        );
     }
 
     #[test]

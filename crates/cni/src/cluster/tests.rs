@@ -220,3 +220,17 @@ fn failures_are_classified() {
     let again = ApiFailure::of(&status(500)).into_error("ns/web", "read the pod");
     assert_eq!(again.code(), 11);
 }
+
+#[test]
+fn a_proxy_from_the_environment_is_refused_without_showing_it() {
+    // Found by the fuzz test: kube's own error for it showed the URL, password included.
+    let mut config = Config::new("https://10.0.0.1:6443".parse().unwrap());
+    let path = Path::new("/etc/cni/net.d/rangepool/kubeconfig");
+    assert_eq!(refuse_proxy(&config, path), Ok(()));
+    config.proxy_url = Some("http://node:SECRET@10.0.0.2:3128".parse().unwrap());
+    let err = refuse_proxy(&config, path).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.code(), 107);
+    assert!(!msg.contains("SECRET"), "{msg}");
+    assert!(msg.contains("HTTPS_PROXY"), "{msg}");
+}

@@ -240,6 +240,21 @@ fn servers_without_a_scheme_or_not_urls_are_refused() {
 }
 
 #[test]
+fn a_password_in_a_server_is_not_shown_whatever_else_is_wrong() {
+    // Found by the fuzz test: without a scheme, or with another one, the value was shown.
+    for server in [
+        "admin:SECRET@10.0.0.1:6443",
+        "ftp://admin:SECRET@10.0.0.1:21",
+        "https://admin:SECRET@",
+        "admin:SECRET@",
+    ] {
+        let got = check_server(Some(server)).unwrap_err();
+        assert!(!got.contains("SECRET"), "{server}: {got}");
+        assert!(got.contains("before '@' (not shown)"), "{server}: {got}");
+    }
+}
+
+#[test]
 fn the_server_error_names_the_kubeconfig_and_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
@@ -376,4 +391,23 @@ fn the_current_context_must_lead_to_a_cluster() {
     // A context without a user, or naming an unknown one, is no error (as in client-go).
     let mut kubeconfig = parse(&text.replace("    user: rangepool-node\n", "")).unwrap();
     assert_eq!(prepare(&mut kubeconfig, Path::new("/")), Ok(()));
+}
+
+#[test]
+fn a_proxy_is_refused_without_showing_its_password() {
+    // Found by the fuzz test: kube's own error for it showed the URL, password included.
+    let dir = tempfile::tempdir().unwrap();
+    let server = "https://10.0.0.1:6443\n    proxy-url: http://node:SECRET@10.0.0.2:3128";
+    let path = write(
+        dir.path(),
+        "kubeconfig",
+        &kubeconfig_text(server, "    token: abc"),
+    );
+    let msg = load(&path).unwrap_err().to_string();
+    assert!(!msg.contains("SECRET"), "{msg}");
+    assert!(
+        msg.contains("field proxy-url of cluster \"node\"")
+            && msg.contains("without proxy support"),
+        "{msg}"
+    );
 }
