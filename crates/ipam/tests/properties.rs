@@ -171,7 +171,7 @@ fn run_ops(ops: &[Op], strict: bool) -> Result<(), TestCaseError> {
                             let clash = model.insert(got.address, (handle.clone(), got.sequence));
                             prop_assert!(clash.is_none(), "{} handed out while held", got.address);
                             prop_assert!(
-                                in_use.get(&got.address).is_none()
+                                !in_use.contains_key(&got.address)
                                     || claims
                                         .get(&handle)
                                         .is_some_and(|l| l.contains(&got.address)),
