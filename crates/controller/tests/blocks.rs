@@ -10,7 +10,6 @@ use std::net::IpAddr;
 
 use api::{IPAMBlock, keys::FINALIZER};
 use common::*;
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -25,28 +24,6 @@ async fn block_of(c: &Cluster, address: IpAddr) -> IPAMBlock {
         .into_iter()
         .find(|b| in_net(address, &b.spec.cidr))
         .expect("a block records the address")
-}
-
-/// Takes the finalizer off and deletes the block, as an admin forcing it would.
-async fn force_delete(c: &Cluster, name: &str) {
-    blocks(c)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await
-        .unwrap();
-    let _ = blocks(c).delete(name, &DeleteParams::default()).await;
-    eventually("the block to be gone", || async {
-        blocks(c)
-            .get_opt(name)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
 }
 
 async fn setup() -> Cluster {
@@ -97,7 +74,7 @@ async fn a_block_forced_away_while_the_controller_runs_is_created_again_quaranti
     c.create(pod("web").in_ns("shop").on_node("node-1")).await;
     let first = c.wait_assigned("shop", "web").await.ipv4.unwrap();
     let name = block_of(&c, first.address).await.name_any();
-    force_delete(&c, &name).await;
+    c.force_delete_block(&name).await;
 
     let again = eventually("the block to be created again", || async {
         blocks(&c).get_opt(&name).await.unwrap()
@@ -124,7 +101,7 @@ async fn a_block_lost_while_no_controller_runs_is_rebuilt_from_the_pods_using_it
     let web2 = c.wait_assigned("shop", "web-2").await.ipv4.unwrap();
     controller.stop().await;
     let name = block_of(&c, web1.address).await.name_any();
-    force_delete(&c, &name).await;
+    c.force_delete_block(&name).await;
 
     let _controller = c.controller(settings()).await;
     // New pods on the node never get the running pods' addresses.
@@ -191,20 +168,6 @@ async fn an_unreadable_block_is_quarantined_and_rebuilt_from_the_pods_using_it()
     );
 }
 
-/// Sets `status.podIPs`, as the kubelet does once the sandbox runs.
-async fn running_with(c: &Cluster, namespace: &str, name: &str, address: &str) {
-    Api::<Pod>::namespaced(c.client.clone(), namespace)
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {
-                "phase": "Running", "podIP": address, "podIPs": [{"ip": address}]
-            }})),
-        )
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_pod_already_running_with_an_address_keeps_it_and_gets_no_second() {
     let c = setup().await;
@@ -214,10 +177,10 @@ async fn a_pod_already_running_with_an_address_keeps_it_and_gets_no_second() {
     c.pool("payments", payments).await;
     // Started before rangepool managed the cluster (installed over another IPAM).
     c.create(pod("old").in_ns("shop").on_node("node-1")).await;
-    running_with(&c, "shop", "old", "10.244.0.10").await;
+    c.set_running("shop", "old", "10.244.0.10").await;
     c.create(pod("intruder").in_ns("web").on_node("node-1"))
         .await;
-    running_with(&c, "web", "intruder", "10.244.8.5").await;
+    c.set_running("web", "intruder", "10.244.8.5").await;
 
     let _controller = c.controller(settings()).await;
     let kept = c.wait_assigned("shop", "old").await.ipv4.unwrap();

@@ -3,8 +3,8 @@
 //! [`ControlPlane::start`] runs etcd and kube-apiserver — built from the Go modules pinned in
 //! `tests/k8s/` — on free ports of 127.0.0.1, with TLS, `--authorization-mode=Node,RBAC`, the
 //! default admission chain plus NodeRestriction, and a ServiceAccount signing key. On request it
-//! adds kube-controller-manager (namespace, ServiceAccount and garbage-collector controllers) and
-//! kube-scheduler. It hands out clients and kubeconfigs for an admin and for ServiceAccounts
+//! adds kube-controller-manager (namespace, ServiceAccount, garbage-collector and ClusterRole
+//! aggregation controllers) and kube-scheduler. It hands out clients and kubeconfigs for an admin and for ServiceAccounts
 //! carrying exactly the RBAC the Helm chart grants ([`ControlPlane::chart_identity`]), finishes
 //! the graceful deletion of pods as a kubelet would ([`kubelet`]), and can put a fault-injecting
 //! proxy in front of the server ([`faults`]). Dropping it stops everything it started and removes
@@ -63,8 +63,9 @@ pub enum Error {
 /// What to run besides etcd and kube-apiserver.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// kube-controller-manager with the namespace, ServiceAccount, root-CA publisher and
-    /// garbage-collector controllers.
+    /// kube-controller-manager with the namespace, ServiceAccount, root-CA publisher,
+    /// garbage-collector and ClusterRole aggregation controllers (the last fills the built-in
+    /// `admin`, `edit` and `view` roles).
     pub controller_manager: bool,
     /// kube-scheduler.
     pub scheduler: bool,
@@ -228,7 +229,7 @@ impl ControlPlane {
                 // Each controller acts as its own ServiceAccount with its bootstrap role, as
                 // kubeadm runs it; system:kube-controller-manager itself may do almost nothing.
                 "--use-service-account-credentials=true".to_owned(),
-                "--controllers=namespace-controller,serviceaccount-controller,garbage-collector-controller,root-ca-certificate-publisher-controller"
+                "--controllers=namespace-controller,serviceaccount-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller"
                     .to_owned(),
                 format!("--root-ca-file={}", pki.ca_file.display()),
             ],

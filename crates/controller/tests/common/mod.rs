@@ -182,6 +182,39 @@ impl Cluster {
             .unwrap();
     }
 
+    /// Sets `status.podIPs` (and phase Running), as the kubelet does once the sandbox runs.
+    pub async fn set_running(&self, namespace: &str, name: &str, address: &str) {
+        Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {
+                    "phase": "Running", "podIP": address, "podIPs": [{"ip": address}]
+                }})),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Takes the finalizer off a block and deletes it, as an admin forcing it would, and waits
+    /// until it is gone.
+    pub async fn force_delete_block(&self, name: &str) {
+        let blocks = Api::<IPAMBlock>::all(self.client.clone());
+        blocks
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .unwrap();
+        let _ = blocks.delete(name, &DeleteParams::default()).await;
+        eventually("the block to be gone", || async {
+            blocks.get_opt(name).await.unwrap().is_none().then_some(())
+        })
+        .await;
+    }
+
     pub async fn blocks(&self) -> Vec<IPAMBlock> {
         Api::<IPAMBlock>::all(self.client.clone())
             .list(&ListParams::default())
