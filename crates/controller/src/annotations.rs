@@ -27,35 +27,49 @@ pub(crate) struct Job {
 }
 
 /// Pods whose annotations wait for their blocks to be written: each one starts as soon as the
-/// last of its blocks is, not when the whole step's writes are done.
+/// last of its blocks is, not when a whole step's writes are done. Kept from step to step, since
+/// a block may be held back ([`crate::coalesce`]) while its pods wait.
 #[derive(Default)]
 pub(crate) struct Pending {
-    /// Each job with the number of its blocks not written yet.
-    jobs: Vec<Option<(Job, usize)>>,
-    blocks: Vec<Vec<String>>,
-    waiting_on: HashMap<String, Vec<usize>>,
+    /// Pods pushed since the last [`Pending::begin`], with their blocks.
+    fresh: Vec<(Job, Vec<String>)>,
+    /// Each waiting job with the number of its blocks not written yet.
+    jobs: HashMap<u64, (Job, usize)>,
+    waiting_on: HashMap<String, Vec<u64>>,
+    pods: HashSet<PodKey>,
+    next_id: u64,
 }
 
 impl Pending {
     /// Adds a pod that may be annotated once `blocks` are written.
     pub(crate) fn push(&mut self, job: Job, blocks: Vec<String>) {
-        self.jobs.push(Some((job, 0)));
-        self.blocks.push(blocks);
+        self.pods.insert(job.pod.key.clone());
+        self.fresh.push((job, blocks));
     }
 
-    /// The writes are about to start: these blocks will be written. Returns the jobs that wait
-    /// on none of them.
-    pub(crate) fn begin(&mut self, writing: &HashSet<String>) -> Vec<Job> {
+    /// Whether the pod waits here.
+    pub(crate) fn holds(&self, key: &PodKey) -> bool {
+        self.pods.contains(key)
+    }
+
+    /// Writes are about to start: the pods pushed since the last call wait for those of their
+    /// blocks that `unwritten` names (being written now, or held back). Returns the pods that
+    /// wait for none.
+    pub(crate) fn begin(&mut self, unwritten: impl Fn(&str) -> bool) -> Vec<Job> {
         let mut ready = Vec::new();
-        for (i, blocks) in self.blocks.iter().enumerate() {
+        for (job, blocks) in std::mem::take(&mut self.fresh) {
+            let id = self.next_id;
             let mut remaining = 0;
-            for block in blocks.iter().filter(|b| writing.contains(*b)) {
-                self.waiting_on.entry(block.clone()).or_default().push(i);
+            for block in blocks.into_iter().filter(|b| unwritten(b)) {
+                self.waiting_on.entry(block).or_default().push(id);
                 remaining += 1;
             }
-            match &mut self.jobs[i] {
-                Some((_, count)) if remaining > 0 => *count = remaining,
-                slot => ready.extend(slot.take().map(|(job, _)| job)),
+            if remaining == 0 {
+                self.pods.remove(&job.pod.key);
+                ready.push(job);
+            } else {
+                self.next_id += 1;
+                self.jobs.insert(id, (job, remaining));
             }
         }
         ready
@@ -64,12 +78,13 @@ impl Pending {
     /// A block was written: the jobs that waited on it last.
     pub(crate) fn written(&mut self, block: &str) -> Vec<Job> {
         let mut ready = Vec::new();
-        for i in self.waiting_on.remove(block).unwrap_or_default() {
-            if let Some((_, count)) = &mut self.jobs[i] {
-                *count -= 1;
-                if *count == 0 {
-                    ready.extend(self.jobs[i].take().map(|(job, _)| job));
-                }
+        for id in self.waiting_on.remove(block).unwrap_or_default() {
+            let Some((_, count)) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                ready.extend(self.take(id));
             }
         }
         ready
@@ -81,8 +96,14 @@ impl Pending {
             .remove(block)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|i| self.jobs[i].take().map(|(job, _)| job))
+            .filter_map(|id| self.take(id))
             .collect()
+    }
+
+    fn take(&mut self, id: u64) -> Option<Job> {
+        let (job, _) = self.jobs.remove(&id)?;
+        self.pods.remove(&job.pod.key);
+        Some(job)
     }
 }
 
@@ -240,14 +261,17 @@ mod tests {
         names.iter().map(|b| (*b).to_owned()).collect()
     }
 
+    fn among<'a>(names: &'a [&str]) -> impl Fn(&str) -> bool + 'a {
+        move |block| names.contains(&block)
+    }
+
     #[test]
     fn a_pod_goes_ahead_once_the_last_of_its_blocks_is_written() {
         let mut pending = Pending::default();
         pending.push(job("dual"), blocks(&["v4-a", "v6-a"]));
         pending.push(job("single"), blocks(&["v4-a"]));
         pending.push(job("other"), blocks(&["v4-b"]));
-        let writing = ["v4-a", "v6-a", "v4-b"].map(str::to_owned).into();
-        assert!(pending.begin(&writing).is_empty());
+        assert!(pending.begin(among(&["v4-a", "v6-a", "v4-b"])).is_empty());
         assert_eq!(names(&pending.written("v4-a")), ["single"]);
         assert_eq!(names(&pending.written("v6-a")), ["dual"]);
         assert_eq!(names(&pending.written("v4-b")), ["other"]);
@@ -260,8 +284,7 @@ mod tests {
         let mut pending = Pending::default();
         pending.push(job("healed"), blocks(&["v4-a"]));
         pending.push(job("new"), blocks(&["v4-b"]));
-        let writing = ["v4-b"].map(str::to_owned).into();
-        assert_eq!(names(&pending.begin(&writing)), ["healed"]);
+        assert_eq!(names(&pending.begin(among(&["v4-b"]))), ["healed"]);
         assert_eq!(names(&pending.written("v4-b")), ["new"]);
     }
 
@@ -270,11 +293,24 @@ mod tests {
         let mut pending = Pending::default();
         pending.push(job("dual"), blocks(&["v4-a", "v6-a"]));
         pending.push(job("fine"), blocks(&["v4-b"]));
-        let writing = ["v4-a", "v6-a", "v4-b"].map(str::to_owned).into();
-        assert!(pending.begin(&writing).is_empty());
+        assert!(pending.begin(among(&["v4-a", "v6-a", "v4-b"])).is_empty());
         assert!(pending.written("v4-a").is_empty());
         assert_eq!(names(&pending.not_written("v6-a")), ["dual"]);
         assert_eq!(names(&pending.written("v4-b")), ["fine"]);
         assert!(pending.written("v6-a").is_empty());
+    }
+
+    #[test]
+    fn a_pod_waits_across_rounds_for_a_block_held_back() {
+        let mut pending = Pending::default();
+        pending.push(job("early"), blocks(&["v4-a"]));
+        assert!(pending.begin(among(&["v4-a"])).is_empty());
+        assert!(pending.holds(&job("early").pod.key));
+        // The next round pushes another pod of the same block; neither is counted twice.
+        pending.push(job("late"), blocks(&["v4-a"]));
+        assert!(pending.begin(among(&["v4-a"])).is_empty());
+        assert_eq!(names(&pending.written("v4-a")), ["early", "late"]);
+        assert!(!pending.holds(&job("early").pod.key));
+        assert!(!pending.holds(&job("late").pod.key));
     }
 }

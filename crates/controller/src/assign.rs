@@ -3,13 +3,12 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use api::{Assignment, FamilyAssignment};
 use ipam::cidr::Family;
 use kube::runtime::events::EventType;
 
-use crate::annotations::{Job, Outcome, Patched, Pending};
+use crate::annotations::{Job, Outcome, Patched};
 use crate::engine::Engine;
 use crate::pods::{self, PodInfo, PodKey};
 use crate::queue::FIRST_BACKOFF;
@@ -35,12 +34,12 @@ enum Decision {
 impl Engine {
     /// Decides and records addresses for these pods.
     pub(crate) async fn assign(&mut self, keys: HashSet<PodKey>) {
-        let mut pending = Pending::default();
         let mut failures = Vec::new();
         let mut finished = Vec::new();
         for key in keys {
-            if self.annotations.busy(&key) {
-                // Looked at again once its patch is answered.
+            if self.annotations.busy(&key) || self.waiting.holds(&key) {
+                // Looked at again once its patch is answered; or its addresses are decided and
+                // it waits for its block to be written.
                 continue;
             }
             let Some(pod) = self.stores.pods.get(&key) else {
@@ -65,7 +64,7 @@ impl Engine {
                     assignment,
                     blocks,
                     new,
-                } => pending.push(
+                } => self.waiting.push(
                     Job {
                         pod,
                         assignment,
@@ -79,14 +78,7 @@ impl Engine {
 
         self.report_distrusted().await;
         self.release_finished(finished).await;
-        for job in self.flush_blocks(pending).await {
-            // Its block changed under us and was re-read; decide again right away.
-            self.queue.retry(
-                &job.pod.key,
-                "block changed while assigning".into(),
-                Duration::ZERO,
-            );
-        }
+        self.flush_blocks().await;
         for (pod, reason, message) in failures {
             self.fail(&pod, reason, message).await;
         }

@@ -2,10 +2,11 @@
 //!
 //! One task owns the in-memory model of every block, so decisions never race each other. Each
 //! step takes every change that arrived (a burst of bound pods becomes one step), makes all
-//! allocations and releases in memory, writes each changed block once (compare-and-swap on its
-//! sequence number), and only then annotates the pods whose blocks were written. A failed block
-//! write re-reads that block and leaves its pods for the next step, so nothing is annotated
-//! with an address that no block records.
+//! allocations and releases in memory, writes each changed block that is due once
+//! (compare-and-swap on its sequence number; a block written moments ago is held back a little,
+//! see [`crate::coalesce`]), and only then annotates the pods whose blocks were written. A
+//! failed block write re-reads that block and leaves its pods for the next step, so nothing is
+//! annotated with an address that no block records.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,8 +17,9 @@ use kube::runtime::events::Reporter;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::annotations::{Annotations, Outcome};
+use crate::annotations::{Annotations, Outcome, Pending};
 use crate::cluster::Cluster;
+use crate::coalesce::Coalescer;
 use crate::config::Settings;
 use crate::gc::Sweep;
 use crate::metrics::Metrics;
@@ -115,6 +117,10 @@ pub struct Engine {
     pub(crate) stores: Stores,
     pub(crate) model: Model,
     pub(crate) annotations: Annotations,
+    /// Pods whose addresses are decided, waiting for their blocks to be written.
+    pub(crate) waiting: Pending,
+    /// When each changed block is written.
+    pub(crate) coalescer: Coalescer,
     pub(crate) queue: Queue,
     pub(crate) sweep: Sweep,
     pub(crate) status: StatusDue,
@@ -132,6 +138,8 @@ impl Engine {
         Engine {
             model: Model::new(settings.strict_affinity),
             annotations: Annotations::new(client.clone()),
+            waiting: Pending::default(),
+            coalescer: Coalescer::default(),
             cluster: Cluster::new(client, metrics, reporter),
             queue: Queue::default(),
             sweep: Sweep::new(settings.leak_grace),
@@ -266,6 +274,9 @@ impl Engine {
             deadline = deadline.min(status);
         }
         if let Some(due) = self.queue.next_due() {
+            deadline = deadline.min(due);
+        }
+        if let Some(due) = self.coalescer.next_due() {
             deadline = deadline.min(due);
         }
         deadline

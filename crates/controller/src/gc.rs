@@ -25,7 +25,6 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tokio::time::Instant;
 
-use crate::annotations::Pending;
 use crate::engine::Engine;
 use crate::model::Owner;
 use crate::pods::PodInfo;
@@ -122,7 +121,7 @@ impl Engine {
 
         // Blocks that hold nothing and belong to no node go back to their pool.
         self.model.drop_empty_unaffine_blocks();
-        self.flush_blocks(Pending::default()).await;
+        self.flush_blocks().await;
         self.sweep.next = Instant::now() + self.settings.sweep_interval;
     }
 

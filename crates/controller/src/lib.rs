@@ -24,6 +24,7 @@ mod annotations;
 mod assign;
 pub mod blocks;
 mod cluster;
+mod coalesce;
 pub mod config;
 pub mod engine;
 mod gc;

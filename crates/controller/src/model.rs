@@ -422,8 +422,21 @@ impl Model {
 
     /// Every write needed to bring the API server to the model's state.
     pub fn take_writes(&mut self) -> Vec<BlockWrite> {
+        self.take_writes_if(|_, _| true)
+    }
+
+    /// The writes of the changed blocks `take` accepts (by name and how they changed), and
+    /// every delete; the blocks it leaves stay changed for a later call.
+    pub fn take_writes_if(
+        &mut self,
+        mut take: impl FnMut(&str, Change) -> bool,
+    ) -> Vec<BlockWrite> {
         let mut writes = Vec::new();
-        for dirty in self.planner.allocator_mut().take_dirty() {
+        let dirty = self
+            .planner
+            .allocator_mut()
+            .take_dirty_if(|d| take(&ipam::cidr::block_name(&d.cidr), d.change));
+        for dirty in dirty {
             let Some(block) = self.planner.allocator().block(&dirty.cidr) else {
                 continue;
             };

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::annotations::Pending;
 use crate::engine::Engine;
 
 /// At most this often the pools' status is written.
@@ -163,7 +162,7 @@ impl Engine {
             }
         }
         if released_blocks {
-            self.flush_blocks(Pending::default()).await;
+            self.flush_blocks().await;
         }
     }
 

@@ -3,13 +3,16 @@
 //! pods whose addresses they record are annotated.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
+use tokio::time::Instant;
 
-use crate::annotations::{Job, Pending};
+use crate::annotations::Job;
 use crate::blocks::WriteError;
 use crate::engine::Engine;
 use crate::pods::PodKey;
@@ -118,15 +121,24 @@ impl Engine {
         }
     }
 
-    /// Writes every block the model changed, and starts annotating each pending pod as soon as
-    /// its blocks are written. Returns the pods whose blocks could not be written.
-    pub(crate) async fn flush_blocks(&mut self, mut pending: Pending) -> Vec<Job> {
-        let writes = self.model.take_writes();
-        let writing: HashSet<String> = writes.iter().map(|w| w.name().to_owned()).collect();
-        self.annotations.start(pending.begin(&writing));
-        if writes.is_empty() {
-            return Vec::new();
+    /// Writes the blocks the model changed that are due ([`crate::coalesce`]), and starts
+    /// annotating each waiting pod as soon as its blocks are written. A pod whose block could
+    /// not be written is decided again.
+    pub(crate) async fn flush_blocks(&mut self) {
+        let mut round = self.coalescer.start_round(Instant::now());
+        let writes = self
+            .model
+            .take_writes_if(|name, change| round.due(name, change));
+        let mut blocked = Vec::new();
+        for name in round.end_round() {
+            blocked.extend(self.waiting.not_written(&name));
         }
+        let writing: HashSet<String> = writes.iter().map(|w| w.name().to_owned()).collect();
+        let coalescer = &self.coalescer;
+        let ready = self
+            .waiting
+            .begin(|block| writing.contains(block) || coalescer.holds(block));
+        self.annotate(ready);
         let store = self.cluster.blocks.clone();
         let mut results = futures::stream::iter(writes)
             .map(|write| {
@@ -137,15 +149,17 @@ impl Engine {
                 }
             })
             .buffer_unordered(WRITE_CONCURRENCY);
-        let mut blocked = Vec::new();
+        let mut wrote = false;
         while let Some((name, result)) = results.next().await {
+            wrote = true;
             match result {
                 Ok(written) => {
                     match written {
                         Some(block) => self.model.accept(&Arc::new(block)),
                         None => self.model.forget(&name),
                     }
-                    self.annotations.start(pending.written(&name));
+                    let ready = self.waiting.written(&name);
+                    self.annotate(ready);
                 }
                 Err(e) => {
                     if matches!(e, WriteError::Conflict(_) | WriteError::Gone(_)) {
@@ -155,11 +169,47 @@ impl Engine {
                         tracing::warn!(block = %name, error = %e, "block write failed");
                     }
                     self.reload_block(&name).await;
-                    blocked.extend(pending.not_written(&name));
+                    blocked.extend(self.waiting.not_written(&name));
                 }
             }
         }
-        self.status.changed();
-        blocked
+        if wrote {
+            self.status.changed();
+        }
+        for job in blocked {
+            // Its block changed under us and was re-read; decide again right away.
+            self.queue.retry(
+                &job.pod.key,
+                "block changed while assigning".into(),
+                Duration::ZERO,
+            );
+        }
+    }
+
+    /// Starts annotating pods whose blocks are written, each with what the model still records
+    /// for it: a pod released, or whose block was re-read, while it waited is decided again.
+    fn annotate(&mut self, jobs: Vec<Job>) {
+        let (current, stale): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|job| self.still_held(job));
+        for job in stale {
+            self.queue.retry(
+                &job.pod.key,
+                "its addresses changed while its block was written".into(),
+                Duration::ZERO,
+            );
+        }
+        self.annotations.start(current);
+    }
+
+    fn still_held(&self, job: &Job) -> bool {
+        let Some(held) = self.model.held(&job.pod.uid, &self.settings.families) else {
+            return false;
+        };
+        let wanted: Vec<IpAddr> = [&job.assignment.ipv4, &job.assignment.ipv6]
+            .into_iter()
+            .flatten()
+            .map(|a| a.address)
+            .collect();
+        held.len() == wanted.len() && held.iter().all(|h| wanted.contains(&h.address))
     }
 }

@@ -296,17 +296,33 @@ impl Allocator {
 
     /// The blocks changed since the last call, each once, in the order they first changed.
     pub fn take_dirty(&mut self) -> Vec<DirtyBlock> {
+        self.take_dirty_if(|_| true)
+    }
+
+    /// As [`Allocator::take_dirty`], but only the blocks `take` accepts; the others stay changed
+    /// for a later call, in their order.
+    pub fn take_dirty_if(&mut self, mut take: impl FnMut(&DirtyBlock) -> bool) -> Vec<DirtyBlock> {
         let ids = std::mem::take(&mut self.dirty);
-        ids.into_iter()
-            .filter_map(|id| {
-                let e = self.entry_mut(id)?;
-                let change = e.change.take()?;
-                Some(DirtyBlock {
-                    cidr: e.block.cidr(),
-                    change,
-                })
-            })
-            .collect()
+        let mut taken = Vec::new();
+        for id in ids {
+            let Some(e) = self.entry_mut(id) else {
+                continue;
+            };
+            let Some(change) = e.change else {
+                continue;
+            };
+            let dirty = DirtyBlock {
+                cidr: e.block.cidr(),
+                change,
+            };
+            if take(&dirty) {
+                e.change = None;
+                taken.push(dirty);
+            } else {
+                self.dirty.push(id);
+            }
+        }
+        taken
     }
 
     fn assigned(&self, slot: SlotRef, created_block: bool, new: bool) -> Option<Assigned> {

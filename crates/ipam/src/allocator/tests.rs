@@ -262,6 +262,30 @@ fn dirty_blocks_are_reported_once_with_create_winning() {
 }
 
 #[test]
+fn dirty_blocks_left_by_take_dirty_if_stay_for_the_next_call() {
+    let mut a = allocator(&[pool("p", "10.0.0.0/24", 26)]);
+    let x = req("a", "n1", &["p"]).run(&mut a).unwrap();
+    let y = req("b", "n2", &["p"]).run(&mut a).unwrap();
+    a.take_dirty();
+    a.release_handle("a");
+    a.release_handle("b");
+    let taken = a.take_dirty_if(|d| d.cidr == y.block);
+    assert_eq!(
+        taken.iter().map(|d| d.cidr).collect::<Vec<_>>(),
+        vec![y.block]
+    );
+    // Changed again while left: still reported once.
+    req("c", "n1", &["p"]).run(&mut a).unwrap();
+    assert_eq!(
+        a.take_dirty(),
+        vec![DirtyBlock {
+            cidr: x.block,
+            change: Change::Update
+        }]
+    );
+}
+
+#[test]
 fn blocks_from_the_api_are_indexed() {
     let mut a = allocator(&[pool("p", "10.0.0.0/24", 26)]);
     let mut b = Block::new(net("10.0.0.64/26"), "p", Some("n1")).unwrap();
