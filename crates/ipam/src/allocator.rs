@@ -492,6 +492,20 @@ impl Allocator {
         }
         .ok()?;
         pool.allocated += 1;
+        self.record_slot(id, hash, slot, created)
+    }
+
+    /// Books a slot just allocated in block `id` for the handle hashed `hash`: the handle's
+    /// index and the block's change. The pool's count is the caller's.
+    fn record_slot(
+        &mut self,
+        id: BlockId,
+        hash: u64,
+        slot: crate::block::Slot,
+        created: bool,
+    ) -> Option<Assigned> {
+        let entry = self.blocks.get(id as usize)?.as_ref()?;
+        let family = entry.block.family();
         let assigned = Assigned {
             address: entry.block.address(slot.ordinal)?,
             pool: PoolRef(entry.pool),
@@ -508,9 +522,9 @@ impl Allocator {
         // A new handle's bucket is written in one go, without reading the (cold) bucket back.
         match self.handles.entry(hash) {
             Entry::Vacant(v) => {
-                v.insert(Holdings::with(req.family, slot_ref));
+                v.insert(Holdings::with(family, slot_ref));
             }
-            Entry::Occupied(mut o) => o.get_mut().add(req.family, slot_ref),
+            Entry::Occupied(mut o) => o.get_mut().add(family, slot_ref),
         }
         self.mark(id, Change::Update);
         Some(assigned)
@@ -703,28 +717,7 @@ impl Allocator {
                 _ => outside(),
             })?;
         self.pools[entry.pool as usize].allocated += 1;
-        let family = entry.block.family();
-        let assigned = Assigned {
-            address,
-            pool: PoolRef(entry.pool),
-            block: entry.block.cidr(),
-            ordinal: slot.ordinal,
-            sequence: slot.sequence,
-            created_block: created,
-            new: true,
-        };
-        let slot_ref = SlotRef {
-            block: id,
-            ordinal: slot.ordinal,
-        };
-        match self.handles.entry(hash) {
-            Entry::Vacant(v) => {
-                v.insert(Holdings::with(family, slot_ref));
-            }
-            Entry::Occupied(mut o) => o.get_mut().add(family, slot_ref),
-        }
-        self.mark(id, Change::Update);
-        Ok(assigned)
+        self.record_slot(id, hash, slot, created).ok_or_else(outside)
     }
 
     /// Quarantines the block with that range (see [`Block::quarantine`]) or lifts it; true when

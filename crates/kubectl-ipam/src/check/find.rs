@@ -44,6 +44,12 @@ pub struct Findings {
 pub fn find(s: &Snapshot) -> Findings {
     let recorded = records::recorded(&s.blocks);
     let pods = PodIndex::new(&s.pods);
+    let mut live: Vec<&Pod> = s
+        .pods
+        .iter()
+        .filter(|p| address_state(p).needs_address())
+        .collect();
+    live.sort_by(|a, b| by_key(a).cmp(&by_key(b)));
     let mut f = Findings::default();
     pools(s, &recorded, &mut f);
     blocks(s, &mut f);
@@ -51,27 +57,21 @@ pub fn find(s: &Snapshot) -> Findings {
     holders(s, &recorded, &pods, &mut f);
     f.problems
         .extend(unrecorded_annotations(&s.pods, &recorded));
-    unaddressed(s, &mut f);
+    unaddressed(s, &live, &mut f);
     not_admitted(s, &recorded, &mut f);
-    running(s, &recorded, &mut f);
+    running(&live, &recorded, &mut f);
     f
 }
 
 /// Live pods whose sandbox addresses (`status.podIPs`) no block records for them. The
 /// controller records such an address as the pod's when its pool admits the pod (and reports
 /// it otherwise), so one left over means it could not.
-fn running(s: &Snapshot, recorded: &[Recorded], f: &mut Findings) {
+fn running(live: &[&Pod], recorded: &[Recorded], f: &mut Findings) {
     let by_address: HashMap<IpAddr, &Holder> = recorded
         .iter()
         .map(|r| (r.holder.address, &r.holder))
         .collect();
-    let mut pods: Vec<&Pod> = s
-        .pods
-        .iter()
-        .filter(|p| address_state(p).needs_address())
-        .collect();
-    pods.sort_by(|a, b| by_key(a).cmp(&by_key(b)));
-    for pod in pods {
+    for pod in live {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
         let ips = pod.status.as_ref().and_then(|st| st.pod_ips.as_ref());
@@ -672,14 +672,8 @@ pub fn unrecorded_annotations(pods: &[Pod], recorded: &[Recorded]) -> Vec<Findin
 
 /// Bound pods that need an address and have none, with the controller's reason when it gave
 /// one.
-fn unaddressed(s: &Snapshot, f: &mut Findings) {
-    let mut pods: Vec<&Pod> = s
-        .pods
-        .iter()
-        .filter(|p| address_state(p).needs_address())
-        .collect();
-    pods.sort_by(|a, b| by_key(a).cmp(&by_key(b)));
-    for pod in pods {
+fn unaddressed(s: &Snapshot, live: &[&Pod], f: &mut Findings) {
+    for pod in live {
         // Unreadable annotations are reported as UnrecordedAddress.
         let Ok(a) = Assignment::from_annotations(pod.annotations()) else {
             continue;
