@@ -5,6 +5,8 @@
 //! keeps ADD fast on nodes with large pod specs.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use api::{Assignment, keys};
@@ -33,6 +35,9 @@ const RE_WATCH_PAUSE: Duration = Duration::from_millis(100);
 pub struct Cluster {
     /// The kube client.
     pub client: Client,
+    /// Whether the API server refused the credentials (401) since the client was built: the
+    /// node agent then reads the kubeconfig again instead of waiting for the file to change.
+    unauthorized: Arc<AtomicBool>,
 }
 
 /// What a failed API request means for the plugin.
@@ -115,7 +120,10 @@ impl Cluster {
         let owned = path.to_owned();
         let building = tokio::task::spawn_blocking(move || build_client(&owned));
         match tokio::time::timeout(LOAD_BUDGET, building).await {
-            Ok(Ok(built)) => built.map(|client| Cluster { client }),
+            Ok(Ok(built)) => built.map(|client| Cluster {
+                client,
+                unauthorized: Arc::default(),
+            }),
             // Only without the binary's panic hook, which ends the process first.
             Ok(Err(_panicked)) => Err(CniError::Internal {
                 location: "the thread reading the kubeconfig".into(),
@@ -133,6 +141,24 @@ impl Cluster {
     /// The pods of the call's namespace.
     pub fn pods(&self, namespace: &str) -> Api<Pod> {
         Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Classifies a failed request of this client, noting a refusal of its credentials.
+    pub fn failure(&self, err: &kube::Error) -> ApiFailure {
+        if matches!(err, kube::Error::Api(status) if status.code == 401) {
+            self.unauthorized.store(true, Ordering::Relaxed);
+        }
+        ApiFailure::of(err)
+    }
+
+    /// Whether the API server refused this client's credentials (401) at least once.
+    pub fn refused_credentials(&self) -> bool {
+        self.unauthorized.load(Ordering::Relaxed)
+    }
+
+    /// Whether `other` is this client (a clone of it) rather than one built anew.
+    pub fn same_client(&self, other: &Cluster) -> bool {
+        Arc::ptr_eq(&self.unauthorized, &other.unauthorized)
     }
 }
 
@@ -245,7 +271,7 @@ pub fn judge(meta: &PartialObjectMeta<Pod>, pod: &PodRef) -> Result<PodState, Cn
 
 /// Reads the pod's metadata; `None` when the pod does not exist.
 pub async fn read_pod(
-    api: &Api<Pod>,
+    cluster: &Cluster,
     pod: &PodRef,
     log: &Logger,
 ) -> Result<Option<PartialObjectMeta<Pod>>, CniError> {
@@ -253,9 +279,15 @@ pub async fn read_pod(
         "request: GET pods/{}/{} (metadata)",
         pod.namespace, pod.name
     ));
-    api.get_metadata_opt(&pod.name)
+    cluster
+        .pods(&pod.namespace)
+        .get_metadata_opt(&pod.name)
         .await
-        .map_err(|e| ApiFailure::of(&e).into_error(&pod.to_string(), "read the pod"))
+        .map_err(|e| {
+            cluster
+                .failure(&e)
+                .into_error(&pod.to_string(), "read the pod")
+        })
 }
 
 /// Reads the pod and, while the controller has not assigned an address, watches that one pod
@@ -271,7 +303,7 @@ pub async fn wait_for_assignment(
     let not_found = || CniError::PodNotFound {
         pod: pod.to_string(),
     };
-    let meta = read_pod(&api, pod, log).await?.ok_or_else(not_found)?;
+    let meta = read_pod(cluster, pod, log).await?.ok_or_else(not_found)?;
     let mut resource_version = match judge(&meta, pod)? {
         PodState::Assigned { uid, assignment } => return Ok((uid, assignment)),
         PodState::Pending { resource_version } => resource_version,
@@ -304,7 +336,11 @@ pub async fn wait_for_assignment(
             let mut stream = api
                 .watch_metadata(&params, &resource_version)
                 .await
-                .map_err(|e| ApiFailure::of(&e).into_error(&pod.to_string(), "watch the pod"))?
+                .map_err(|e| {
+                    cluster
+                        .failure(&e)
+                        .into_error(&pod.to_string(), "watch the pod")
+                })?
                 .boxed();
             while let Some(event) = stream.next().await {
                 match event {
@@ -345,7 +381,7 @@ pub async fn wait_for_assignment(
             Ok(Ok(Watched::Ended)) => tokio::time::sleep(RE_WATCH_PAUSE.min(left)).await,
             Ok(Ok(Watched::Reread)) => {
                 tokio::time::sleep(RE_WATCH_PAUSE.min(left)).await;
-                let meta = read_pod(&api, pod, log).await?.ok_or_else(not_found)?;
+                let meta = read_pod(cluster, pod, log).await?.ok_or_else(not_found)?;
                 match judge(&meta, pod)? {
                     PodState::Assigned { uid, assignment } => return Ok((uid, assignment)),
                     PodState::Pending {

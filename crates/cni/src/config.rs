@@ -40,11 +40,27 @@ pub struct NetConf {
     pub valid_attachments: Option<Vec<String>>,
 }
 
+/// Who answers ADD, CHECK and STATUS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// `kubeconfig` alone: the plugin reads the API server itself with the node's credentials.
+    Direct {
+        /// The node's kubeconfig.
+        kubeconfig: PathBuf,
+    },
+    /// `agentSocket`: the node agent answers over this unix socket with its own long-lived
+    /// client; `kubeconfig`, if given too, is not read.
+    Agent {
+        /// The agent's socket.
+        socket: PathBuf,
+    },
+}
+
 /// The `ipam` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IpamConfig {
-    /// `kubeconfig`: the node's credentials for the API server.
-    pub kubeconfig: PathBuf,
+    /// `kubeconfig` or `agentSocket`: how the API server is reached.
+    pub backend: Backend,
     /// `timeout`: how long ADD waits for the controller's assignment.
     pub timeout: Duration,
     /// `prefix`: the prefix length of the addresses in the result.
@@ -176,10 +192,27 @@ pub fn parse(root: &Map<String, Value>) -> Result<NetConf, CniError> {
 }
 
 fn parse_ipam(o: Obj<'_>) -> Result<IpamConfig, CniError> {
-    let kubeconfig = o.required_str("kubeconfig", "the path of the node's kubeconfig file")?;
-    if kubeconfig.is_empty() {
-        return Err(invalid(o.key("kubeconfig"), "must not be empty"));
-    }
+    let non_empty = |key: &str| match o.str(key)? {
+        Some("") => Err(invalid(o.key(key), "must not be empty")),
+        other => Ok(other),
+    };
+    // Both are checked when both are given, so that removing agentSocket later leaves a
+    // configuration that works.
+    let kubeconfig = non_empty("kubeconfig")?;
+    let backend = match (non_empty("agentSocket")?, kubeconfig) {
+        (Some(socket), _) => Backend::Agent {
+            socket: PathBuf::from(socket),
+        },
+        (None, Some(kubeconfig)) => Backend::Direct {
+            kubeconfig: PathBuf::from(kubeconfig),
+        },
+        (None, None) => {
+            return Err(invalid(
+                o.key("kubeconfig"),
+                "missing; expected the path of the node's kubeconfig file (or ipam.agentSocket, the node agent's socket)",
+            ));
+        }
+    };
     let timeout = match o.number("timeout", "a number of seconds")? {
         None => DEFAULT_TIMEOUT,
         Some(secs) if secs <= MAX_TIMEOUT.as_secs_f64() => Duration::from_secs_f64(secs),
@@ -204,7 +237,7 @@ fn parse_ipam(o: Obj<'_>) -> Result<IpamConfig, CniError> {
         })?,
     };
     Ok(IpamConfig {
-        kubeconfig: PathBuf::from(kubeconfig),
+        backend,
         timeout,
         prefix: parse_prefix(&o)?,
         gateway_v4,

@@ -151,6 +151,27 @@ pub enum CniError {
         /// Why, naming the field; never the file's content when that can hold a credential.
         reason: String,
     },
+    /// The plugin and the node agent do not understand each other: a request or reply that
+    /// does not parse or is too long, or another protocol version (a plugin and an agent of
+    /// different releases).
+    #[error(
+        "rangepool-ipam and the rangepool node agent on {socket} do not understand each other: {reason}"
+    )]
+    AgentProtocol {
+        /// The agent's socket, as [`echo`] shows it.
+        socket: String,
+        /// What could not be read; never the bytes themselves.
+        reason: String,
+    },
+    /// The node agent's answer to the call, relayed as it is: its code and its message, which
+    /// the agent built from the same errors the plugin uses, and which already names the pod.
+    #[error("{msg}")]
+    Relayed {
+        /// The CNI error code, 1 to 255.
+        code: u32,
+        /// The message.
+        msg: String,
+    },
     /// The plugin panicked: a bug. The message gives where, never the panic's payload, which
     /// could quote input.
     #[error(
@@ -182,7 +203,17 @@ impl CniError {
             CniError::Api { .. } => 106,
             CniError::Kubeconfig { .. } => 107,
             // 108 was "GC could not finish": GC holds nothing to clean up now and never fails.
+            CniError::AgentProtocol { .. } => 109,
+            CniError::Relayed { code, .. } => *code,
             CniError::Internal { .. } => INTERNAL_ERROR,
+        }
+    }
+
+    /// The protocol error for the agent at `socket`.
+    pub fn agent_protocol(socket: &Path, reason: impl Into<String>) -> CniError {
+        CniError::AgentProtocol {
+            socket: echo(&socket.display().to_string()).to_string(),
+            reason: reason.into(),
         }
     }
 
@@ -206,6 +237,7 @@ impl CniError {
                 | CniError::MalformedAssignment { .. }
                 | CniError::AddressLost { .. }
                 | CniError::Api { .. }
+                | CniError::Relayed { .. }
         )
     }
 

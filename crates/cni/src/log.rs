@@ -1,9 +1,11 @@
-//! A small line logger to stderr and, optionally, a file.
+//! A small line logger to stderr and, optionally, a file, shared by the plugin and the node
+//! agent.
 //!
 //! The plugin is a short-lived process started for every call, so a logging framework's set-up
 //! cost is not worth paying: lines are formatted once and written unbuffered. Standard input is
 //! never logged; callers pass only values the plugin derived from it. Control characters are
-//! escaped, so that one entry is always one line whatever a message quotes.
+//! escaped, so that one entry is always one line whatever a message quotes. The agent logs the
+//! same lines, as text or as one JSON object per line.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -48,22 +50,65 @@ impl Level {
     }
 }
 
+/// How a line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `TIME PROGRAM LEVEL CONTEXT: MESSAGE`
+    Text,
+    /// `{"time": ..., "level": ..., "program": ..., "context": ..., "msg": ...}`
+    Json,
+}
+
+impl Format {
+    /// Parses `text` or `json`.
+    pub fn parse(value: &str) -> Option<Format> {
+        match value {
+            "text" => Some(Format::Text),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
 /// Writes log lines; cheap to pass by reference everywhere.
 #[derive(Debug)]
 pub struct Logger {
     level: Level,
+    format: Format,
+    /// Who writes: `rangepool-ipam` or `rangepool-agent`.
+    program: &'static str,
     file: Option<File>,
     /// `COMMAND container pod`, prefixed to every line so that interleaved calls can be told apart.
     context: String,
 }
 
 impl Logger {
-    /// Logs to stderr only, at `level`.
+    /// Logs to stderr only, at `level`, as text, as `rangepool-ipam`.
     pub fn stderr(level: Level) -> Self {
         Logger {
             level,
+            format: Format::Text,
+            program: "rangepool-ipam",
             file: None,
             context: String::new(),
+        }
+    }
+
+    /// The same logger writing as `program` in `format`.
+    pub fn as_program(mut self, program: &'static str, format: Format) -> Self {
+        self.program = program;
+        self.format = format;
+        self
+    }
+
+    /// A logger for one piece of work: same level, format and program, no file, this context.
+    pub fn for_context(&self, context: String) -> Logger {
+        Logger {
+            level: self.level,
+            format: self.format,
+            program: self.program,
+            file: None,
+            context,
         }
     }
 
@@ -104,13 +149,27 @@ impl Logger {
             return;
         }
         // One entry is one line, whatever the message quotes.
-        let line = format!(
-            "{} rangepool-ipam {} {}: {}\n",
-            timestamp(SystemTime::now()),
-            level.label(),
-            one_line(&self.context),
-            one_line(&message.to_string())
-        );
+        let time = timestamp(SystemTime::now());
+        let line = match self.format {
+            Format::Text => format!(
+                "{time} {} {} {}: {}\n",
+                self.program,
+                level.label(),
+                one_line(&self.context),
+                one_line(&message.to_string())
+            ),
+            // JSON escapes every control character itself.
+            Format::Json => format!(
+                "{}\n",
+                serde_json::json!({
+                    "time": time,
+                    "level": level.label(),
+                    "program": self.program,
+                    "context": self.context,
+                    "msg": message.to_string(),
+                })
+            ),
+        };
         // Nothing sensible can be done when stderr or the log file is gone.
         let _ = std::io::stderr().write_all(line.as_bytes());
         if let Some(mut file) = self.file.as_ref() {
@@ -262,6 +321,28 @@ mod tests {
                 .file
                 .is_some()
         );
+    }
+
+    #[test]
+    fn json_lines_are_one_object_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.log");
+        let mut log = Logger::stderr(Level::Info)
+            .as_program("rangepool-agent", Format::Json)
+            .with_file(Some(&path));
+        log.set_context("ADD c1\nfake".into());
+        log.info(format_args!("verified\n{{\"level\":\"ERROR\"}}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["program"], "rangepool-agent");
+        assert_eq!(line["context"], "ADD c1\nfake");
+        assert_eq!(line["msg"], "verified\n{\"level\":\"ERROR\"}");
+        assert_eq!(Format::parse("json"), Some(Format::Json));
+        assert_eq!(Format::parse("JSON"), None);
+        let child = log.for_context("CHECK".into());
+        assert!(child.file.is_none() && child.format == Format::Json);
     }
 
     #[test]

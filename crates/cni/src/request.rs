@@ -249,12 +249,10 @@ fn container_env(
 }
 
 fn check_container_id(id: &str) -> Result<(), CniError> {
-    let mut chars = id.chars();
-    let Some(first) = chars.next() else {
+    if id.is_empty() {
         return Err(env_error("CNI_CONTAINERID", "missing"));
-    };
-    let valid_rest = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !first.is_ascii_alphanumeric() || !valid_rest {
+    }
+    if !container_shaped(id) {
         return Err(env_error(
             "CNI_CONTAINERID",
             "must start with a letter or digit followed by letters, digits, '_', '.' or '-'",
@@ -267,6 +265,28 @@ fn check_container_id(id: &str) -> Result<(), CniError> {
         ));
     }
     Ok(())
+}
+
+/// Whether `id` is a container ID as the plugin accepts it: a letter or digit followed by
+/// letters, digits, '_', '.' or '-', at most 128 characters.
+pub fn is_container_id(id: &str) -> bool {
+    id.len() <= MAX_CONTAINER_ID && container_shaped(id)
+}
+
+fn container_shaped(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Whether `uid` is a pod UID as the plugin accepts it: at most 128 letters, digits, '-', '_'
+/// or '.'.
+pub fn is_pod_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= MAX_POD_UID
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// An interface name as Linux accepts it (`dev_valid_name`): 1 to 15 bytes, not `.` or `..`,
@@ -335,20 +355,16 @@ pub fn parse_cni_args(raw: &str) -> Result<PodRef, CniError> {
         is_dns_subdomain,
     )?;
     let uid = uid.filter(|u| !u.is_empty()).map(str::to_owned);
-    if let Some(uid) = &uid {
-        let valid = uid.len() <= MAX_POD_UID
-            && uid
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !valid {
-            return Err(env_error(
-                "CNI_ARGS",
-                format!(
-                    "K8S_POD_UID {:?} is not a pod UID (at most {MAX_POD_UID} letters, digits, '-', '_' or '.')",
-                    echo(uid)
-                ),
-            ));
-        }
+    if let Some(uid) = &uid
+        && !is_pod_uid(uid)
+    {
+        return Err(env_error(
+            "CNI_ARGS",
+            format!(
+                "K8S_POD_UID {:?} is not a pod UID (at most {MAX_POD_UID} letters, digits, '-', '_' or '.')",
+                echo(uid)
+            ),
+        ));
     }
     Ok(PodRef {
         namespace,

@@ -1,28 +1,24 @@
-//! One plugin call from input to reply: parse, run the command under a hard deadline on a
-//! current-thread runtime, and turn the outcome into the one JSON reply and exit code.
+//! One plugin call from input to reply: parse, have the command's work done (by the node agent
+//! over its socket, or here on a current-thread runtime under a hard deadline), and turn the
+//! outcome into the one JSON reply and exit code.
 
 use std::io;
 use std::panic::Location;
+use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use api::{FamilyAssignment, IPPool};
-use ipnet::IpNet;
-use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-use crate::cluster::{self, ApiFailure, Cluster, PodState};
-use crate::config::{NetConf, PrefixStyle};
+use crate::agent;
+use crate::cluster::Cluster;
+use crate::config::{Backend, NetConf};
 use crate::error::CniError;
 use crate::log::{Level, Logger};
 use crate::request::{self, Attachment, Command};
 use crate::result::{self, Granted};
 use crate::text::{echo, one_line};
-use crate::verify::{self, Purpose, Subject};
 use crate::version::CniVersion;
-
-/// Time for the API requests of one call, on top of ADD's wait for the assignment.
-pub const REQUEST_BUDGET: Duration = Duration::from_secs(10);
+use crate::work::Work;
 
 /// The call being served, once read: what the panic hook's reply and log line need.
 static CALL: OnceLock<Call> = OnceLock::new();
@@ -75,26 +71,48 @@ pub fn main_with(
     if matches!(command, Command::Version) {
         return success(Some(result::version_info()));
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let err = CniError::Io {
-                what: "a runtime for the API client",
-                reason: e.to_string(),
-            };
-            return failure(&log, version, &err, pod.as_deref());
+    let (Some(work), Some(conf)) = (Work::of(&command), command.conf()) else {
+        match &command {
+            Command::Del(a) => del(a, &log),
+            Command::Gc(conf) => collect(conf, &log),
+            _ => {}
         }
+        return success(None);
     };
-    let outcome = runtime.block_on(execute(&command, &log));
-    // A file read past the deadline still blocks its thread: leave it behind, the process ends.
-    runtime.shutdown_background();
-    match outcome {
+    let outcome = match &conf.ipam.backend {
+        // No runtime, no kubeconfig: one blocking request to the agent.
+        Backend::Agent { socket } => agent::client::ask(socket, &work, &log),
+        Backend::Direct { kubeconfig } => direct(kubeconfig, &work, &log),
+    };
+    let reply = outcome.and_then(|granted| match work {
+        Work::Add { .. } => result::build(conf.version, &conf.ipam, &granted).map(Some),
+        _ => Ok(None),
+    });
+    match reply {
         Ok(out) => success(out),
         Err(err) => failure(&log, version, &err, pod.as_deref()),
     }
+}
+
+/// The work done by this process: a client built from the kubeconfig, on a current-thread
+/// runtime, under the call's hard deadline.
+fn direct(kubeconfig: &Path, work: &Work<'_>, log: &Logger) -> Result<Vec<Granted>, CniError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CniError::Io {
+            what: "a runtime for the API client",
+            reason: e.to_string(),
+        })?;
+    let outcome = runtime.block_on(work.within(work.budget(), async {
+        let cluster = Cluster::connect(kubeconfig)
+            .await
+            .map_err(|e| work.unusable(e))?;
+        work.perform(&cluster, log).await
+    }));
+    // A file read past the deadline still blocks its thread: leave it behind, the process ends.
+    runtime.shutdown_background();
+    outcome
 }
 
 /// The reply for a panic at `location`, for the binary's panic hook: [`CniError::Internal`],
@@ -143,112 +161,6 @@ fn failure(log: &Logger, version: CniVersion, err: &CniError, pod: Option<&str>)
     }
 }
 
-/// Runs the command under its hard deadline.
-async fn execute(command: &Command, log: &Logger) -> Result<Option<Value>, CniError> {
-    let budget = match command {
-        Command::Add(a) => a.conf.ipam.timeout + REQUEST_BUDGET,
-        _ => REQUEST_BUDGET,
-    };
-    let work = async {
-        match command {
-            Command::Add(a) => add(a, log).await.map(Some),
-            Command::Del(a) => {
-                del(a, log);
-                Ok(None)
-            }
-            Command::Check(a) => check(a, log).await.map(|()| None),
-            Command::Status(conf) => status(conf, log).await.map(|()| None),
-            Command::Gc(conf) => {
-                collect(conf, log);
-                Ok(None)
-            }
-            Command::Version => Ok(Some(result::version_info())),
-        }
-    };
-    match tokio::time::timeout(budget, work).await {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            let reason = format!(
-                "the API server did not answer within {}s",
-                budget.as_secs_f64()
-            );
-            Err(match command {
-                Command::Add(a) | Command::Del(a) | Command::Check(a) => CniError::TryAgain {
-                    pod: a.pod.to_string(),
-                    reason,
-                },
-                _ => CniError::NotAvailable { reason },
-            })
-        }
-    }
-}
-
-async fn add(a: &Attachment, log: &Logger) -> Result<Value, CniError> {
-    let ipam = &a.conf.ipam;
-    let cluster = Cluster::connect(&ipam.kubeconfig).await?;
-    let (uid, assignment) =
-        cluster::wait_for_assignment(&cluster, &a.pod, ipam.timeout, log).await?;
-    let who = Subject {
-        pod: &a.pod,
-        uid: &uid,
-        log,
-    };
-    let mut granted = Vec::with_capacity(2);
-    for assigned in assignment.addresses() {
-        let block = verify::verify(&cluster, &who, assigned, Purpose::Add).await?;
-        let pool_cidr = match ipam.prefix {
-            PrefixStyle::Pool => {
-                log.debug(format_args!("request: GET ippools/{}", assigned.pool));
-                Some(pool_cidr(&cluster, &a.pod.to_string(), assigned).await?)
-            }
-            _ => None,
-        };
-        log.info(format_args!(
-            "verified {} (pool {}, IPAMBlock {})",
-            assigned.address, assigned.pool, assigned.block
-        ));
-        granted.push(Granted {
-            address: assigned.address,
-            pool: assigned.pool.clone(),
-            block,
-            pool_cidr,
-        });
-    }
-    result::build(a.conf.version, ipam, &granted)
-}
-
-/// The range of the pool an address came from, for `"prefix": "pool"`.
-async fn pool_cidr(
-    cluster: &Cluster,
-    pod: &str,
-    assigned: &FamilyAssignment,
-) -> Result<IpNet, CniError> {
-    let action = format!("read IPPool {}", assigned.pool);
-    let pool = Api::<IPPool>::all(cluster.client.clone())
-        .get_opt(&assigned.pool)
-        .await
-        .map_err(|e| ApiFailure::of(&e).into_error(pod, &action))?
-        .ok_or_else(|| CniError::Api {
-            pod: pod.to_owned(),
-            action: action.clone(),
-            reason: "the pool does not exist".into(),
-        })?;
-    pool.spec
-        .cidr
-        .parse::<IpNet>()
-        .ok()
-        .filter(|net| net.contains(&assigned.address))
-        .ok_or_else(|| CniError::Api {
-            pod: pod.to_owned(),
-            action,
-            reason: format!(
-                "its cidr {:?} is not a range holding {}",
-                echo(&pool.spec.cidr),
-                assigned.address
-            ),
-        })
-}
-
 /// DEL: nothing to undo. The plugin holds nothing per container, and the address stays the
 /// pod's, so that a restarted sandbox keeps its IP; the controller releases it when the pod is
 /// deleted or finishes. No request is sent: DEL succeeds without the API server, as it must
@@ -258,68 +170,6 @@ fn del(a: &Attachment, log: &Logger) {
         "nothing to release: the address stays the pod's until the controller releases it when the pod is deleted or finishes (pod {})",
         a.pod
     ));
-}
-
-async fn check(a: &Attachment, log: &Logger) -> Result<(), CniError> {
-    let cluster = Cluster::connect(&a.conf.ipam.kubeconfig).await?;
-    let meta = cluster::read_pod(&cluster.pods(&a.pod.namespace), &a.pod, log)
-        .await?
-        .ok_or_else(|| CniError::PodNotFound {
-            pod: a.pod.to_string(),
-        })?;
-    let (uid, assignment) = match cluster::judge(&meta, &a.pod)? {
-        PodState::Assigned { uid, assignment } => (uid, assignment),
-        PodState::Pending { .. } => {
-            return Err(CniError::AddressLost {
-                pod: a.pod.to_string(),
-                container: a.container_id.clone(),
-                reason: "the pod has no address assigned".into(),
-            });
-        }
-    };
-    let who = Subject {
-        pod: &a.pod,
-        uid: &uid,
-        log,
-    };
-    let purpose = Purpose::Check {
-        container: &a.container_id,
-    };
-    for assigned in assignment.addresses() {
-        if let Some(prev) = &a.conf.prev_ips
-            && !prev.contains(&assigned.address)
-        {
-            return Err(purpose.refusal(&who, assigned, "prevResult does not list it".into()));
-        }
-        verify::verify(&cluster, &who, assigned, purpose).await?;
-        log.debug(format_args!(
-            "{} is still recorded for the pod",
-            assigned.address
-        ));
-    }
-    Ok(())
-}
-
-async fn status(conf: &NetConf, log: &Logger) -> Result<(), CniError> {
-    let unavailable = |reason: String| CniError::NotAvailable { reason };
-    let cluster = Cluster::connect(&conf.ipam.kubeconfig)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    log.debug(format_args!("request: LIST ipamblocks (limit 1)"));
-    // Reading blocks proves the API server answers, the credentials work and the CRDs exist.
-    Api::<api::IPAMBlock>::all(cluster.client)
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            unavailable(format!(
-                "cannot list IPAMBlocks: {}",
-                match ApiFailure::of(&e) {
-                    ApiFailure::NotFound => "the rangepool CRDs are not installed".into(),
-                    ApiFailure::Transient(r) | ApiFailure::Refused(r) => r,
-                }
-            ))
-        })
 }
 
 /// GC: nothing to collect. Earlier versions recorded each container's claim in the block and

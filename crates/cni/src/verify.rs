@@ -17,7 +17,7 @@ use api::{FamilyAssignment, IPAMBlock};
 use ipnet::IpNet;
 use kube::api::Api;
 
-use crate::cluster::{ApiFailure, Cluster};
+use crate::cluster::Cluster;
 use crate::error::CniError;
 use crate::log::Logger;
 use crate::request::PodRef;
@@ -77,7 +77,8 @@ impl Purpose<'_> {
 
 /// Reads the block `assigned` names and checks that it records the address for the pod; the
 /// block's range when it does. A block that is missing or records something else is
-/// `purpose`'s error, naming the reason; a failed read is the usual [`ApiFailure`] mapping.
+/// `purpose`'s error, naming the reason; a failed read is the usual
+/// [`ApiFailure`](crate::cluster::ApiFailure) mapping.
 pub async fn verify(
     cluster: &Cluster,
     who: &Subject<'_>,
@@ -92,7 +93,7 @@ pub async fn verify(
         .get_opt(&assigned.block)
         .await
         .map_err(|e| {
-            ApiFailure::of(&e).into_error(
+            cluster.failure(&e).into_error(
                 &who.pod.to_string(),
                 &format!("read IPAMBlock {}", assigned.block),
             )

@@ -53,8 +53,10 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(conf.name, "pods");
     let ipam = conf.ipam;
     assert_eq!(
-        ipam.kubeconfig,
-        PathBuf::from("/etc/cni/net.d/rangepool.kubeconfig")
+        ipam.backend,
+        Backend::Direct {
+            kubeconfig: PathBuf::from("/etc/cni/net.d/rangepool.kubeconfig")
+        }
     );
     assert_eq!(ipam.timeout, DEFAULT_TIMEOUT);
     assert_eq!(ipam.prefix, PrefixStyle::Host);
@@ -65,6 +67,42 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(ipam.log_file, None);
     assert_eq!(conf.prev_ips, None);
     assert_eq!(conf.valid_attachments, None);
+}
+
+#[test]
+fn the_agent_socket_makes_the_kubeconfig_optional() {
+    let agent = |conf: Value| parse_value(&conf).unwrap().ipam.backend;
+    let socket = Backend::Agent {
+        socket: PathBuf::from("/run/rangepool/agent.sock"),
+    };
+    let both = with("ipam:agentSocket", json!("/run/rangepool/agent.sock"));
+    assert_eq!(
+        agent(both.clone()),
+        socket,
+        "the agent answers, the kubeconfig is not read"
+    );
+    let mut alone = both.clone();
+    alone["ipam"].as_object_mut().unwrap().remove("kubeconfig");
+    assert_eq!(agent(alone.clone()), socket);
+    // A kubeconfig given next to the socket is still checked: removing agentSocket later must
+    // leave a configuration that works.
+    let mut broken = both;
+    broken["ipam"]["kubeconfig"] = json!("");
+    let err = parse_value(&broken).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "network configuration key ipam.kubeconfig: must not be empty"
+    );
+    // Neither: the message names both ways.
+    alone["ipam"].as_object_mut().unwrap().remove("agentSocket");
+    let err = parse_value(&alone).unwrap_err();
+    assert_eq!(err.code(), 7);
+    assert!(
+        err.to_string()
+            .starts_with("network configuration key ipam.kubeconfig: missing")
+            && err.to_string().contains("ipam.agentSocket"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -165,6 +203,16 @@ fn every_config_error_names_its_key() {
             with("ipam:kubeconfig", Value::Null),
             7,
             "ipam.kubeconfig: missing",
+        ),
+        (
+            with("ipam:agentSocket", json!(["/run/rangepool/agent.sock"])),
+            7,
+            "ipam.agentSocket: expected a string, found a list",
+        ),
+        (
+            with("ipam:agentSocket", json!("")),
+            7,
+            "ipam.agentSocket: must not be empty",
         ),
         (
             with("ipam:kubeconfig", json!(7)),

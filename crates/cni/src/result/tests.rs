@@ -11,7 +11,9 @@ use crate::log::Level;
 
 fn ipam(prefix: PrefixStyle) -> IpamConfig {
     IpamConfig {
-        kubeconfig: PathBuf::from("/k"),
+        backend: crate::config::Backend::Direct {
+            kubeconfig: PathBuf::from("/k"),
+        },
         timeout: Duration::from_secs(1),
         prefix,
         gateway_v4: None,

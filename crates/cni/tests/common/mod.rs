@@ -1,7 +1,7 @@
 //! Fixtures shared by the plugin's protocol and end-to-end tests: a real control plane (envtest)
 //! with rangepool's CRDs and the chart's node identity for the plugin, builders for pods and
-//! network configurations, the test playing the controller, and a runner for the built
-//! `rangepool-ipam` binary.
+//! network configurations, the test playing the controller, a runner for the built
+//! `rangepool-ipam` binary, and the built `rangepool-agent` as a process.
 //!
 //! Two identities, as on a cluster: the test's own setup (namespaces, pods, pools, and the
 //! controller's writes of blocks and annotations) uses the admin; the plugin gets a kubeconfig
@@ -28,6 +28,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The plugin binary under test.
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_rangepool-ipam");
+/// The node agent binary under test.
+pub const AGENT: &str = env!("CARGO_BIN_EXE_rangepool-agent");
 
 /// How long a test waits for the server to finish something it does in the background.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -377,6 +379,103 @@ pub fn with_ipam(mut conf: Value, key: &str, value: Value) -> Value {
         ipam.insert(key.into(), value);
     }
     conf
+}
+
+/// `conf` sent to the node agent on `socket`, with no kubeconfig at all.
+pub fn via_agent(conf: Value, socket: &Path) -> Value {
+    let conf = with_ipam(conf, "kubeconfig", Value::Null);
+    with_ipam(conf, "agentSocket", json!(socket))
+}
+
+/// Writes `text` to `path` the way the chart's installer does: aside, then renamed over.
+pub fn replace_file(path: &Path, text: &str) {
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, text).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+/// The built `rangepool-agent`, as the chart runs it, logging at debug level to a file.
+pub struct Agent {
+    child: tokio::process::Child,
+    /// Where it listens: `<dir>/run/agent.sock`.
+    pub socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Starts an agent for `kubeconfig` listening under `dir`, and waits until it listens.
+    pub async fn start(kubeconfig: &Path, dir: &Path) -> Agent {
+        let socket = dir.join("run").join("agent.sock");
+        let log = unused(dir.join("agent"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(AGENT)
+            .env_clear()
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the agent starts");
+        let agent = Agent { child, socket, log };
+        // Not the socket file: one a killed agent left may be there already.
+        agent.logged("listening on").await;
+        agent
+    }
+
+    /// What the agent logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the agent has logged a line containing `text`.
+    pub async fn logged(&self, text: &str) {
+        self.wait_until(text, || self.log().contains(text)).await;
+    }
+
+    async fn wait_until(&self, what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "agent: waited in vain for {what}: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends SIGTERM, as the kubelet stops a container, and returns the exit code.
+    pub async fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().expect("the agent runs").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("the agent stops on SIGTERM")
+            .unwrap();
+        status.code()
+    }
+
+    /// Kills the agent (SIGKILL): it leaves its socket file behind.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// `path`, or a numbered variant of it when a file of that name exists already.
+fn unused(path: PathBuf) -> PathBuf {
+    (0..)
+        .map(|n| path.with_extension(format!("{n}.log")))
+        .find(|p| !p.exists())
+        .unwrap_or(path)
 }
 
 /// One run of the plugin binary.

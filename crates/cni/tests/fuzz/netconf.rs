@@ -17,6 +17,8 @@ pub(crate) const KEYS: &[&[&str]] = &[
     &["name"],
     &["ipam"],
     &["ipam", "kubeconfig"],
+    // A path nothing listens on, or no path at all: the node agent is never there.
+    &["ipam", "agentSocket"],
     &["ipam", "timeout"],
     &["ipam", "prefix"],
     &["ipam", "prefix", "ipv4"],

@@ -7,6 +7,7 @@
 mod common;
 
 mod add;
+mod agent;
 mod inputs;
 mod lifecycle;
 mod node_credentials;
