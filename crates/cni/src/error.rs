@@ -217,6 +217,22 @@ impl CniError {
         }
     }
 
+    /// Whether the error is the API server's content or answer refusing the call (codes 100 to
+    /// 106), as opposed to a timeout, bad input or a broken setup: a refusal read from the API
+    /// server's cache is confirmed by a read from etcd before it is reported.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            CniError::AssignmentFailed { .. }
+                | CniError::NotRecorded { .. }
+                | CniError::PodNotFound { .. }
+                | CniError::UidMismatch { .. }
+                | CniError::MalformedAssignment { .. }
+                | CniError::AddressLost { .. }
+                | CniError::Api { .. }
+        )
+    }
+
     /// The error for the kubeconfig at `path`.
     pub fn kubeconfig(path: &Path, reason: impl Into<String>) -> CniError {
         CniError::Kubeconfig {
@@ -289,6 +305,46 @@ mod tests {
             bug.message(Some("ns/web")),
             "pod ns/web: internal error: rangepool-ipam panicked at src/run.rs:1:2; this is a bug, please report it"
         );
+    }
+
+    #[test]
+    fn only_what_the_api_server_said_is_confirmed_before_a_refusal() {
+        let refusals = [
+            CniError::AssignmentFailed {
+                pod: "a/b".into(),
+                message: "m".into(),
+            },
+            CniError::PodNotFound { pod: "a/b".into() },
+            CniError::UidMismatch {
+                pod: "a/b".into(),
+                expected: "u1".into(),
+                found: "u2".into(),
+            },
+            CniError::Api {
+                pod: "a/b".into(),
+                action: "read IPPool gold".into(),
+                reason: "the pool does not exist".into(),
+            },
+        ];
+        for err in refusals {
+            assert!(err.is_refusal(), "{err}");
+            assert!((100..=106).contains(&err.code()), "{err}");
+        }
+        let not = [
+            CniError::TryAgain {
+                pod: "a/b".into(),
+                reason: "the API server did not answer within 10s".into(),
+            },
+            CniError::kubeconfig(Path::new("/k"), "missing"),
+            CniError::NotAvailable { reason: "r".into() },
+            CniError::Relayed {
+                code: 101,
+                msg: "pod a/b: ...".into(),
+            },
+        ];
+        for err in not {
+            assert!(!err.is_refusal(), "{err}");
+        }
     }
 
     #[test]

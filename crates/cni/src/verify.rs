@@ -17,7 +17,7 @@ use api::{FamilyAssignment, IPAMBlock};
 use ipnet::IpNet;
 use kube::api::Api;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Freshness};
 use crate::error::CniError;
 use crate::log::Logger;
 use crate::request::PodRef;
@@ -31,6 +31,8 @@ pub struct Subject<'a> {
     pub uid: &'a str,
     /// Where requests are logged (at debug level).
     pub log: &'a Logger,
+    /// How fresh the block must be read.
+    pub fresh: Freshness,
 }
 
 /// Which command checks, and so which error a missing record is.
@@ -87,18 +89,26 @@ pub async fn verify(
 ) -> Result<IpNet, CniError> {
     let refuse = |reason: String| purpose.refusal(who, assigned, reason);
     let slot = Slot::locate(assigned).map_err(refuse)?;
-    who.log
-        .debug(format_args!("request: GET ipamblocks/{}", assigned.block));
-    let block = Api::<IPAMBlock>::all(cluster.client.clone())
-        .get_opt(&assigned.block)
-        .await
-        .map_err(|e| {
-            cluster.failure(&e).into_error(
+    who.log.debug(format_args!(
+        "request: GET ipamblocks/{}{}",
+        assigned.block,
+        who.fresh.marker()
+    ));
+    let read = Api::<IPAMBlock>::all(cluster.client.clone())
+        .get_with(&assigned.block, &who.fresh.params())
+        .await;
+    let block = match read {
+        Ok(block) => block,
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            return Err(refuse("the IPAMBlock does not exist".into()));
+        }
+        Err(e) => {
+            return Err(cluster.failure(&e).into_error(
                 &who.pod.to_string(),
                 &format!("read IPAMBlock {}", assigned.block),
-            )
-        })?
-        .ok_or_else(|| refuse("the IPAMBlock does not exist".into()))?;
+            ));
+        }
+    };
     slot.diagnose(&block.spec, who.uid).map_err(refuse)?;
     Ok(slot.block)
 }
@@ -130,6 +140,7 @@ mod tests {
             pod: &pod,
             uid: "u1",
             log: &log,
+            fresh: Freshness::Cached,
         };
         let add = Purpose::Add.refusal(&who, &assigned(), "gone".into());
         assert_eq!(add.code(), 101);

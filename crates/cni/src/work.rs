@@ -11,7 +11,7 @@ use api::{FamilyAssignment, IPAMBlock, IPPool};
 use ipnet::IpNet;
 use kube::api::{Api, ListParams};
 
-use crate::cluster::{self, ApiFailure, Cluster, PodState};
+use crate::cluster::{self, ApiFailure, Cluster, Freshness, PodState};
 use crate::config::PrefixStyle;
 use crate::error::CniError;
 use crate::log::Logger;
@@ -136,19 +136,41 @@ impl<'a> Work<'a> {
     }
 
     /// Does the work with `cluster`: ADD's granted addresses; nothing for CHECK and STATUS.
+    ///
+    /// Reads come from the API server's watch cache; a refusal (the pod missing, another UID,
+    /// a block not recording the address, ...) is confirmed by doing the work again with reads
+    /// from etcd, and that outcome is the answer. So a cache a few milliseconds behind costs a
+    /// second round of reads, never a wrong refusal.
     pub async fn perform(&self, cluster: &Cluster, log: &Logger) -> Result<Vec<Granted>, CniError> {
+        match self.perform_with(cluster, Freshness::Cached, log).await {
+            Err(err) if err.is_refusal() => {
+                log.debug(format_args!(
+                    "confirming with the latest state from etcd before refusing: {err}"
+                ));
+                self.perform_with(cluster, Freshness::Latest, log).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn perform_with(
+        &self,
+        cluster: &Cluster,
+        fresh: Freshness,
+        log: &Logger,
+    ) -> Result<Vec<Granted>, CniError> {
         match *self {
             Work::Add {
                 pod,
                 wait,
                 pool_prefix,
                 ..
-            } => add(cluster, pod, wait, pool_prefix, log).await,
+            } => add(cluster, pod, wait, pool_prefix, fresh, log).await,
             Work::Check {
                 pod,
                 container,
                 prev_ips,
-            } => check(cluster, pod, container, prev_ips, log)
+            } => check(cluster, pod, container, prev_ips, fresh, log)
                 .await
                 .map(|()| Vec::new()),
             Work::Status => status(cluster, log).await.map(|()| Vec::new()),
@@ -161,20 +183,26 @@ async fn add(
     pod: &PodRef,
     wait: Duration,
     pool_prefix: bool,
+    fresh: Freshness,
     log: &Logger,
 ) -> Result<Vec<Granted>, CniError> {
-    let (uid, assignment) = cluster::wait_for_assignment(cluster, pod, wait, log).await?;
+    let (uid, assignment) = cluster::wait_for_assignment(cluster, pod, wait, fresh, log).await?;
     let who = Subject {
         pod,
         uid: &uid,
         log,
+        fresh,
     };
     let mut granted = Vec::with_capacity(2);
     for assigned in assignment.addresses() {
         let block = verify::verify(cluster, &who, assigned, Purpose::Add).await?;
         let pool_cidr = if pool_prefix {
-            log.debug(format_args!("request: GET ippools/{}", assigned.pool));
-            Some(pool_cidr(cluster, &pod.to_string(), assigned).await?)
+            log.debug(format_args!(
+                "request: GET ippools/{}{}",
+                assigned.pool,
+                fresh.marker()
+            ));
+            Some(pool_cidr(cluster, &pod.to_string(), assigned, fresh).await?)
         } else {
             None
         };
@@ -197,17 +225,23 @@ async fn pool_cidr(
     cluster: &Cluster,
     pod: &str,
     assigned: &FamilyAssignment,
+    fresh: Freshness,
 ) -> Result<IpNet, CniError> {
     let action = format!("read IPPool {}", assigned.pool);
-    let pool = Api::<IPPool>::all(cluster.client.clone())
-        .get_opt(&assigned.pool)
+    let pool = match Api::<IPPool>::all(cluster.client.clone())
+        .get_with(&assigned.pool, &fresh.params())
         .await
-        .map_err(|e| cluster.failure(&e).into_error(pod, &action))?
-        .ok_or_else(|| CniError::Api {
-            pod: pod.to_owned(),
-            action: action.clone(),
-            reason: "the pool does not exist".into(),
-        })?;
+    {
+        Ok(pool) => pool,
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            return Err(CniError::Api {
+                pod: pod.to_owned(),
+                action,
+                reason: "the pool does not exist".into(),
+            });
+        }
+        Err(e) => return Err(cluster.failure(&e).into_error(pod, &action)),
+    };
     pool.spec
         .cidr
         .parse::<IpNet>()
@@ -229,14 +263,14 @@ async fn check(
     pod: &PodRef,
     container: &str,
     prev_ips: Option<&[IpAddr]>,
+    fresh: Freshness,
     log: &Logger,
 ) -> Result<(), CniError> {
-    let meta =
-        cluster::read_pod(cluster, pod, log)
-            .await?
-            .ok_or_else(|| CniError::PodNotFound {
-                pod: pod.to_string(),
-            })?;
+    let meta = cluster::read_pod(cluster, pod, fresh, log)
+        .await?
+        .ok_or_else(|| CniError::PodNotFound {
+            pod: pod.to_string(),
+        })?;
     let (uid, assignment) = match cluster::judge(&meta, pod)? {
         PodState::Assigned { uid, assignment } => (uid, assignment),
         PodState::Pending { .. } => {
@@ -251,6 +285,7 @@ async fn check(
         pod,
         uid: &uid,
         log,
+        fresh,
     };
     let purpose = Purpose::Check { container };
     for assigned in assignment.addresses() {

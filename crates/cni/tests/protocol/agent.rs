@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use api::keys;
+use envtest::faults::FailWrites;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
@@ -189,6 +190,76 @@ async fn refusals_are_the_direct_paths_word_for_word() {
     assert_eq!(
         cluster.holder(BLOCK, "10.99.0.150").await,
         kube::ResourceExt::uid(&victim)
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_read_from_the_cache_is_confirmed_from_etcd() {
+    let cluster = Cluster::start().await;
+    let faults = cluster.faults().await;
+    let agent = Agent::start(&faults.kubeconfig, cluster.plane.dir()).await;
+    let web = pod("web").create(&cluster).await;
+    cluster
+        .controller()
+        .assign(&web, "payments", BLOCK, "10.99.0.190")
+        .await;
+    let conf = with_ipam(
+        netconf("1.1.0", &faults.kubeconfig),
+        "logLevel",
+        json!("debug"),
+    );
+    // The first read of the block answers 404, as a watch cache that has not seen the block
+    // yet would: both ways read everything again from etcd and grant the address.
+    for conf in [conf.clone(), via_agent(conf.clone(), &agent.socket)] {
+        faults
+            .proxy
+            .fail_writes(FailWrites::new("rangepool.dev", "ipamblocks", 404, 1).verbs(&["get"]));
+        let out = Call::new("ADD", &web, "c1", &conf).run().await;
+        assert_eq!(out.addresses(), ["10.99.0.190/26"], "{}", out.stderr);
+        assert_eq!(faults.proxy.pending(), 0, "the 404 was handed out");
+    }
+    let log = agent.log();
+    let reads: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("request: ").map(|(_, r)| r))
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            "GET pods/shop/web (metadata)",
+            "GET ipamblocks/10-99-0-128-26",
+            "GET pods/shop/web (metadata) (latest)",
+            "GET ipamblocks/10-99-0-128-26 (latest)",
+        ],
+        "{log}"
+    );
+    assert!(
+        log.contains("confirming with the latest state from etcd before refusing"),
+        "{log}"
+    );
+    // A pod the cache does not have yet, likewise.
+    faults
+        .proxy
+        .fail_writes(FailWrites::new("", "pods", 404, 1).verbs(&["get"]));
+    let out = Call::new("ADD", &web, "c2", &conf).run().await;
+    assert_eq!(out.addresses(), ["10.99.0.190/26"], "{}", out.stderr);
+    // A refusal that stands is the one read from etcd.
+    let thief = pod("thief")
+        .annotated(keys::ASSIGNED_IPV4, "10.99.0.190")
+        .annotated(keys::ASSIGNED_POOLS, r#"{"ipv4":"payments"}"#)
+        .annotated(keys::ASSIGNED_BLOCKS, r#"{"ipv4":"10-99-0-128-26"}"#)
+        .create(&cluster)
+        .await;
+    let out = Call::new("ADD", &thief, "t1", &conf).run().await;
+    assert!(out.failed(101).contains("allocated to another pod"));
+    assert_eq!(
+        out.requests(),
+        [
+            "GET pods/shop/thief (metadata)",
+            "GET ipamblocks/10-99-0-128-26",
+            "GET pods/shop/thief (metadata) (latest)",
+            "GET ipamblocks/10-99-0-128-26 (latest)",
+        ]
     );
 }
 
