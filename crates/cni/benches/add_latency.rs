@@ -1,26 +1,31 @@
-//! ADD latency of `rangepool-ipam` for a pod whose assignment is already there, next to
-//! Debian's `host-local` IPAM plugin invoked the same way, in the same run.
+//! ADD latency of `rangepool-ipam` for a pod whose assignment is already there, three ways side
+//! by side in the same run: through the node agent (`ipam.agentSocket`), direct (the plugin
+//! reads the API server itself with `ipam.kubeconfig`), and Debian's `host-local` IPAM plugin
+//! invoked the same way.
 //!
 //! Each call is a fresh process, as a container runtime starts it: environment and stdin in,
-//! result out. rangepool-ipam talks to a real kube-apiserver and etcd (envtest) on 127.0.0.1 over
-//! TLS, with the chart's node credentials (one GET of the pod, one GET of the block; no write);
-//! host-local writes its files in a temporary data directory.
+//! result out. Both rangepool paths talk to a real kube-apiserver and etcd (envtest) on
+//! 127.0.0.1 over TLS, with the chart's node credentials (one GET of the pod, one GET of the
+//! block, both served from the API server's watch cache; no write): direct, the plugin builds its client and makes a TLS handshake per call;
+//! through the agent, the built `rangepool-agent` runs as a separate process for the whole run,
+//! with its one warm client, and the plugin only talks to it over its unix socket. host-local
+//! writes its files in a temporary data directory.
 //!
 //! Two nodes are measured: one where the pod is alone, and one running [`BUSY`] other pods, whose
 //! allocations fill most of the pod's block for rangepool and whose files sit in host-local's
 //! store (host-local's ADD looks through every file; the size of rangepool's answer grows with
 //! the block). Each host-local ADD is undone by an untimed DEL, so that its store stays the
 //! node's size instead of growing by a file per call, as rangepool's block does (ADD writes
-//! nothing). Calls of the two plugins alternate so that machine noise hits both alike, and each
-//! node is measured in a few rounds so that a reader sees how much the numbers move between runs.
+//! nothing). Calls of the three alternate so that machine noise hits them alike, and each node is
+//! measured in a few rounds so that a reader sees how much the numbers move between runs.
 //!
 //! Run with `make bench-cni` (`cargo bench -p rangepool-cni --bench add_latency`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use api::{Assignment, BlockAllocation, FamilyAssignment, IPAMBlock, IPAMBlockSpec};
@@ -38,17 +43,64 @@ const WARMUP: usize = 10;
 /// Other pods on the busy node (of the 64 addresses of its /26 block).
 const BUSY: usize = 60;
 const PLUGIN: &str = env!("CARGO_BIN_EXE_rangepool-ipam");
+const AGENT: &str = env!("CARGO_BIN_EXE_rangepool-agent");
 const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+/// The ways measured, in the order they are printed.
+const AGENT_WAY: &str = "rangepool-ipam through the node agent";
+const DIRECT_WAY: &str = "rangepool-ipam direct (kubeconfig)";
+const HOST_LOCAL_WAY: &str = "host-local (files in a temp dir)";
 
-/// One node to measure: the pod whose sandbox is set up over and over, and both plugins'
-/// configurations.
+/// One node to measure: the pod whose sandbox is set up over and over, and the configurations.
 struct Node {
     title: String,
     pod: Pod,
-    ours: Value,
+    /// rangepool-ipam with `kubeconfig`; through the agent, the same with `agentSocket`
+    /// instead ([`with_socket`]).
+    direct: Value,
     theirs: Value,
     /// host-local's data directory.
     _data: tempfile::TempDir,
+}
+
+/// The agent process, stopped at the end of the run.
+struct RunningAgent {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningAgent {
+    fn start(kubeconfig: &Path) -> RunningAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new(AGENT)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the agent starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the agent does not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        RunningAgent {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn main() {
@@ -65,67 +117,103 @@ fn main() {
     }
     // The control plane's helper tasks (the kubelet stand-in) keep running on the runtime's
     // worker thread while this thread runs plugins.
-    let (plane, nodes) = runtime.block_on(prepare(host_local));
+    let (plane, credentials, nodes) = runtime.block_on(prepare(host_local));
 
     println!(
-        "ADD latency, one process per call, {ROUNDS} rounds of {CALLS} calls per plugin and node (after {WARMUP} warm-up calls);"
+        "ADD latency, one process per call, {ROUNDS} rounds of {CALLS} calls per way and node (after {WARMUP} warm-up calls);"
     );
     println!(
-        "rangepool-ipam against kube-apiserver {} with the chart's node credentials (GET pod + GET block over TLS)",
+        "rangepool-ipam against kube-apiserver {} with the chart's node credentials (GET pod + GET block over TLS),",
         plane.version()
     );
+    println!(
+        "through the node agent (a separate process, one warm client, unix socket) and direct (a client and TLS handshake per call)"
+    );
+    let agent = RunningAgent::start(&credentials);
     let mut call = 0;
     for node in &nodes {
         println!("{}:", node.title);
-        let mut all_ours = Vec::with_capacity(ROUNDS * CALLS);
-        let mut all_theirs = Vec::with_capacity(ROUNDS * CALLS);
+        let agent_conf = with_socket(&node.direct, &agent.socket);
+        let mut all: Vec<(&str, Vec<Duration>)> = Vec::new();
         for round in 0..ROUNDS {
             let warmup = if round == 0 { WARMUP } else { 0 };
-            let mut ours = Vec::with_capacity(CALLS);
-            let mut theirs = Vec::with_capacity(CALLS);
+            let mut ways: Vec<(&str, Vec<Duration>)> = vec![
+                (AGENT_WAY, Vec::with_capacity(CALLS)),
+                (DIRECT_WAY, Vec::with_capacity(CALLS)),
+            ];
+            if host_local {
+                ways.push((HOST_LOCAL_WAY, Vec::with_capacity(CALLS)));
+            }
             for i in 0..warmup + CALLS {
                 let container = format!("bench{call:05}");
                 call += 1;
-                let t = run(PLUGIN, "ADD", &container, &node.pod, &node.ours);
-                let u = host_local.then(|| {
+                let through = run(PLUGIN, "ADD", &container, &node.pod, &agent_conf);
+                let direct = run(PLUGIN, "ADD", &container, &node.pod, &node.direct);
+                let theirs = host_local.then(|| {
                     let took = run(HOST_LOCAL, "ADD", &container, &node.pod, &node.theirs);
                     run(HOST_LOCAL, "DEL", &container, &node.pod, &node.theirs);
                     took
                 });
                 if i >= warmup {
-                    ours.push(t);
-                    theirs.extend(u);
+                    ways[0].1.push(through);
+                    ways[1].1.push(direct);
+                    if let Some(t) = theirs {
+                        ways[2].1.push(t);
+                    }
                 }
             }
             println!(" round {}/{ROUNDS}:", round + 1);
-            compare(&mut ours, &mut theirs);
-            all_ours.extend(ours);
-            all_theirs.extend(theirs);
+            compare(&mut ways);
+            if all.is_empty() {
+                all = ways;
+            } else {
+                for (total, (_, samples)) in all.iter_mut().zip(ways) {
+                    total.1.extend(samples);
+                }
+            }
         }
         println!(
-            " all {ROUNDS} rounds ({} calls per plugin):",
-            all_ours.len()
+            " all {ROUNDS} rounds ({} calls per way):",
+            all.first().map_or(0, |(_, s)| s.len())
         );
-        compare(&mut all_ours, &mut all_theirs);
+        compare(&mut all);
     }
     runtime.block_on(async move {
+        drop(agent);
         drop(nodes);
         drop(plane);
     });
 }
 
-/// Prints both plugins' numbers and their ratio.
-fn compare(ours: &mut [Duration], theirs: &mut [Duration]) {
-    let (our_median, our_p99) = report("rangepool-ipam (real API server)", ours);
-    if theirs.is_empty() {
+/// `conf` with the agent's socket instead of the kubeconfig.
+fn with_socket(conf: &Value, socket: &Path) -> Value {
+    let mut conf = conf.clone();
+    let ipam = conf["ipam"].as_object_mut().unwrap();
+    ipam.remove("kubeconfig");
+    ipam.insert("agentSocket".into(), json!(socket));
+    conf
+}
+
+/// Prints each way's numbers and its ratio to host-local, the last way when it was measured.
+fn compare(ways: &mut [(&str, Vec<Duration>)]) {
+    let stats: Vec<(&str, Duration, Duration)> = ways
+        .iter_mut()
+        .map(|(name, samples)| {
+            let (median, p99) = report(name, samples);
+            (*name, median, p99)
+        })
+        .collect();
+    let Some(&(HOST_LOCAL_WAY, their_median, their_p99)) = stats.last() else {
         return;
+    };
+    for (name, median, p99) in &stats[..stats.len() - 1] {
+        println!(
+            "   ratio to host-local, {name:<38} median {:.2}x, p99 {:.2}x",
+            ratio(*median, their_median),
+            ratio(*p99, their_p99)
+        );
     }
-    let (their_median, their_p99) = report("host-local (files in a temp dir)", theirs);
-    println!(
-        "   ratio rangepool-ipam / host-local: median {:.2}x, p99 {:.2}x (target: median <= 2x)",
-        ratio(our_median, their_median),
-        ratio(our_p99, their_p99)
-    );
+    println!("   (target: through the node agent, median <= 1.5x)");
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {
@@ -195,7 +283,7 @@ fn run(binary: &str, command: &str, container: &str, pod: &Pod, conf: &Value) ->
 
 /// A control plane with the CRDs and the chart's RBAC, and the two nodes: a pod with its
 /// assignment on each, as the controller leaves them, and host-local's store filled alike.
-async fn prepare(host_local: bool) -> (ControlPlane, Vec<Node>) {
+async fn prepare(host_local: bool) -> (ControlPlane, PathBuf, Vec<Node>) {
     let plane = ControlPlane::start().await.expect("control plane starts");
     let client = plane.client().unwrap();
     let crds: Vec<_> = api::crd::all().into_iter().map(|(_, crd)| crd).collect();
@@ -224,11 +312,12 @@ async fn prepare(host_local: bool) -> (ControlPlane, Vec<Node>) {
         let data = tempfile::tempdir().unwrap();
         let node = Node {
             title: format!("a node running the pod and {others} other pods"),
-            ours: json!({
+            direct: json!({
                 "cniVersion": "1.0.0", "name": "bench", "type": "bridge",
                 "ipam": {"type": "rangepool-ipam", "kubeconfig": credentials.kubeconfig,
                          "prefix": {"ipv4": 24}, "gateway": {"ipv4": "10.99.0.1"}}
             }),
+
             theirs: json!({
                 "cniVersion": "1.0.0", "name": "bench", "type": "bridge",
                 "ipam": {"type": "host-local", "dataDir": data.path(),
@@ -244,7 +333,7 @@ async fn prepare(host_local: bool) -> (ControlPlane, Vec<Node>) {
         }
         nodes.push(node);
     }
-    (plane, nodes)
+    (plane, credentials.kubeconfig, nodes)
 }
 
 /// The sandbox of another pod on the node.
