@@ -6,14 +6,14 @@
 # (or `buildah bud --layers ...` with the same arguments). The Helm chart's `image` and
 # `cni.image` values name them. docs/install.md explains the two images.
 #
-# Both binaries are built once, statically, for the musl target of the build platform.
+# The binaries are built once, statically, for the musl target of the build platform.
 
 # Base images, as short names. Builders that do not resolve short names (buildah/podman without
 # unqualified-search registries) pass fully qualified names with --build-arg.
 ARG RUST_IMAGE=rust:1.89-bookworm
 ARG INSTALLER_BASE=busybox:1.37.0-musl
 
-# --- build: rangepool-controller and rangepool-ipam, static musl binaries ----------------------------
+# --- build: rangepool-controller, rangepool-ipam and rangepool-agent, static musl binaries ----------
 FROM ${RUST_IMAGE} AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends musl-tools \
@@ -29,9 +29,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates crates
 RUN cargo build --release --locked --target "$(cat /rust-target)" \
         -p rangepool-controller -p rangepool-cni \
-        --bin rangepool-controller --bin rangepool-ipam \
+        --bin rangepool-controller --bin rangepool-ipam --bin rangepool-agent \
     && mkdir -p /out \
-    && for b in rangepool-controller rangepool-ipam; do \
+    && for b in rangepool-controller rangepool-ipam rangepool-agent; do \
         cp "target/$(cat /rust-target)/release/$b" /out/ \
         && strip /out/$b \
         && if readelf -l /out/$b | grep -q 'Requesting program interpreter'; then \
@@ -39,12 +39,14 @@ RUN cargo build --release --locked --target "$(cat /rust-target)" \
         fi; \
     done
 
-# --- installer: the node DaemonSet's image (a shell for the chart's install-cni.sh) ----------------
-# busybox's static musl build: sh, cp, mv, cmp, base64, sed, sleep, and nothing else.
+# --- installer: the node DaemonSet's image (a shell for the chart's install-cni.sh, the plugin it
+# installs, and the node agent, which runs from this image as the DaemonSet's second container) --
+# busybox's static musl build: sh, cp, mv, cmp, base64, sed, sleep, test, and nothing else.
 FROM ${INSTALLER_BASE} AS installer
-COPY --from=build /out/rangepool-ipam /usr/local/bin/rangepool-ipam
-# Runs as root on purpose: it writes the root-owned host directories /opt/cni/bin and
-# /etc/cni/net.d. The chart drops every capability and mounts the root filesystem read-only.
+COPY --from=build /out/rangepool-ipam /out/rangepool-agent /usr/local/bin/
+# Runs as root on purpose: the installer writes the root-owned host directories /opt/cni/bin and
+# /etc/cni/net.d; the agent reads the root-only kubeconfig there and creates its root-only socket
+# in /run/rangepool. The chart drops every capability and mounts the root filesystem read-only.
 USER 0:0
 CMD ["/bin/sh", "-c", "echo 'run by the rangepool chart: /bin/sh /rangepool/install-cni.sh'; exit 1"]
 

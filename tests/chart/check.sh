@@ -9,7 +9,8 @@
 #      directories: atomic install, kubeconfig modes, token rotation, conflist;
 #   5. helm install / upgrade / uninstall against a real etcd + kube-apiserver (rangepool-envtest,
 #      with kube-controller-manager), and the CNI plugin using the kubeconfig the installer wrote
-#      from a real token of the chart's node ServiceAccount, so with the chart's RBAC.
+#      from a real token of the chart's node ServiceAccount, so with the chart's RBAC, both through
+#      the node agent (rangepool-agent, as the DaemonSet runs it) and directly.
 # CHART_INSTALL_ONLY=1 runs only section 5 (for another Kubernetes version: RANGEPOOL_K8S_VERSION).
 # Idempotent: installs what it needs under .tools/ (git-ignored) only when missing.
 # Prints what it checked; exits non-zero on the first failure.
@@ -225,12 +226,13 @@ fi # sections 1-4
 
 # --- 5. install against a real API server -----------------------------------------------------------
 step "helm install / upgrade / uninstall against a real kube-apiserver (rangepool-envtest)"
-# RANGEPOOL_BIN_DIR: a directory that already holds both binaries (skips the build).
+# RANGEPOOL_BIN_DIR: a directory that already holds the three binaries (skips the build).
 if [ -n "${RANGEPOOL_BIN_DIR:-}" ]; then
     BIN_DIR="$RANGEPOOL_BIN_DIR"
-    echo "  note: using rangepool-envtest and rangepool-ipam from $BIN_DIR"
+    echo "  note: using rangepool-envtest, rangepool-ipam and rangepool-agent from $BIN_DIR"
 else
-    cargo build --quiet --locked -p rangepool-envtest -p rangepool-cni --bin rangepool-envtest --bin rangepool-ipam
+    cargo build --quiet --locked -p rangepool-envtest -p rangepool-cni --bin rangepool-envtest --bin rangepool-ipam \
+        --bin rangepool-agent
     BIN_DIR="$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
 fi
 # With kube-controller-manager (namespace, ServiceAccount and garbage-collector controllers), so that
@@ -304,16 +306,49 @@ for verb in create update patch delete deletecollection; do
     [ "$answer" == no ] || fail "the node ServiceAccount may $verb ipamblocks ($answer)"
 done
 ok "the installer's kubeconfig authenticates as rangepool-node over TLS; RBAC refuses what the chart does not grant (no write on ipamblocks)"
-"$PY" - "$d/conf/10-rangepool.conflist" "$kc" > "$WORK/status.in" <<'EOF'
+# The node agent as the DaemonSet's agent container runs it (the rendered DaemonSet names the
+# kubeconfig the installer writes), with that kubeconfig and a socket under the test dir.
+agent_args="$(ds_jsonpath '{.spec.template.spec.containers[?(@.name=="agent")].command}')"
+grep -q -- '--kubeconfig=/etc/cni/net.d/rangepool/kubeconfig' <<< "$agent_args" \
+    || fail "the DaemonSet's agent does not read the plugin's kubeconfig: $agent_args"
+sock="$d/run/agent.sock"
+"$BIN_DIR/rangepool-agent" --kubeconfig "$kc" --socket "$sock" --log-level debug > "$d/agent.log" 2>&1 &
+AGENT_PID=$!
+PIDS+=("$AGENT_PID")
+wait_for 10 "rangepool-agent listens on $sock" test -S "$sock"
+[ "$(stat -c %a "$d/run") $(stat -c %a "$sock")" == "700 600" ] \
+    || fail "agent socket dir/file modes are $(stat -c %a "$d/run") $(stat -c %a "$sock"), want 700 600"
+status_input() { # conflist kubeconfig socket-or-empty -> the plugin's stdin for STATUS
+    "$PY" - "$@" <<'EOF'
 import json, sys
 conf = json.load(open(sys.argv[1]))
 plugin = dict(conf["plugins"][0], cniVersion=conf["cniVersion"], name=conf["name"])
+assert plugin["ipam"]["agentSocket"] == "/run/rangepool/agent.sock", "the conflist does not name the agent"
 plugin["ipam"]["kubeconfig"] = sys.argv[2]   # the host path /etc/cni/net.d/... lives under the test dir here
+if sys.argv[3]:
+    plugin["ipam"]["agentSocket"] = sys.argv[3]   # and so does /run/rangepool
+else:
+    del plugin["ipam"]["agentSocket"]
 print(json.dumps(plugin))
 EOF
-CNI_COMMAND=STATUS "$BIN_DIR/rangepool-ipam" < "$WORK/status.in" > "$WORK/status.out" 2> "$WORK/status.err" \
-    || { cat "$WORK/status.out" "$WORK/status.err"; fail "rangepool-ipam STATUS with the installed conflist and kubeconfig"; }
-ok "rangepool-ipam STATUS succeeds with the chart's conflist, the installer's kubeconfig and the chart's node RBAC"
+}
+status_input "$d/conf/10-rangepool.conflist" "$kc" "$sock" > "$WORK/status-agent.in"
+status_input "$d/conf/10-rangepool.conflist" "$kc" "" > "$WORK/status.in"
+for input in "$WORK/status-agent.in" "$WORK/status.in"; do
+    CNI_COMMAND=STATUS "$BIN_DIR/rangepool-ipam" < "$input" > "$WORK/status.out" 2> "$WORK/status.err" \
+        || { cat "$WORK/status.out" "$WORK/status.err" "$d/agent.log"; fail "rangepool-ipam STATUS ($(basename "$input")) with the installed conflist and kubeconfig"; }
+done
+grep -q "request: LIST ipamblocks" "$d/agent.log" || { cat "$d/agent.log"; fail "STATUS did not go through the agent"; }
+ok "rangepool-ipam STATUS succeeds through the node agent and directly, with the chart's conflist, the installer's kubeconfig and the chart's node RBAC"
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID" || fail "rangepool-agent did not exit 0 on SIGTERM: $(cat "$d/agent.log")"
+[ ! -e "$sock" ] || fail "rangepool-agent left its socket behind on SIGTERM"
+if CNI_COMMAND=STATUS "$BIN_DIR/rangepool-ipam" < "$WORK/status-agent.in" > "$WORK/status.out" 2> "$WORK/status.err"; then
+    fail "STATUS succeeded with the agent stopped"
+fi
+grep -q '"code":50' "$WORK/status.out" && grep -q "node agent is not answering" "$WORK/status.out" \
+    || { cat "$WORK/status.out"; fail "STATUS with the agent stopped is not code 50 naming the agent"; }
+ok "rangepool-agent removes its socket on SIGTERM; STATUS then fails with code 50: the node agent is not answering"
 
 "$HELM" upgrade rangepool "$CHART" "${install_args[@]}" --set logFormat=json > "$WORK/upgrade.out" 2>&1 \
     || { cat "$WORK/upgrade.out"; fail "helm upgrade"; }

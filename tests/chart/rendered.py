@@ -92,6 +92,10 @@ class Rendered:
     def node_pod(self):
         return self.one("DaemonSet")["spec"]["template"]["spec"]
 
+    def agent(self):
+        found = [c for c in self.node_pod()["containers"] if c["name"] == "agent"]
+        return found[0] if found else None
+
     def conflist(self):
         data = self.one("ConfigMap")["data"]
         lists = [k for k in data if k.endswith(".conflist")]
@@ -116,8 +120,9 @@ def common(r):
     check(pod["serviceAccountName"].endswith("-controller"), "controller runs as its own ServiceAccount")
     check(pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["runAsNonRoot"] is True,
           "controller runAsNonRoot")
-    for name, sc in (("controller", c["securityContext"]),
-                     ("node installer", r.node_pod()["containers"][0]["securityContext"])):
+    hardened = [("controller", c["securityContext"])] + [
+        (f"node {nc['name']}", nc["securityContext"]) for nc in r.node_pod()["containers"]]
+    for name, sc in hardened:
         check(sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
               and sc["capabilities"]["drop"] == ["ALL"] and sc["seccompProfile"]["type"] == "RuntimeDefault",
               f"{name}: read-only root, no privilege escalation, all capabilities dropped, seccomp RuntimeDefault")
@@ -139,7 +144,24 @@ def common(r):
     check(node["tolerations"] == [{"operator": "Exists"}], "node DaemonSet tolerates every taint")
     check(node["automountServiceAccountToken"] is False, "node pod has no default token mount")
     paths = {v["name"]: v["hostPath"]["path"] for v in node["volumes"] if "hostPath" in v}
-    check(set(paths) == {"cni-bin", "cni-conf"}, f"node DaemonSet mounts only the CNI dirs {sorted(paths.values())}")
+    agent = r.agent()
+    want = {"cni-bin", "cni-conf"} | ({"agent-run"} if agent else set())
+    check(set(paths) == want, f"node DaemonSet mounts only the CNI dirs (and the agent's) {sorted(paths.values())}")
+    if agent:
+        conf_dir = paths["cni-conf"].rstrip("/")
+        check(agent["command"][:3] == ["/usr/local/bin/rangepool-agent",
+                                       f"--kubeconfig={conf_dir}/rangepool/kubeconfig",
+                                       "--socket=/run/rangepool/agent.sock"]
+              and agent["image"] == node["containers"][0]["image"],
+              "agent container runs rangepool-agent from the installer image with the plugin's kubeconfig and the socket")
+        mounts = {m["name"]: m for m in agent["volumeMounts"]}
+        check(set(mounts) == {"cni-conf", "agent-run"} and mounts["cni-conf"]["readOnly"] is True
+              and mounts["cni-conf"]["mountPath"] == paths["cni-conf"]
+              and mounts["agent-run"]["mountPath"] == paths["agent-run"] == "/run/rangepool",
+              "agent mounts the CNI conf dir read-only at its host path and /run/rangepool")
+        check(agent["securityContext"]["runAsUser"] == 0 and "test -S /run/rangepool/agent.sock"
+              in agent["readinessProbe"]["exec"]["command"][-1] and "requests" in agent["resources"],
+              "agent runs as root (its socket is root's), ready when its socket exists, has resource requests")
     token = [v for v in node["volumes"] if v["name"] == "token"][0]["projected"]["sources"]
     sat = token[0]["serviceAccountToken"]
     check(sat["expirationSeconds"] >= 600 and token[1]["configMap"]["name"] == "kube-root-ca.crt",
@@ -179,6 +201,7 @@ def defaults(r):
     check(r.one("Role", "rangepool-controller-kubeadm-config")["metadata"]["namespace"] == "kube-system",
           "kubeadm-config Role lives in kube-system")
     check(r.conflist() is None, "no conflist: the admin's CNI configuration is left alone")
+    check(r.agent() is not None, "the node agent runs by default")
     check(len(r.all("PodDisruptionBudget")) == 1 and not r.all("ServiceMonitor") and not r.all("IPPool"),
           "a PodDisruptionBudget, no ServiceMonitor, no IPPool")
     check(not any(e["name"] == "CONFLIST_SRC" for e in r.node_pod()["containers"][0]["env"]),
@@ -227,8 +250,10 @@ def conflist_ptp(r):
     check(main["type"] == "ptp" and main["mtu"] == 1450 and main["ipMasq"] is True, "main plugin ptp, mtu 1450")
     check(main["ipam"] == {"type": "rangepool-ipam", "kubeconfig": "/etc/cni/net.d/rangepool/kubeconfig",
                            "timeout": 20, "prefix": {"ipv4": 16}, "gateway": {"ipv4": "10.244.0.1"},
-                           "routes": [{"dst": "0.0.0.0/0"}], "logLevel": "info", "nodeName": "__NODE_NAME__"},
-          "ipam section: rangepool-ipam with kubeconfig, timeout, prefix, gateway, routes, node name placeholder")
+                           "routes": [{"dst": "0.0.0.0/0"}], "logLevel": "info", "nodeName": "__NODE_NAME__",
+                           "agentSocket": "/run/rangepool/agent.sock"},
+          "ipam section: rangepool-ipam with kubeconfig, the agent's socket, timeout, prefix, gateway, routes, "
+          "node name placeholder")
     check(cl["plugins"][1] == {"type": "portmap", "capabilities": {"portMappings": True}}, "extra plugins chained")
     env = {e["name"]: e.get("value") for e in r.node_pod()["containers"][0]["env"]}
     check(env["CONFLIST_SRC"] == "/rangepool/10-rangepool.conflist" and env["API_SERVER"] == "https://192.0.2.10:6443",
@@ -247,10 +272,19 @@ def conflist_bridge(r):
           and main["ipam"]["dns"]["nameservers"] == ["10.96.0.10"], "pool prefix, kubeconfig under confDir, dns")
     check(len(cl["plugins"]) == 1, "no extra plugins")
     paths = {v["name"]: v["hostPath"]["path"] for v in r.node_pod()["volumes"] if "hostPath" in v}
-    check(paths == {"cni-bin": "/usr/libexec/cni", "cni-conf": "/etc/cni/custom.d"}, "binDir and confDir from values")
+    check({k: paths[k] for k in ("cni-bin", "cni-conf")} == {"cni-bin": "/usr/libexec/cni",
+                                                               "cni-conf": "/etc/cni/custom.d"},
+          "binDir and confDir from values")
     node_rules = r.rules("ClusterRole", "-node")
     check({"apiGroups": ["rangepool.dev"], "resources": ["ippools"], "verbs": ["get"]} in node_rules,
           "\"pool\" prefix style grants the node plugin get on ippools")
+
+
+def agent_off(r):
+    check(r.agent() is None and len(r.node_pod()["containers"]) == 1, "cni.agent.enabled=false: no agent container")
+    ipam = r.conflist()["plugins"][0]["ipam"]
+    check("agentSocket" not in ipam and ipam["kubeconfig"] == "/etc/cni/net.d/rangepool/kubeconfig",
+          "the conflist sends the plugin to the API server itself: kubeconfig, no agentSocket")
 
 
 def servicemonitor(r):
@@ -275,6 +309,7 @@ EXPECTATIONS = {
     "pools": expect_pools,
     "conflist-ptp": conflist_ptp,
     "conflist-bridge": conflist_bridge,
+    "agent-off": agent_off,
     "servicemonitor": servicemonitor,
 }
 

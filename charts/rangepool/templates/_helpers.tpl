@@ -68,6 +68,12 @@ app.kubernetes.io/component: node
 {{- printf "%s/rangepool/kubeconfig" (trimSuffix "/" .Values.cni.confDir) -}}
 {{- end -}}
 
+{{/* Host path of the node agent's socket (in a directory of its own, mounted into the agent),
+as written into network configurations. */}}
+{{- define "rangepool.agentSocket" -}}
+/run/rangepool/agent.sock
+{{- end -}}
+
 {{/* The pod-level and container-level hardening both workloads share. */}}
 {{- define "rangepool.containerHardening" -}}
 readOnlyRootFilesystem: true
