@@ -422,20 +422,23 @@ impl Model {
 
     /// Every write needed to bring the API server to the model's state.
     pub fn take_writes(&mut self) -> Vec<BlockWrite> {
-        self.take_writes_if(|_, _| true)
+        self.take_writes_if(|_| true)
     }
 
-    /// The writes of the changed blocks `take` accepts (by name and how they changed), and
-    /// every delete; the blocks it leaves stay changed for a later call.
-    pub fn take_writes_if(
-        &mut self,
-        mut take: impl FnMut(&str, Change) -> bool,
-    ) -> Vec<BlockWrite> {
+    /// How many times blocks changed in the model so far: two equal counts mean nothing
+    /// changed in between.
+    pub fn changes(&self) -> u64 {
+        self.planner.allocator().changes()
+    }
+
+    /// The writes of the changed blocks `take` accepts (by name), and every delete; the blocks
+    /// it leaves stay changed for a later call.
+    pub fn take_writes_if(&mut self, mut take: impl FnMut(&str) -> bool) -> Vec<BlockWrite> {
         let mut writes = Vec::new();
         let dirty = self
             .planner
             .allocator_mut()
-            .take_dirty_if(|d| take(&ipam::cidr::block_name(&d.cidr), d.change));
+            .take_dirty_if(|d| take(&ipam::cidr::block_name(&d.cidr)));
         for dirty in dirty {
             let Some(block) = self.planner.allocator().block(&dirty.cidr) else {
                 continue;

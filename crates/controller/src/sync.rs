@@ -125,12 +125,14 @@ impl Engine {
     /// annotating each waiting pod as soon as its blocks are written. A pod whose block could
     /// not be written is decided again.
     pub(crate) async fn flush_blocks(&mut self) {
-        let mut round = self.coalescer.start_round(Instant::now());
-        let writes = self
-            .model
-            .take_writes_if(|name, change| round.due(name, change));
+        let changes = self.model.changes();
+        let backed_up = self.annotations.in_flight() >= crate::annotations::PATCH_CONCURRENCY;
+        let mut round = self
+            .coalescer
+            .start_round(Instant::now(), changes, backed_up);
+        let writes = self.model.take_writes_if(|name| round.due(name));
         let mut blocked = Vec::new();
-        for name in round.end_round() {
+        for name in round.end() {
             blocked.extend(self.waiting.not_written(&name));
         }
         let writing: HashSet<String> = writes.iter().map(|w| w.name().to_owned()).collect();

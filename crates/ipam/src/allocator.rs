@@ -150,6 +150,8 @@ pub struct Allocator {
     /// Handle hash -> the slots of the handle(s) with that hash.
     handles: HashKeyed<Holdings>,
     dirty: Vec<BlockId>,
+    /// How many times a block changed (see [`Allocator::changes`]).
+    changes: u64,
     /// Addresses live pods use that no record gives them (see [`Allocator::set_in_use`]):
     /// address -> the user's handle hash. Empty in a cluster where every pod got its address
     /// from us, so allocation looks at it only when it is not.
@@ -282,6 +284,7 @@ impl Allocator {
     }
 
     fn mark(&mut self, id: BlockId, change: Change) {
+        self.changes += 1;
         if let Some(e) = self.entry_mut(id) {
             match e.change {
                 None => {
@@ -292,6 +295,12 @@ impl Allocator {
                 Some(Change::Create) | Some(Change::Update) => {}
             }
         }
+    }
+
+    /// How many times blocks changed since the allocator was made: equal counts at two
+    /// moments mean no block changed in between, written or not.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// The blocks changed since the last call, each once, in the order they first changed.
@@ -717,7 +726,8 @@ impl Allocator {
                 _ => outside(),
             })?;
         self.pools[entry.pool as usize].allocated += 1;
-        self.record_slot(id, hash, slot, created).ok_or_else(outside)
+        self.record_slot(id, hash, slot, created)
+            .ok_or_else(outside)
     }
 
     /// Quarantines the block with that range (see [`Block::quarantine`]) or lifts it; true when
@@ -750,6 +760,7 @@ impl Allocator {
             return;
         };
         self.detach(id);
+        self.changes += 1;
         let Some(e) = self.entry_mut(id) else {
             return;
         };
