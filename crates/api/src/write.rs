@@ -23,7 +23,7 @@ use json_patch::{
 };
 use serde_json::{Value, json};
 
-use crate::{BlockAllocation, IPAMBlockSpec};
+use crate::IPAMBlockSpec;
 
 /// What a refused block write means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,10 +69,14 @@ impl Retry {
 /// The JSON patch that turns `have` (as last read) into `want`, guarded by a test of `have`'s
 /// sequence number.
 ///
-/// Records whose owner (handle and sequence) is unchanged are left alone, so fields the
-/// controller does not write survive (the `container` that earlier versions of the CNI plugin
-/// recorded). A removed record is tested for its handle and sequence too, so an address
-/// re-assigned since the read is never freed, even if the block test were lifted.
+/// `want` keeps every record in `holders` ([`IPAMBlockSpec::from_record`]). Records whose
+/// value is unchanged are left alone; a removed one is tested for its value (pod UID and
+/// sequence included), so an address re-assigned since the read is never freed, even if the
+/// block test were lifted. A block still holding records in the format of rangepool 0.1
+/// (`allocations`) is moved to `holders` whole: each old record is tested for its handle and
+/// sequence, `allocations` is removed and `holders` written in one operation. So is a block
+/// whose `holders` is empty: it may be absent from a block an earlier version wrote, so no
+/// operation may address a member of it.
 pub fn update(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
     let sequence = || pointer(&["spec", "sequenceNumber"]);
     let mut ops = vec![test(sequence(), json!(have.sequence_number))];
@@ -94,26 +98,34 @@ pub fn update(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
         (old, Some(new)) if old.as_ref() != Some(new) => ops.push(add(quarantine(), json!(new))),
         _ => {}
     }
-    for (ordinal, old) in &have.allocations {
-        if !want.allocations.contains_key(ordinal) {
+    let holder = |ordinal: &str| pointer(&["spec", "holders", ordinal]);
+    if have.allocations.is_empty() && !have.holders.is_empty() {
+        for (ordinal, old) in &have.holders {
+            if !want.holders.contains_key(ordinal) {
+                ops.push(test(holder(ordinal), json!(old)));
+                ops.push(remove(holder(ordinal)));
+            }
+        }
+        for (ordinal, new) in &want.holders {
+            if have.holders.get(ordinal) != Some(new) {
+                ops.push(add(holder(ordinal), json!(new)));
+            }
+        }
+    } else {
+        for (ordinal, old) in &have.allocations {
             let at = |field: &str| pointer(&["spec", "allocations", ordinal, field]);
             ops.push(test(at("handle"), json!(old.handle)));
             ops.push(test(at("sequence"), json!(old.sequence)));
-            ops.push(remove(pointer(&["spec", "allocations", ordinal])));
         }
-    }
-    for (ordinal, new) in &want.allocations {
-        if have
-            .allocations
-            .get(ordinal)
-            .is_some_and(|old| same_owner(old, new))
-        {
-            continue;
+        for (ordinal, old) in &have.holders {
+            ops.push(test(holder(ordinal), json!(old)));
         }
-        ops.push(add(
-            pointer(&["spec", "allocations", ordinal]),
-            serde_json::to_value(new).unwrap_or(Value::Null),
-        ));
+        if !have.allocations.is_empty() {
+            ops.push(remove(pointer(&["spec", "allocations"])));
+        }
+        if !want.holders.is_empty() || !have.allocations.is_empty() {
+            ops.push(add(pointer(&["spec", "holders"]), json!(want.holders)));
+        }
     }
     if ops.len() > 1 {
         ops.push(reset_managed_fields());
@@ -139,7 +151,7 @@ pub fn finalizer(
     want: &IPAMBlockSpec,
 ) -> Vec<PatchOperation> {
     let at = finalizers.iter().position(|f| f == crate::keys::FINALIZER);
-    match (at, want.allocations.is_empty()) {
+    match (at, want.allocated() == 0) {
         (None, false) if !deleting => {
             if finalizers.is_empty() {
                 vec![add(
@@ -196,10 +208,6 @@ pub fn release(
         have,
         &IPAMBlockSpec::from_record(&block.to_record()),
     ))
-}
-
-fn same_owner(a: &BlockAllocation, b: &BlockAllocation) -> bool {
-    a.handle == b.handle && a.sequence == b.sequence
 }
 
 fn pointer(parts: &[&str]) -> PointerBuf {

@@ -71,7 +71,7 @@ impl BlockStore {
     /// Creates a block that did not exist.
     pub async fn create(&self, name: &str, spec: IPAMBlockSpec) -> Result<IPAMBlock, WriteError> {
         let mut block = IPAMBlock::new(name, spec);
-        if !block.spec.allocations.is_empty() {
+        if block.spec.allocated() > 0 {
             block.metadata.finalizers = Some(vec![api::keys::FINALIZER.to_owned()]);
         }
         let block = LeanBlock(block);

@@ -1,7 +1,7 @@
 //! Blocks are not lost: a block that records addresses survives a hand deletion until they are
 //! released; a block lost anyway, or unreadable, is quarantined and rebuilt from the pods using
 //! its addresses, whose addresses go to no other pod; a pod that already runs with an address
-//! keeps it.
+//! keeps it; a block an earlier version wrote is read and moved to the current format.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -143,9 +143,7 @@ async fn an_unreadable_block_is_quarantined_and_rebuilt_from_the_pods_using_it()
         .patch(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"allocations": {"9": {
-                "handle": "forged", "namespace": "shop", "pod": "ghost", "sequence": 999
-            }}}})),
+            &Patch::Merge(json!({"spec": {"holders": {"9": "shop/ghost forged 999"}}})),
         )
         .await
         .unwrap();
@@ -157,11 +155,12 @@ async fn an_unreadable_block_is_quarantined_and_rebuilt_from_the_pods_using_it()
     assert!(!in_net(api.address, &block.spec.cidr), "{api:?}");
     let rebuilt = eventually("the block to be rebuilt", || async {
         let b = blocks(&c).get(&name).await.unwrap();
-        (b.spec.quarantine.is_some() && !b.spec.allocations.contains_key("9")).then_some(b)
+        (b.spec.quarantine.is_some() && !b.spec.holders.contains_key("9")).then_some(b)
     })
     .await;
     let uid = c.get_pod("shop", "web").await.unwrap().uid().unwrap();
-    assert!(rebuilt.spec.allocations.values().any(|a| a.handle == uid));
+    let record = rebuilt.spec.to_record().unwrap();
+    assert!(record.allocations.iter().any(|a| a.handle == uid));
     assert_eq!(
         c.wait_assigned("shop", "web").await.ipv4.unwrap().address,
         web.address
@@ -225,15 +224,20 @@ async fn the_api_server_refuses_an_allocation_key_outside_the_block() {
     c.create(pod("web").in_ns("shop").on_node("node-1")).await;
     let web = c.wait_assigned("shop", "web").await.ipv4.unwrap();
     let name = block_of(&c, web.address).await.name_any();
-    for key in ["999", "64", "007", "-1", "x"] {
+    let records = |key: &str| {
+        [
+            json!({"spec": {"holders": {key: "shop/ghost forged 1"}}}),
+            json!({"spec": {"allocations": {key: {
+                "handle": "forged", "namespace": "shop", "pod": "ghost", "sequence": 1
+            }}}}),
+        ]
+    };
+    for (key, record) in ["999", "64", "007", "-1", "x"]
+        .into_iter()
+        .flat_map(|key| records(key).map(|r| (key, r)))
+    {
         let refused = blocks(&c)
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"allocations": {key: {
-                    "handle": "forged", "namespace": "shop", "pod": "ghost", "sequence": 1
-                }}}})),
-            )
+            .patch(&name, &PatchParams::default(), &Patch::Merge(record))
             .await
             .unwrap_err();
         let kube::Error::Api(status) = refused else {
@@ -249,16 +253,12 @@ async fn the_api_server_refuses_an_allocation_key_outside_the_block() {
         );
     }
     // The highest ordinal of a /26 is fine.
-    blocks(&c)
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"allocations": {"63": {
-                "handle": "by-hand", "namespace": "shop", "pod": "ghost", "sequence": 1
-            }}}})),
-        )
-        .await
-        .unwrap();
+    for record in records("63") {
+        blocks(&c)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(record))
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -271,7 +271,7 @@ async fn a_block_written_by_the_controller_keeps_no_managed_fields() {
         last = c.wait_assigned("shop", name).await.ipv4;
     }
     let block = block_of(&c, last.unwrap().address).await;
-    assert_eq!(block.spec.allocations.len(), 3);
+    assert_eq!(block.spec.allocated(), 3);
     // The create recorded the creator's fields; every later write cleared them.
     assert!(
         block
@@ -282,4 +282,57 @@ async fn a_block_written_by_the_controller_keeps_no_managed_fields() {
         "{:?}",
         block.metadata.managed_fields
     );
+}
+
+/// A block as rangepool 0.1 wrote it, records in `allocations` (one with the container an
+/// earlier plugin claimed it with), keeps working after the upgrade: its pod keeps its address,
+/// and the controller's first write of the block moves every record to `holders`.
+#[tokio::test]
+async fn a_block_of_an_earlier_version_moves_to_holders_on_its_first_write() {
+    let c = setup().await;
+    let old = c.create(pod("old").in_ns("shop").on_node("node-1")).await;
+    let uid = old.uid().unwrap();
+    c.plane
+        .apply(&json!({
+            "apiVersion": "rangepool.dev/v1", "kind": "IPAMBlock",
+            "metadata": {"name": "10-244-0-0-26"},
+            "spec": {
+                "cidr": "10.244.0.0/26", "pool": "general", "affinity": "node-1",
+                "sequenceNumber": 1,
+                "allocations": {"3": {
+                    "handle": uid, "namespace": "shop", "pod": "old",
+                    "container": "sandbox-1", "sequence": 1
+                }}
+            }
+        }))
+        .await
+        .unwrap();
+    let address: IpAddr = "10.244.0.3".parse().unwrap();
+    let assignment = api::Assignment {
+        ipv4: Some(api::FamilyAssignment {
+            address,
+            pool: "general".into(),
+            block: "10-244-0-0-26".into(),
+        }),
+        ..Default::default()
+    };
+    for (key, value) in assignment.to_annotations() {
+        c.annotate_pod("shop", "old", key, &value.unwrap_or_default())
+            .await;
+    }
+
+    let _controller = c.controller(settings()).await;
+    c.create(pod("new").in_ns("shop").on_node("node-1")).await;
+    let new = c.wait_assigned("shop", "new").await.ipv4.unwrap();
+    assert!(in_net(new.address, "10.244.0.0/26"), "{new:?}");
+    assert_ne!(new.address, address);
+    let block = blocks(&c).get("10-244-0-0-26").await.unwrap();
+    assert!(block.spec.allocations.is_empty(), "{:?}", block.spec);
+    assert_eq!(block.spec.holders.len(), 2, "{:?}", block.spec.holders);
+    assert_eq!(block.spec.holders["3"], format!("shop/old {uid} 1"));
+    assert_eq!(
+        c.wait_assigned("shop", "old").await.ipv4.unwrap().address,
+        address
+    );
+    assert!(block.finalizers().iter().any(|f| f == FINALIZER));
 }

@@ -193,10 +193,11 @@ async fn first_commit_of(c: &Cluster, pods: &[String]) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let committed = c.blocks().await.iter().any(|b| {
-            b.spec
-                .allocations
-                .values()
-                .any(|a| a.namespace == "burst" && pods.contains(&a.pod))
+            b.spec.to_record().is_ok_and(|r| {
+                r.allocations
+                    .iter()
+                    .any(|a| a.namespace == "burst" && pods.contains(&a.pod))
+            })
         });
         if committed {
             return;

@@ -81,7 +81,7 @@ async fn a_pod_whose_namespace_stops_matching_its_pool_keeps_its_address_and_is_
 
 #[tokio::test]
 async fn a_record_the_controller_did_not_write_is_not_adopted() {
-    use api::{BlockAllocation, IPAMBlock, IPAMBlockSpec};
+    use api::{IPAMBlock, IPAMBlockSpec};
     let c = Cluster::new().await;
     c.node("node-1", &[]).await;
     c.namespace("shop", &[], &[]).await;
@@ -98,19 +98,8 @@ async fn a_record_the_controller_did_not_write_is_not_adopted() {
         pool: "payments".into(),
         affinity: Some("node-1".into()),
         sequence_number: 1,
-        allocations: [(
-            "7".to_owned(),
-            BlockAllocation {
-                handle: uid.clone(),
-                namespace: "shop".into(),
-                pod: "evil".into(),
-                container: None,
-                sequence: 1,
-            },
-        )]
-        .into_iter()
-        .collect(),
-        quarantine: None,
+        holders: [("7".to_owned(), format!("shop/evil {uid} 1"))].into(),
+        ..Default::default()
     };
     Api::<IPAMBlock>::all(c.client.clone())
         .create(

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use api::{IPAMBlock, IPAMBlockSpec};
 use common::*;
-use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use serde_json::json;
 
 async fn cluster() -> Cluster {
     let c = Cluster::new().await;
@@ -116,19 +114,8 @@ async fn a_record_of_a_pod_that_never_existed_is_released_at_the_first_sweep() {
         pool: "general".into(),
         affinity: Some("node-1".into()),
         sequence_number: 1,
-        allocations: [(
-            "5".to_string(),
-            api::BlockAllocation {
-                handle: "ghost-uid".into(),
-                namespace: "web".into(),
-                pod: "ghost".into(),
-                container: None,
-                sequence: 1,
-            },
-        )]
-        .into_iter()
-        .collect(),
-        quarantine: None,
+        holders: [("5".to_owned(), "web/ghost ghost-uid 1".to_owned())].into(),
+        ..Default::default()
     };
     blocks
         .create(&Default::default(), &IPAMBlock::new("10-244-0-0-26", spec))
@@ -159,31 +146,4 @@ async fn blocks_of_a_deleted_node_lose_their_affinity_and_empty_ones_go() {
         c.blocks().await.is_empty().then_some(())
     })
     .await;
-}
-
-/// Earlier versions of the CNI plugin recorded each allocation's container in the block; blocks
-/// they wrote keep that field through the controller's writes (its `update` patch leaves records
-/// whose owner is unchanged alone). Written here by the admin, as no component writes it now.
-#[tokio::test]
-async fn a_container_field_written_by_an_earlier_version_survives_the_controllers_next_write() {
-    let c = cluster().await;
-    let _controller = c.controller(settings()).await;
-    c.create(pod("a").in_ns("web").on_node("node-1")).await;
-    let a = c.wait_assigned("web", "a").await.ipv4.unwrap();
-    let blocks: Api<IPAMBlock> = Api::all(c.client.clone());
-    let block = blocks.get(&a.block).await.unwrap();
-    let (ordinal, _) = block.spec.allocations.iter().next().unwrap();
-    let patch = json!({"spec": {"allocations": {ordinal.clone(): {"container": "sandbox-1"}}}});
-    blocks
-        .patch(&a.block, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .unwrap();
-    c.create(pod("b").in_ns("web").on_node("node-1")).await;
-    c.wait_assigned("web", "b").await;
-    let block = blocks.get(&a.block).await.unwrap();
-    assert_eq!(
-        block.spec.allocations[ordinal].container.as_deref(),
-        Some("sandbox-1")
-    );
-    assert_eq!(block.spec.allocations.len(), 2);
 }

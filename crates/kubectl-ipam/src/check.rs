@@ -93,11 +93,7 @@ pub async fn report(access: &Access) -> Result<Report, AccessError> {
         checked: Counts {
             pools: snapshot.pools.len(),
             blocks: snapshot.blocks.len(),
-            allocations: snapshot
-                .blocks
-                .iter()
-                .map(|b| b.spec.allocations.len())
-                .sum(),
+            allocations: snapshot.blocks.iter().map(|b| b.spec.allocated()).sum(),
             pods: snapshot.pods.len(),
         },
         problems: findings.problems,

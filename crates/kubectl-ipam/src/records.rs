@@ -108,25 +108,14 @@ mod tests {
 
     use std::collections::BTreeMap;
 
-    use api::{BlockAllocation, IPAMBlockSpec};
+    use api::IPAMBlockSpec;
 
     use super::*;
 
     fn block(cidr: &str, allocations: &[(&str, &str)]) -> IPAMBlock {
-        let allocations: BTreeMap<String, BlockAllocation> = allocations
+        let holders: BTreeMap<String, String> = allocations
             .iter()
-            .map(|(k, h)| {
-                (
-                    (*k).to_owned(),
-                    BlockAllocation {
-                        handle: (*h).to_owned(),
-                        namespace: "web".into(),
-                        pod: format!("pod-{h}"),
-                        container: None,
-                        sequence: 1,
-                    },
-                )
-            })
+            .map(|(k, h)| ((*k).to_owned(), format!("web/pod-{h} {h} 1")))
             .collect();
         IPAMBlock::new(
             &cidr.replace(['.', '/'], "-"),
@@ -135,7 +124,8 @@ mod tests {
                 pool: "general".into(),
                 affinity: None,
                 sequence_number: 3,
-                allocations,
+                holders,
+                allocations: BTreeMap::new(),
                 quarantine: None,
             },
         )

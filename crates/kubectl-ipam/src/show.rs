@@ -142,7 +142,7 @@ pub fn compute(snapshot: &Snapshot, with_blocks: bool) -> Usage {
     let mut used: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for block in &snapshot.blocks {
         let entry = used.entry(block.spec.pool.as_str()).or_default();
-        entry.0 += block.spec.allocations.len() as u64;
+        entry.0 += block.spec.allocated() as u64;
         entry.1 += 1;
     }
     // The pools' range and block size as the core reads them; whether a pool gives addresses
@@ -189,7 +189,7 @@ pub fn compute(snapshot: &Snapshot, with_blocks: bool) -> Usage {
                 block: b.name_any(),
                 cidr: b.spec.cidr.clone(),
                 pool: b.spec.pool.clone(),
-                used: b.spec.allocations.len() as u64,
+                used: b.spec.allocated() as u64,
                 size: records::range(b).map_or(0, |c| records::block_size(&c)),
             })
             .collect();
@@ -341,7 +341,7 @@ mod tests {
 
     use std::collections::BTreeMap;
 
-    use api::{BlockAllocation, IPAMBlock, IPAMBlockSpec, IPPoolSpec, IPPoolStatus, PoolCondition};
+    use api::{IPAMBlock, IPAMBlockSpec, IPPoolSpec, IPPoolStatus, PoolCondition};
 
     use super::*;
 
@@ -368,16 +368,8 @@ mod tests {
     }
 
     fn block(cidr: &str, pool: &str, node: Option<&str>, used: usize) -> IPAMBlock {
-        let allocations: BTreeMap<String, BlockAllocation> = (0..used)
-            .map(|i| {
-                (
-                    i.to_string(),
-                    BlockAllocation {
-                        handle: format!("{cidr}-{i}"),
-                        ..Default::default()
-                    },
-                )
-            })
+        let holders: BTreeMap<String, String> = (0..used)
+            .map(|i| (i.to_string(), format!("ns/pod-{i} {cidr}-{i} 0")))
             .collect();
         IPAMBlock::new(
             &cidr.replace(['.', '/'], "-"),
@@ -386,7 +378,8 @@ mod tests {
                 pool: pool.into(),
                 affinity: node.map(str::to_owned),
                 sequence_number: used as i64,
-                allocations,
+                holders,
+                allocations: BTreeMap::new(),
                 quarantine: None,
             },
         )

@@ -67,7 +67,18 @@ async fn block_of(c: &Cluster, address: IpAddr) -> IPAMBlock {
         .expect("a block records the address")
 }
 
-fn record_for(pod: &Pod) -> BlockAllocation {
+/// A block record giving an address to `pod`, as the controller would write it.
+fn record_for(pod: &Pod) -> String {
+    format!(
+        "{}/{} {} 1",
+        pod.namespace().unwrap(),
+        pod.name_any(),
+        pod.uid().unwrap()
+    )
+}
+
+/// The same record in the format of rangepool 0.1, which the controller still reads.
+fn legacy_record_for(pod: &Pod) -> BlockAllocation {
     BlockAllocation {
         handle: pod.uid().unwrap(),
         namespace: pod.namespace().unwrap(),
@@ -161,7 +172,7 @@ async fn no_credential_short_of_the_controllers_moves_forges_or_erases_an_addres
         )
         .await
         .unwrap();
-    let forged = json!({"spec": {"allocations": {"7": record_for(&evil)}}});
+    let forged = json!({"spec": {"holders": {"7": record_for(&evil)}}});
     let r = node_blocks
         .patch(
             &trusted_name,
@@ -181,7 +192,7 @@ async fn no_credential_short_of_the_controllers_moves_forges_or_erases_an_addres
     refused("node: moving a record", status_code(&r), 403);
     let mut copy = trusted_block.spec.clone();
     copy.cidr = "10.244.8.192/26".into();
-    copy.allocations = [("7".to_owned(), record_for(&evil))].into();
+    copy.holders = [("7".to_owned(), record_for(&evil))].into();
     let r = node_blocks
         .create(
             &PostParams::default(),
@@ -279,12 +290,21 @@ async fn no_credential_short_of_the_controllers_moves_forges_or_erases_an_addres
 
     // ---- An admin tampering by hand. ----
     let admin_blocks: Api<IPAMBlock> = Api::all(c.client.clone());
-    // A malformed record is refused at apply time.
-    let bad = json!({"spec": {"allocations": {"999": record_for(&evil)}}});
+    // A malformed record is refused at apply time, in either format.
+    let bad = json!({"spec": {"holders": {"999": record_for(&evil)}}});
     let r = admin_blocks
         .patch(&trusted_name, &PatchParams::default(), &Patch::Merge(&bad))
         .await;
     refused("admin: an ordinal outside the block", status_code(&r), 422);
+    let bad = json!({"spec": {"allocations": {"999": legacy_record_for(&evil)}}});
+    let r = admin_blocks
+        .patch(&trusted_name, &PatchParams::default(), &Patch::Merge(&bad))
+        .await;
+    refused(
+        "admin: an ordinal outside the block, earlier format",
+        status_code(&r),
+        422,
+    );
     // A record for the foreign pod is not adopted, and goes.
     let r = admin_blocks
         .patch(

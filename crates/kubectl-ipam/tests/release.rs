@@ -21,11 +21,11 @@ async fn with_leak(c: &Cluster) -> (Pod, Pod) {
 
 /// Ordinals the block records, with their handles.
 async fn allocations(c: &Cluster) -> Vec<(String, String)> {
-    c.block_spec(BLOCK)
-        .await
+    let record = c.block_spec(BLOCK).await.to_record().unwrap();
+    record
         .allocations
         .into_iter()
-        .map(|(o, a)| (o, a.handle))
+        .map(|a| (a.ordinal.to_string(), a.handle))
         .collect()
 }
 
@@ -143,7 +143,7 @@ async fn an_address_re_assigned_since_the_report_is_left_to_its_new_pod() {
     // Meanwhile the controller's sweep released .1 and gave it to a new pod.
     let spec = c.block_spec(BLOCK).await;
     let patch = serde_json::json!([
-        {"op": "remove", "path": "/spec/allocations/1"},
+        {"op": "remove", "path": "/spec/holders/1"},
         {"op": "replace", "path": "/spec/sequenceNumber", "value": spec.sequence_number + 1},
     ]);
     c.blocks()

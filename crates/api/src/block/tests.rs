@@ -12,10 +12,24 @@ fn assigned(address: &str, block: &str) -> FamilyAssignment {
     }
 }
 
-/// A block spec with one allocation at `ordinal` for `handle`.
+/// A block spec with one allocation at `ordinal` for `handle`, as the controller writes it.
 fn one(cidr: &str, ordinal: u32, handle: &str) -> IPAMBlockSpec {
-    let mut allocations = BTreeMap::new();
-    allocations.insert(
+    IPAMBlockSpec {
+        cidr: cidr.into(),
+        pool: "payments".into(),
+        affinity: Some("node-1".into()),
+        sequence_number: 3,
+        holders: [(ordinal.to_string(), format!("shop/web-0 {handle} 3"))].into(),
+        allocations: BTreeMap::new(),
+        quarantine: None,
+    }
+}
+
+/// The same in the format of rangepool 0.1.
+fn one_legacy(cidr: &str, ordinal: u32, handle: &str) -> IPAMBlockSpec {
+    let mut spec = one(cidr, ordinal, handle);
+    spec.holders.clear();
+    spec.allocations.insert(
         ordinal.to_string(),
         BlockAllocation {
             handle: handle.into(),
@@ -25,14 +39,7 @@ fn one(cidr: &str, ordinal: u32, handle: &str) -> IPAMBlockSpec {
             sequence: 3,
         },
     );
-    IPAMBlockSpec {
-        cidr: cidr.into(),
-        pool: "payments".into(),
-        affinity: Some("node-1".into()),
-        sequence_number: 3,
-        allocations,
-        quarantine: None,
-    }
+    spec
 }
 
 #[test]
@@ -73,6 +80,28 @@ fn diagnosis_says_what_the_block_holds_instead() {
             Some("allocated to another pod"),
         ),
     ];
+    let legacy = cases
+        .clone()
+        .map(|(block, want)| (one_legacy(&block.cidr, 0, "x"), block, want));
+    for (mut old, block, want) in legacy {
+        // The same verdicts from a block in the earlier format.
+        old.allocations = block
+            .to_record()
+            .unwrap()
+            .allocations
+            .iter()
+            .map(|a| {
+                let mut record = old.allocations["0"].clone();
+                record.handle = a.handle.clone();
+                (a.ordinal.to_string(), record)
+            })
+            .collect();
+        assert_eq!(
+            slot.diagnose(&old, "uid-1").is_ok(),
+            want.is_none(),
+            "{old:?}"
+        );
+    }
     for (block, want) in cases {
         let got = slot.diagnose(&block, "uid-1");
         match want {
@@ -88,7 +117,7 @@ fn diagnosis_says_what_the_block_holds_instead() {
 #[test]
 fn a_container_an_earlier_plugin_recorded_neither_helps_nor_hurts() {
     let slot = Slot::locate(&assigned("10.244.8.5", "10-244-8-0-26")).unwrap();
-    let mut claimed = one("10.244.8.0/26", 5, "uid-1");
+    let mut claimed = one_legacy("10.244.8.0/26", 5, "uid-1");
     if let Some(a) = claimed.allocations.get_mut("5") {
         a.container = Some("sandbox-0".into());
     }
@@ -99,4 +128,50 @@ fn a_container_an_earlier_plugin_recorded_neither_helps_nor_hurts() {
     assert_eq!(doc["allocations"]["5"]["container"], "sandbox-0");
     let back: IPAMBlockSpec = serde_json::from_value(doc).unwrap();
     assert_eq!(back, claimed);
+}
+
+#[test]
+fn a_holder_is_one_string_that_reads_back_as_the_record() {
+    let spec = one("10.244.8.0/26", 5, "0d5c7c8e-3b0f-4c5e-9a51-2f4b9c1d7e21");
+    let record = spec.to_record().unwrap();
+    let a = &record.allocations[0];
+    assert_eq!(
+        (a.ordinal, a.namespace.as_str(), a.pod.as_str(), a.sequence),
+        (5, "shop", "web-0", 3)
+    );
+    assert_eq!(a.handle, "0d5c7c8e-3b0f-4c5e-9a51-2f4b9c1d7e21");
+    assert_eq!(IPAMBlockSpec::from_record(&record), spec);
+    let doc = serde_json::to_value(&spec).unwrap();
+    assert_eq!(
+        doc["holders"]["5"],
+        "shop/web-0 0d5c7c8e-3b0f-4c5e-9a51-2f4b9c1d7e21 3"
+    );
+    assert!(doc.get("allocations").is_none(), "{doc}");
+    assert_eq!(spec.allocated(), 1);
+}
+
+#[test]
+fn a_holder_no_controller_writes_makes_the_block_unreadable() {
+    for bad in [
+        "",
+        "shop/web-0 uid-1",
+        "shop/web-0 uid-1 3 extra",
+        "shop web-0 uid-1 3",
+        "shop/web-0  uid-1 3",
+        "shop/web/0 uid-1 3",
+        "shop/web-0 uid-1 -3",
+        "shop/web-0 uid-1 three",
+    ] {
+        let mut spec = one("10.244.8.0/26", 5, "uid-1");
+        spec.holders.insert("5".into(), bad.into());
+        let err = spec.to_record().unwrap_err();
+        assert!(err.contains("holder of address 5"), "{bad:?}: {err}");
+        assert!(spec.handle_at(5).is_err(), "{bad:?}");
+        let slot = Slot::locate(&assigned("10.244.8.5", "10-244-8-0-26")).unwrap();
+        assert!(slot.diagnose(&spec, "uid-1").is_err(), "{bad:?}");
+    }
+    // One address in both formats is not a block any controller wrote.
+    let mut both = one("10.244.8.0/26", 5, "uid-1");
+    both.allocations = one_legacy("10.244.8.0/26", 5, "uid-2").allocations;
+    assert!(both.to_record().unwrap_err().contains("both"));
 }

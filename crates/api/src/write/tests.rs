@@ -1,10 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::*;
-use crate::IPAMBlock;
+use crate::{BlockAllocation, IPAMBlock};
 
+/// A record of `handle` (pod `ns/pod-<handle>`) allocated at block sequence `sequence`.
 fn alloc(handle: &str, sequence: i64) -> BlockAllocation {
     BlockAllocation {
         handle: handle.into(),
@@ -15,6 +18,7 @@ fn alloc(handle: &str, sequence: i64) -> BlockAllocation {
     }
 }
 
+/// A block as the controller writes it: every record in `holders`.
 fn spec(
     sequence: i64,
     affinity: Option<&str>,
@@ -25,12 +29,31 @@ fn spec(
         pool: "p".into(),
         affinity: affinity.map(str::to_owned),
         sequence_number: sequence,
-        allocations: allocations
+        holders: allocations
             .iter()
-            .map(|(o, a)| (o.to_string(), a.clone()))
+            .map(|(o, a)| (o.to_string(), holder(a)))
             .collect(),
+        allocations: BTreeMap::new(),
         quarantine: None,
     }
+}
+
+/// The same block as rangepool 0.1 wrote it: every record in `allocations`.
+fn legacy(
+    sequence: i64,
+    affinity: Option<&str>,
+    allocations: &[(u32, BlockAllocation)],
+) -> IPAMBlockSpec {
+    let mut block = spec(sequence, affinity, &[]);
+    block.allocations = allocations
+        .iter()
+        .map(|(o, a)| (o.to_string(), a.clone()))
+        .collect();
+    block
+}
+
+fn holder(a: &BlockAllocation) -> String {
+    format!("{}/{} {} {}", a.namespace, a.pod, a.handle, a.sequence)
 }
 
 fn doc(spec: &IPAMBlockSpec) -> Value {
@@ -38,7 +61,10 @@ fn doc(spec: &IPAMBlockSpec) -> Value {
 }
 
 fn apply(target: &IPAMBlockSpec, patch: &Patch) -> Result<IPAMBlockSpec, json_patch::PatchError> {
-    let mut value = doc(target);
+    apply_doc(doc(target), patch)
+}
+
+fn apply_doc(mut value: Value, patch: &Patch) -> Result<IPAMBlockSpec, json_patch::PatchError> {
     json_patch::patch(&mut value, patch)?;
     Ok(serde_json::from_value::<IPAMBlock>(value).unwrap().spec)
 }
@@ -59,15 +85,38 @@ fn a_stale_sequence_number_makes_the_whole_patch_fail() {
 }
 
 #[test]
-fn a_container_an_earlier_plugin_recorded_survives() {
-    let have = spec(4, Some("n1"), &[(0, alloc("a", 1))]);
-    let want = spec(5, Some("n1"), &[(0, alloc("a", 1)), (1, alloc("b", 5))]);
-    let mut claimed = alloc("a", 1);
-    claimed.container = Some("sandbox-1".into());
-    let server = spec(4, Some("n1"), &[(0, claimed.clone())]);
-    let written = apply(&server, &update(&have, &want)).unwrap();
-    assert_eq!(written.allocations["0"], claimed);
-    assert_eq!(written.allocations["1"], alloc("b", 5));
+fn the_records_of_an_earlier_version_move_to_holders_on_the_first_write() {
+    let have = legacy(4, Some("n1"), &[(0, alloc("a", 1)), (1, alloc("b", 2))]);
+    let mut claimed = have.clone();
+    if let Some(a) = claimed.allocations.get_mut("0") {
+        a.container = Some("sandbox-1".into());
+    }
+    let want = spec(5, Some("n1"), &[(0, alloc("a", 1)), (2, alloc("c", 5))]);
+    assert_eq!(
+        IPAMBlockSpec::from_record(&claimed.to_record().unwrap()).holders,
+        spec(4, Some("n1"), &[(0, alloc("a", 1)), (1, alloc("b", 2))]).holders,
+        "the earlier format reads as the same records, the container aside"
+    );
+    let written = apply(&claimed, &update(&have, &want)).unwrap();
+    assert_eq!(written, want);
+    assert!(doc(&written)["spec"].get("allocations").is_none());
+    // A block an earlier version wrote may have no `holders` at all.
+    let mut bare = doc(&claimed);
+    bare["spec"].as_object_mut().unwrap().remove("holders");
+    assert_eq!(apply_doc(bare, &update(&have, &want)).unwrap(), want);
+    // The old records are tested before they go: a block changed meanwhile is left alone.
+    let unguarded = Patch(update(&have, &want).0[1..].to_vec());
+    let reassigned = legacy(4, Some("n1"), &[(0, alloc("z", 3)), (1, alloc("b", 2))]);
+    assert!(apply(&reassigned, &unguarded).is_err());
+}
+
+#[test]
+fn an_empty_block_of_an_earlier_version_gets_its_first_record() {
+    let have = legacy(4, Some("n1"), &[]);
+    let want = spec(5, Some("n1"), &[(3, alloc("a", 5))]);
+    let mut bare = doc(&have);
+    bare["spec"].as_object_mut().unwrap().remove("holders");
+    assert_eq!(apply_doc(bare, &update(&have, &want)).unwrap(), want);
 }
 
 #[test]
@@ -104,17 +153,15 @@ fn the_patch_paths_are_the_crds_json_field_names() {
             "/spec/sequenceNumber",
             "/spec/sequenceNumber",
             "/spec/affinity",
-            "/spec/allocations/0/handle",
-            "/spec/allocations/0/sequence",
-            "/spec/allocations/0",
-            "/spec/allocations/1",
+            "/spec/holders/0",
+            "/spec/holders/0",
+            "/spec/holders/1",
             "/metadata/managedFields",
         ]
     );
     let doc = doc(&want);
     assert_eq!(doc["spec"]["sequenceNumber"], 5);
-    assert_eq!(doc["spec"]["allocations"]["1"]["handle"], "b");
-    assert_eq!(doc["spec"]["allocations"]["1"]["sequence"], 5);
+    assert_eq!(doc["spec"]["holders"]["1"], "ns/pod-b b 5");
 }
 
 // `kubectl ipam release`'s guarded release.
@@ -129,7 +176,7 @@ fn a_release_removes_only_the_allocation_it_names_and_bumps_the_sequence() {
     let block = spec(7, Some("n1"), &[(5, alloc("u-a", 3)), (6, alloc("u-b", 7))]);
     let done = apply_to(&block, &release(&block, 5, "u-a", 3).unwrap()).unwrap();
     assert_eq!(done.sequence_number, 8);
-    assert_eq!(done.allocations.keys().collect::<Vec<_>>(), ["6"]);
+    assert_eq!(done.holders.keys().collect::<Vec<_>>(), ["6"]);
     assert_eq!(done.affinity.as_deref(), Some("n1"));
 }
 

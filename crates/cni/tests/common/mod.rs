@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use api::{Assignment, BlockAllocation, FamilyAssignment, IPAMBlock, IPAMBlockSpec, IPPool};
+use api::{Assignment, FamilyAssignment, IPAMBlock, IPAMBlockSpec, IPPool};
 use envtest::faults::FaultProxy;
 use envtest::{ChartIdentity, ControlPlane, Credentials};
 use ipam::cidr::{block_name, ordinal_of};
@@ -122,11 +122,7 @@ impl Cluster {
         let net: IpNet = cidr.parse().unwrap();
         let ordinal = ordinal_of(&net, address.parse().unwrap()).unwrap();
         let block = self.block(cidr).await;
-        block
-            .spec
-            .allocations
-            .get(&ordinal.to_string())
-            .map(|a| a.handle.clone())
+        block.spec.handle_at(ordinal).unwrap()
     }
 
     /// Revokes the node's token the way an admin does after a theft: the ServiceAccount it
@@ -292,6 +288,7 @@ impl FakeController {
                     pool: pool.into(),
                     affinity: Some("node-1".into()),
                     sequence_number: 0,
+                    holders: BTreeMap::new(),
                     allocations: BTreeMap::new(),
                     quarantine: None,
                 },
@@ -299,14 +296,13 @@ impl FakeController {
             blocks.create(&PostParams::default(), &block).await.unwrap();
         }
         let ordinal = ordinal_of(&net, address).expect("address inside the block");
-        let allocation = BlockAllocation {
-            handle: pod.uid().unwrap(),
-            namespace: pod.namespace().unwrap(),
-            pod: pod.name_any(),
-            container: None,
-            sequence: 1,
-        };
-        let patch = json!({"spec": {"allocations": {ordinal.to_string(): allocation}}});
+        let holder = format!(
+            "{}/{} {} 1",
+            pod.namespace().unwrap(),
+            pod.name_any(),
+            pod.uid().unwrap()
+        );
+        let patch = json!({"spec": {"holders": {ordinal.to_string(): holder}}});
         blocks
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await

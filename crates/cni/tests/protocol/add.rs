@@ -110,7 +110,7 @@ async fn repeating_add_is_idempotent_and_a_new_sandbox_gets_the_same_address() {
         "no ADD wrote the block"
     );
     let block = cluster.block(BLOCK).await;
-    assert_eq!(block.spec.allocations.len(), 1, "no allocation was added");
+    assert_eq!(block.spec.allocated(), 1, "no allocation was added");
 }
 
 #[tokio::test]
@@ -209,7 +209,7 @@ async fn forged_annotations_are_refused() {
     );
     assert_eq!(after, before);
     assert_eq!(cluster.holder(BLOCK, "10.99.0.150").await, victim.uid());
-    assert_eq!(cluster.block(BLOCK).await.spec.allocations.len(), 2);
+    assert_eq!(cluster.block(BLOCK).await.spec.allocated(), 2);
 }
 
 #[tokio::test]

@@ -133,7 +133,7 @@ async fn check_verifies_the_block_still_records_the_address() {
     // The block no longer records the address (released by hand, say).
     let blocks = Api::<IPAMBlock>::all(cluster.client.clone());
     let ordinal = "10"; // 10.99.0.202 in 10.99.0.192/26
-    let released = json!({"spec": {"allocations": {ordinal: null}}});
+    let released = json!({"spec": {"holders": {ordinal: null}}});
     blocks
         .patch(
             BLOCK_NAME,
@@ -158,7 +158,7 @@ async fn check_verifies_the_block_still_records_the_address() {
 
     // The address recorded for another pod.
     let other =
-        json!({"spec": {"allocations": {ordinal: {"handle": "another-uid", "sequence": 2}}}});
+        json!({"spec": {"holders": {ordinal: "shop/other another-uid 2"}}});
     blocks
         .patch(BLOCK_NAME, &PatchParams::default(), &Patch::Merge(&other))
         .await

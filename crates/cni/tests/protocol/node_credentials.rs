@@ -3,7 +3,7 @@
 //! is refused, so it cannot add a record for a foreign pod, move one or erase one; and the
 //! plugin refuses the address such a record would have backed.
 
-use api::{BlockAllocation, IPAMBlock, keys};
+use api::{IPAMBlock, keys};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -43,20 +43,14 @@ async fn the_nodes_credential_can_read_blocks_but_not_write_them() {
         1
     );
 
-    let forged = BlockAllocation {
-        handle: thief_uid.clone(),
-        namespace: "shop".into(),
-        pod: "thief".into(),
-        container: None,
-        sequence: 1,
-    };
+    let forged = format!("shop/thief {thief_uid} 1");
     let forbidden = |what: &str, code: Option<u16>| {
         assert_eq!(code, Some(403), "{what} was not refused with 403");
     };
     let params = PatchParams::default();
 
     // patch: a merge patch adding the thief's record at the address's ordinal (7) ...
-    let merge = json!({"spec": {"allocations": {"7": forged}}});
+    let merge = json!({"spec": {"holders": {"7": forged}}});
     let r = node.patch(BLOCK_NAME, &params, &Patch::Merge(&merge)).await;
     forbidden("merge patch", envtest::status_code(&r));
     // ... a server-side apply, and a patch that moves the victim's record to the thief.
@@ -64,17 +58,23 @@ async fn the_nodes_credential_can_read_blocks_but_not_write_them() {
     let doc = json!({
         "apiVersion": "rangepool.dev/v1", "kind": "IPAMBlock",
         "metadata": {"name": BLOCK_NAME},
-        "spec": {"cidr": BLOCK, "pool": "payments", "allocations": {"7": forged}}
+        "spec": {"cidr": BLOCK, "pool": "payments", "holders": {"7": forged}}
     });
     let r = node.patch(BLOCK_NAME, &apply, &Patch::Apply(&doc)).await;
     forbidden("server-side apply", envtest::status_code(&r));
     let steal = json!({"spec": {"allocations": {"2": {"handle": thief_uid}}}});
     let r = node.patch(BLOCK_NAME, &params, &Patch::Merge(&steal)).await;
+    forbidden(
+        "moving a record of the earlier format",
+        envtest::status_code(&r),
+    );
+    let steal = json!({"spec": {"holders": {"2": forged}}});
+    let r = node.patch(BLOCK_NAME, &params, &Patch::Merge(&steal)).await;
     forbidden("moving a record", envtest::status_code(&r));
 
     // update: the whole block written back with the forged record.
     let mut replaced = block.clone();
-    replaced.spec.allocations.insert("7".into(), forged.clone());
+    replaced.spec.holders.insert("7".into(), forged.clone());
     let r = node
         .replace(BLOCK_NAME, &PostParams::default(), &replaced)
         .await;
@@ -83,7 +83,7 @@ async fn the_nodes_credential_can_read_blocks_but_not_write_them() {
     // create: a new block of the trusted pool recording the thief.
     let mut spec = block.spec.clone();
     spec.cidr = "10.99.0.64/26".into();
-    spec.allocations = [("7".to_owned(), forged.clone())].into();
+    spec.holders = [("7".to_owned(), forged.clone())].into();
     let r = node
         .create(
             &PostParams::default(),
@@ -103,7 +103,7 @@ async fn the_nodes_credential_can_read_blocks_but_not_write_them() {
     // Nothing changed, and the plugin refuses the thief's forged annotation.
     let after = cluster.block(BLOCK).await;
     assert_eq!(after.resource_version().unwrap(), before);
-    assert_eq!(after.spec.allocations.len(), 1);
+    assert_eq!(after.spec.allocated(), 1);
     assert_eq!(cluster.holder(BLOCK, "10.99.0.130").await, victim.uid());
     let msg = Call::new("ADD", &thief, "t1", &netconf("1.1.0", cluster.kubeconfig()))
         .run()

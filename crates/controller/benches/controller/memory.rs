@@ -233,8 +233,9 @@ pub async fn run_memory() {
             .take_writes()
             .into_iter()
             .filter_map(|w| match w {
-                BlockWrite::Create { name, mut spec } => {
-                    for a in spec.allocations.values_mut() {
+                BlockWrite::Create { name, spec } => {
+                    let mut record = spec.to_record().expect("the model's own block");
+                    for a in &mut record.allocations {
                         let i: usize = a
                             .handle
                             .strip_prefix("placeholder-")
@@ -242,7 +243,7 @@ pub async fn run_memory() {
                             .expect("a placeholder handle");
                         a.handle = uids[i].clone();
                     }
-                    Some((name, spec))
+                    Some((name, api::IPAMBlockSpec::from_record(&record)))
                 }
                 _ => None,
             })

@@ -242,10 +242,10 @@ impl Cluster {
     pub async fn recorded(&self) -> Vec<(IpAddr, String)> {
         let mut out = Vec::new();
         for block in self.blocks().await {
-            let cidr = ipam::cidr::parse_strict(&block.spec.cidr).unwrap();
-            for (ordinal, a) in &block.spec.allocations {
-                let address = ipam::cidr::nth_addr(&cidr, ordinal.parse().unwrap()).unwrap();
-                out.push((address, a.handle.clone()));
+            let record = block.spec.to_record().unwrap();
+            for a in record.allocations {
+                let address = ipam::cidr::nth_addr(&record.cidr, a.ordinal).unwrap();
+                out.push((address, a.handle));
             }
         }
         out

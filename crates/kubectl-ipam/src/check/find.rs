@@ -256,7 +256,7 @@ fn blocks(s: &Snapshot, f: &mut Findings) {
             block: name.clone(),
             cidr: spec.cidr.clone(),
             pool: spec.pool.clone(),
-            allocations: spec.allocations.len(),
+            allocations: spec.allocated(),
             message,
         };
         let range = match records::range(block) {
@@ -264,7 +264,7 @@ fn blocks(s: &Snapshot, f: &mut Findings) {
             Err(e) => {
                 f.problems.push(Finding::InvalidBlock(issue(format!(
                     "block {name}: its range is not usable ({e}); none of its {} allocation(s) can be trusted",
-                    spec.allocations.len()
+                    spec.allocated()
                 ))));
                 continue;
             }
@@ -304,7 +304,7 @@ fn blocks(s: &Snapshot, f: &mut Findings) {
                 f.problems.push(Finding::BlockWithoutPool(issue(format!(
                     "block {name} ({range}) belongs to pool {}, which does not exist; {where_}. Its {} allocation(s) count in no pool",
                     spec.pool,
-                    spec.allocations.len()
+                    spec.allocated()
                 ))));
             }
             Some(pool) => {

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use api::{
-    BlockAllocation, IPAMBlock, IPAMBlockSpec, IPPool, IPPoolSpec, IPPoolStatus, PoolCondition,
-};
+use api::{IPAMBlock, IPAMBlockSpec, IPPool, IPPoolSpec, IPPoolStatus, PoolCondition};
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -99,6 +97,7 @@ fn block(cidr: &str, pool: &str) -> BlockB {
             pool: pool.into(),
             affinity: Some("node-1".into()),
             sequence_number: 0,
+            holders: BTreeMap::new(),
             allocations: BTreeMap::new(),
             quarantine: None,
         },
@@ -112,15 +111,9 @@ impl BlockB {
     fn holds(mut self, ordinal: u32, uid: &str, namespace: &str, name: &str) -> Self {
         let spec = &mut self.0.spec;
         spec.sequence_number += 1;
-        spec.allocations.insert(
+        spec.holders.insert(
             ordinal.to_string(),
-            BlockAllocation {
-                handle: uid.into(),
-                namespace: namespace.into(),
-                pod: name.into(),
-                container: None,
-                sequence: spec.sequence_number,
-            },
+            format!("{namespace}/{name} {uid} {}", spec.sequence_number),
         );
         self
     }

@@ -77,18 +77,28 @@ pub async fn still_held(
             holder.block
         ))));
     };
-    Ok(
-        match block.spec.allocations.get(&holder.ordinal.to_string()) {
-            None => Err(Outcome::Stale("already released".to_owned())),
-            Some(a) if a.handle != holder.handle || a.sequence != holder.sequence => {
-                Err(Outcome::Stale(format!(
-                    "re-assigned since it was read: now held by {}/{} (uid {})",
-                    a.namespace, a.pod, a.handle
-                )))
-            }
-            Some(_) => Ok(block),
-        },
-    )
+    let record = match block.spec.record_at(holder.ordinal) {
+        Ok(record) => record,
+        Err(why) => {
+            return Ok(Err(Outcome::Stale(format!(
+                "block {} cannot be read ({why}); nothing was released",
+                holder.block
+            ))));
+        }
+    };
+    Ok(match record {
+        None => Err(Outcome::Stale("already released".to_owned())),
+        Some(a)
+            if a.handle != holder.handle
+                || i64::try_from(a.sequence).ok() != Some(holder.sequence) =>
+        {
+            Err(Outcome::Stale(format!(
+                "re-assigned since it was read: now held by {}/{} (uid {})",
+                a.namespace, a.pod, a.handle
+            )))
+        }
+        Some(_) => Ok(block),
+    })
 }
 
 /// Removes the allocation from `block` (as just read), re-reading and retrying while the block

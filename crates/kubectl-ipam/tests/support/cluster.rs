@@ -175,8 +175,7 @@ impl Cluster {
             pool: pool.into(),
             affinity: node.map(str::to_owned),
             sequence_number: 0,
-            allocations: Default::default(),
-            quarantine: None,
+            ..Default::default()
         };
         self.blocks()
             .create(&PostParams::default(), &IPAMBlock::new(&name, spec))
@@ -252,9 +251,12 @@ impl Cluster {
         let next = spec.sequence_number + 1;
         let patch = json!([
             {"op": "test", "path": "/spec/sequenceNumber", "value": spec.sequence_number},
-            {"op": "add", "path": format!("/spec/allocations/{ordinal}"), "value": {
-                "handle": pod.metadata.uid, "namespace": pod.namespace(), "pod": pod.name_any(),
-                "sequence": next}},
+            {"op": "add", "path": format!("/spec/holders/{ordinal}"), "value": format!(
+                "{}/{} {} {next}",
+                pod.namespace().unwrap(),
+                pod.name_any(),
+                pod.uid().unwrap()
+            )},
             {"op": "replace", "path": "/spec/sequenceNumber", "value": next},
         ]);
         let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
