@@ -151,6 +151,12 @@ impl Logger {
         // One entry is one line, whatever the message quotes.
         let time = timestamp(SystemTime::now());
         let line = match self.format {
+            Format::Text if self.context.is_empty() => format!(
+                "{time} {} {} {}\n",
+                self.program,
+                level.label(),
+                one_line(&message.to_string())
+            ),
             Format::Text => format!(
                 "{time} {} {} {}: {}\n",
                 self.program,
@@ -343,6 +349,17 @@ mod tests {
         assert_eq!(Format::parse("JSON"), None);
         let child = log.for_context("CHECK".into());
         assert!(child.file.is_none() && child.format == Format::Json);
+        // Text without a context has no empty one.
+        let text = dir.path().join("text.log");
+        Logger::stderr(Level::Info)
+            .as_program("rangepool-agent", Format::Text)
+            .with_file(Some(&text))
+            .info(format_args!("listening"));
+        let line = std::fs::read_to_string(&text).unwrap();
+        assert!(
+            line.ends_with("Z rangepool-agent INFO listening\n"),
+            "{line}"
+        );
     }
 
     #[test]
