@@ -157,8 +157,7 @@ async fn check_verifies_the_block_still_records_the_address() {
     assert!(msg.contains("no allocation for the address"), "{msg}");
 
     // The address recorded for another pod.
-    let other =
-        json!({"spec": {"holders": {ordinal: "shop/other another-uid 2"}}});
+    let other = json!({"spec": {"holders": {ordinal: "shop/other another-uid 2"}}});
     blocks
         .patch(BLOCK_NAME, &PatchParams::default(), &Patch::Merge(&other))
         .await
