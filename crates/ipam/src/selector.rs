@@ -5,6 +5,10 @@
 //! `k starts with 's'`, `k ends with 's'`, `&&`, `||`, `!` and parentheses, with strings in single
 //! or double quotes (no escapes; a string simply cannot contain its own quote character).
 //! Precedence, loosest first: `||`, `&&`, `!`. An empty (or all-blank) selector means `all()`.
+//! Every other spelling Calico's tokenizer accepts is accepted too (`startswith`, `endswith` and
+//! `notin` as one word, `a in{'x'}`, a comma before a set's `}`, ...), and what it refuses is
+//! refused, blanks other than spaces and tabs included; `parser` lists the rules. The one
+//! deliberate difference: parentheses nested deeper than [`MAX_DEPTH`] are refused.
 //!
 //! Semantics follow Calico where a label is missing: `k != 'v'` and `k not in {...}` match a
 //! missing label (they are the negations of `==` and `in`), while `==`, `in`, `contains`,
@@ -28,7 +32,8 @@ mod parser;
 /// Longest label name Calico accepts in a selector.
 pub const MAX_LABEL_LEN: usize = 512;
 
-/// Deepest nesting of parentheses and `!` accepted, so hostile input cannot exhaust the stack.
+/// Deepest nesting of parentheses accepted, so hostile input cannot exhaust the stack. Calico has
+/// no limit; no real selector comes near this one. (Leading `!`s do not nest: any number parses.)
 pub const MAX_DEPTH: usize = 64;
 
 /// A parsed Calico selector.
@@ -98,7 +103,7 @@ pub enum SelectorError {
         /// 1-based character column of `global`.
         column: usize,
     },
-    /// Parentheses or `!` nested deeper than [`MAX_DEPTH`].
+    /// Parentheses nested deeper than [`MAX_DEPTH`].
     #[error(
         "selector {}: at column {column}: nested more than {MAX_DEPTH} levels deep",
         shown(input)

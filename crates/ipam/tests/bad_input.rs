@@ -188,11 +188,12 @@ fn cases() -> Vec<Case> {
             || pool_refusal(pool("p").node_selector("has(zone")),
         ),
         case(
-            "trailing comma in set",
+            // One comma before `}` is fine, as in Calico; two are not.
+            "doubled comma in set",
             "SelectorSyntax",
             &["column 11", "a quoted string"],
             || {
-                let e = Selector::parse("a in {'x',}").unwrap_err();
+                let e = Selector::parse("a in {'x',,}").unwrap_err();
                 (e.reason(), e.to_string())
             },
         ),

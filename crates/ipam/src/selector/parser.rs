@@ -6,15 +6,30 @@
 //! selector := or | <blank>
 //! or       := and ( "||" and )*
 //! and      := unary ( "&&" unary )*
-//! unary    := "!" unary | primary
-//! primary  := "(" or ")" | "all" "(" ")" | "has" "(" label ")" | label op
-//! op       := ("==" | "!=" | "contains" | "starts" "with" | "ends" "with") string
-//!           | ("in" | "not" "in") "{" [ string ( "," string )* ] "}"
+//! unary    := "!"* primary
+//! primary  := "(" or ")" | "all(" ")" | "has(" label ")" | label op
+//! op       := ("==" | "!=" | "contains" | "starts" _ "with" | "ends" _ "with") string
+//!           | ("in" | "not" _ "in") "{" [ string ( "," string )* [ "," ] ] "}"
 //! label    := [a-zA-Z0-9_./-]{1,512}
 //! string   := '...' | "..."
 //! ```
 //!
-//! Whitespace (any ASCII blank, so YAML folded strings work) may appear between tokens.
+//! This is the language Calico's tokenizer and parser accept (libcalico-go `lib/selector`), with
+//! their edge cases:
+//! - Blanks are spaces and tabs only. Calico refuses any other whitespace outside quotes, line
+//!   breaks included, so a selector written over several lines (or with a trailing newline from a
+//!   YAML `|` block) is refused here too, with a message saying so.
+//! - `_` between the words of `starts with`, `ends with` and `not in` stands for any run of blanks,
+//!   possibly empty: `startswith`, `endswith` and `notin` are the same operators. An operator word
+//!   must not run on into label characters (`a inside {...}` is not `a in side`), but may touch a
+//!   quote or a brace (`a in{'x'}`, `a contains'x'`).
+//! - `all(`, `has(` and `global(` are one token each: no blank before the parenthesis (`has (a)`
+//!   is a label `has` followed by `(`, which Calico refuses), blanks inside are fine (`has( a )`).
+//! - A set may end with one comma (`{'a', 'b',}`); an empty set is allowed.
+//! - Leading `!`s cancel in pairs, however many there are. Only parentheses count toward
+//!   [`MAX_DEPTH`]; Calico has no such limit (see the module docs).
+//! - Strings have no escapes; a string may contain anything but its own quote, line breaks too.
+//! - Keywords are case-sensitive; numbers and bare words are not values (`a == 1` is refused).
 
 use std::collections::BTreeSet;
 
@@ -23,8 +38,20 @@ use super::{Expr, MAX_DEPTH, MAX_LABEL_LEN, SelectorError};
 /// What may start an expression, for error messages.
 const EXPR_START: &str = "a label name, has(...), all(), '!' or '('";
 /// What may follow a label, for error messages.
-const OPERATOR: &str =
-    "an operator after the label name (==, !=, in, not in, contains, starts with, ends with)";
+const OPERATOR: &str = concat!(
+    "an operator after the label name (==, !=, in, not in, contains, starts with, ends with; ",
+    "also startswith, endswith, notin)"
+);
+/// Said instead of what was expected when the parser stops at whitespace Calico does not accept.
+const ONLY_BLANKS: &str = concat!(
+    "a space or a tab: Calico allows no other whitespace between tokens, line breaks included ",
+    "(in YAML, write the selector on one line or as a '>-' block)"
+);
+/// Said when `all`, `has` or `global` is separated from its parenthesis.
+const GLUED_PAREN: &str = concat!(
+    "'(' directly after the word (Calico reads all(, has( and global( as one token: ",
+    "no blank before '(')"
+);
 
 pub(super) fn parse(input: &str) -> Result<Expr, SelectorError> {
     let mut p = Parser {
@@ -48,12 +75,17 @@ struct Parser<'a> {
     src: &'a str,
     /// Byte offset of the next unread character.
     pos: usize,
-    /// Current nesting of parentheses and `!`.
+    /// Current nesting of parentheses.
     depth: usize,
 }
 
 fn is_label_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-')
+}
+
+/// The only whitespace Calico skips between tokens.
+fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t')
 }
 
 impl<'a> Parser<'a> {
@@ -70,7 +102,7 @@ impl<'a> Parser<'a> {
     }
 
     fn skip_ws(&mut self) {
-        while self.peek().is_some_and(|b| b.is_ascii_whitespace()) {
+        while self.peek().is_some_and(is_blank) {
             self.pos += 1;
         }
     }
@@ -109,6 +141,14 @@ impl<'a> Parser<'a> {
     }
 
     fn syntax_at(&self, pos: usize, expected: &'static str) -> SelectorError {
+        // The parser skips blanks wherever a token may start, so stopping at other whitespace
+        // means that whitespace is the problem, whatever else would have been valid here.
+        let other_space = self
+            .src
+            .get(pos..)
+            .and_then(|rest| rest.chars().next())
+            .is_some_and(|c| c.is_whitespace() && !matches!(c, ' ' | '\t'));
+        let expected = if other_space { ONLY_BLANKS } else { expected };
         SelectorError::Syntax {
             input: self.src.to_owned(),
             column: self.column_at(pos),
@@ -152,16 +192,21 @@ impl<'a> Parser<'a> {
         Ok(join(operands, true))
     }
 
+    /// Leading `!`s are counted rather than recursed into, as Calico does, so any number of them
+    /// parses, and an even number cancels out.
     fn unary(&mut self) -> Result<Expr, SelectorError> {
-        self.skip_ws();
-        if self.peek() == Some(b'!') && !self.rest().starts_with("!=") {
-            self.pos += 1;
-            self.enter()?;
-            let operand = self.unary()?;
-            self.depth -= 1;
-            return Ok(Expr::Not(Box::new(operand)));
+        let mut negated = false;
+        loop {
+            self.skip_ws();
+            if self.peek() == Some(b'!') && !self.rest().starts_with("!=") {
+                self.pos += 1;
+                negated = !negated;
+            } else {
+                break;
+            }
         }
-        self.primary()
+        let operand = self.primary()?;
+        Ok(if negated { negate(operand) } else { operand })
     }
 
     fn primary(&mut self) -> Result<Expr, SelectorError> {
@@ -181,8 +226,8 @@ impl<'a> Parser<'a> {
             return Err(self.syntax(EXPR_START));
         };
         let after_word = self.pos;
-        self.skip_ws();
-        if self.peek() == Some(b'(') && matches!(word, "all" | "has" | "global") {
+        let function = matches!(word, "all" | "has" | "global");
+        if function && self.peek() == Some(b'(') {
             self.pos += 1;
             self.skip_ws();
             return match word {
@@ -202,7 +247,15 @@ impl<'a> Parser<'a> {
                 }),
             };
         }
-        self.pos = after_word;
+        if function {
+            // `has (a)`: for Calico this is the label `has` followed by `(`, which no operator
+            // starts. Say what was probably meant.
+            self.skip_ws();
+            if self.peek() == Some(b'(') {
+                return Err(self.syntax_at(after_word, GLUED_PAREN));
+            }
+            self.pos = after_word;
+        }
         let label = self.check_label(start, word)?;
         self.operation(label)
     }
@@ -247,10 +300,15 @@ impl<'a> Parser<'a> {
         if self.eat("!=") {
             return Ok(Expr::Ne(label, self.string()?));
         }
+        // A word is a whole run of label characters, so `a inside` is never `a in side`: Calico
+        // likewise wants a word boundary after an operator.
         let op_start = self.pos;
         match self.word() {
             Some("in") => Ok(Expr::In(label, self.set()?)),
             Some("contains") => Ok(Expr::Contains(label, self.string()?)),
+            Some("notin") => Ok(Expr::NotIn(label, self.set()?)),
+            Some("startswith") => Ok(Expr::StartsWith(label, self.string()?)),
+            Some("endswith") => Ok(Expr::EndsWith(label, self.string()?)),
             Some("not") => {
                 self.keyword("in")?;
                 Ok(Expr::NotIn(label, self.set()?))
@@ -267,7 +325,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Requires the second word of a two-word operator (`not in`, `starts with`, `ends with`).
+    /// Requires the second word of a two-word operator (`not in`, `starts with`, `ends with`)
+    /// after any blanks.
     fn keyword(&mut self, second: &str) -> Result<(), SelectorError> {
         self.skip_ws();
         let at = self.pos;
@@ -303,12 +362,16 @@ impl<'a> Parser<'a> {
         if !self.eat("{") {
             return Err(self.syntax("'{' starting a set of quoted strings"));
         }
+        // `{}`, `{'a'}`, `{'a', 'b'}` and, as Calico allows, one comma before the brace.
         let mut values = BTreeSet::new();
-        self.skip_ws();
-        if self.eat("}") {
-            return Ok(values);
-        }
         loop {
+            self.skip_ws();
+            if self.eat("}") {
+                return Ok(values);
+            }
+            if !matches!(self.peek(), Some(b'"' | b'\'')) {
+                return Err(self.syntax("a quoted string or '}' in a set"));
+            }
             values.insert(self.string()?);
             self.skip_ws();
             if self.eat("}") {
@@ -318,6 +381,14 @@ impl<'a> Parser<'a> {
                 return Err(self.syntax("',' or '}' in a set"));
             }
         }
+    }
+}
+
+/// `!e`, with a double negation removed so that `!(!e)` and `!!e` give the same tree as `e`.
+fn negate(e: Expr) -> Expr {
+    match e {
+        Expr::Not(inner) => *inner,
+        other => Expr::Not(Box::new(other)),
     }
 }
 
