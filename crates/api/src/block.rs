@@ -100,6 +100,14 @@ pub struct IPAMBlockSpec {
     #[schemars(extend("maxProperties" = 4096))]
     pub allocations: BTreeMap<String, BlockAllocation>,
 
+    /// Addresses released recently, while the controller's reuse cooldown (`--ip-cooldown`)
+    /// keeps them from other pods: the address's ordinal, as in `holders`, and when it was
+    /// released, in seconds since the Unix epoch. Written only when a cooldown is set; old
+    /// entries are dropped as the block is written again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 4096))]
+    pub released: BTreeMap<String, i64>,
+
     /// Set by the controller when it rebuilt the block from the pods using its addresses, after
     /// the block was deleted or could not be read: why, and since when. The block keeps and
     /// releases its addresses but gives out no new one, since a free address in it may still
@@ -162,6 +170,12 @@ impl IPAMBlockSpec {
             allocations.extend(spec.record_at(ordinal)?);
         }
         allocations.sort_by_key(|a| a.ordinal);
+        // A release time only delays a reuse: one that cannot be read is left out.
+        let released = spec
+            .released
+            .iter()
+            .filter_map(|(key, at)| Some((key.parse().ok()?, u64::try_from(*at).ok()?)))
+            .collect();
         Ok(BlockRecord {
             cidr,
             pool: spec.pool.clone(),
@@ -170,6 +184,7 @@ impl IPAMBlockSpec {
                 .map_err(|_| "negative sequenceNumber".to_owned())?,
             allocations,
             quarantine: spec.quarantine.clone(),
+            released,
         })
     }
 
@@ -186,6 +201,11 @@ impl IPAMBlockSpec {
                 .map(|a| (a.ordinal.to_string(), encode_holder(a)))
                 .collect(),
             allocations: BTreeMap::new(),
+            released: record
+                .released
+                .iter()
+                .map(|(o, at)| (o.to_string(), i64::try_from(*at).unwrap_or(i64::MAX)))
+                .collect(),
             quarantine: record.quarantine.clone(),
         }
     }

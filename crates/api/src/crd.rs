@@ -7,13 +7,14 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::{IPAMBlock, IPPool};
+use crate::{IPAMBlock, IPPool, IPReservation};
 
 /// Every CRD rangepool installs, with the file name it is written to.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("ippools.rangepool.dev.yaml", IPPool::crd()),
         ("ipamblocks.rangepool.dev.yaml", IPAMBlock::crd()),
+        ("ipreservations.rangepool.dev.yaml", IPReservation::crd()),
     ]
 }
 

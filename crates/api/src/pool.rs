@@ -132,6 +132,20 @@ pub struct IPPoolSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub disable_bgp_export: Option<bool>,
+
+    /// rangepool's own: never hand out these edge addresses, which look like a subnet's network
+    /// or broadcast address to some firewalls and bridges. `Pool`: the pool's first and last
+    /// address. `Blocks`: the first and last address of every block (for a bridge whose subnet
+    /// is the node's block). Absent: every address may be given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Pool", "Blocks"]))]
+    pub reserve_edge_addresses: Option<String>,
+
+    /// rangepool's own: when true, a pod of a StatefulSet gets back the address it had each time
+    /// it is created again under the same name, while the StatefulSet exists and keeps that
+    /// ordinal (docs/pools.md, "A database StatefulSet").
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sticky_stateful_sets: bool,
 }
 
 /// One entry of `allowedUses`, kept as a string newtype so an unexpected value never breaks
@@ -164,9 +178,14 @@ pub struct IPPoolStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocated: Option<i64>,
 
-    /// `capacity - allocated`.
+    /// `capacity - allocated - reserved`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free: Option<i64>,
+
+    /// Addresses of the pool no pod is given: in an IPReservation, or edge addresses kept back
+    /// with `reserveEdgeAddresses`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<i64>,
 
     /// Number of blocks the pool has been cut into so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,6 +260,8 @@ impl IPPool {
             vxlan_mode: spec.vxlan_mode.clone(),
             nat_outgoing: spec.nat_outgoing.unwrap_or(false),
             disable_bgp_export: spec.disable_bgp_export.unwrap_or(false),
+            reserve_edge_addresses: spec.reserve_edge_addresses.clone(),
+            sticky_stateful_sets: spec.sticky_stateful_sets,
             terminating: self.metadata.deletion_timestamp.is_some(),
             created: self
                 .metadata

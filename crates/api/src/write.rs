@@ -98,6 +98,15 @@ pub fn update(have: &IPAMBlockSpec, want: &IPAMBlockSpec) -> Patch {
         (old, Some(new)) if old.as_ref() != Some(new) => ops.push(add(quarantine(), json!(new))),
         _ => {}
     }
+    if have.released != want.released {
+        // Small and only ever delays a reuse: written whole.
+        let released = || pointer(&["spec", "released"]);
+        if want.released.is_empty() {
+            ops.push(remove(released()));
+        } else {
+            ops.push(add(released(), json!(want.released)));
+        }
+    }
     let holder = |ordinal: &str| pointer(&["spec", "holders", ordinal]);
     if have.allocations.is_empty() && !have.holders.is_empty() {
         for (ordinal, old) in &have.holders {

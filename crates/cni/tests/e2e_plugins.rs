@@ -176,6 +176,8 @@ async fn controller_assigns(cluster: &Cluster, pods: &[Pod]) {
         sweep_interval: std::time::Duration::from_secs(60),
         default_pool: false,
         strict_affinity: false,
+        ip_cooldown: std::time::Duration::ZERO,
+        max_blocks_per_node: 0,
     };
     let options = rangepool_controller::run::Options {
         identity: "e2e".into(),

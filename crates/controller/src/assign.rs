@@ -244,10 +244,14 @@ impl Engine {
                     continue;
                 }
             }
-            let released = self.release(&uid);
+            let (released, parked) =
+                self.release_pod(&uid, &pod.key.name, pod.statefulset.as_deref());
             if released > 0 {
                 tracing::info!(pod = %pod.key.clone(), released, "released the addresses of a finished pod");
                 self.cluster.metrics.released("terminal", released);
+            }
+            if parked > 0 {
+                tracing::info!(pod = %pod.key.clone(), parked, "kept the sticky addresses of a finished StatefulSet pod for its successor");
             }
         }
     }

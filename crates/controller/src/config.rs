@@ -45,6 +45,17 @@ pub struct Flags {
     #[arg(long)]
     pub strict_affinity: bool,
 
+    /// How long a released address is not handed out again (firewalls and conntrack tables
+    /// remember addresses). Release times are kept in the blocks, so the cooldown holds across
+    /// restarts. 0 turns it off.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub ip_cooldown: Duration,
+
+    /// The most blocks of one pool a node may claim; a node at its limit borrows addresses from
+    /// other nodes' blocks (unless --strict-affinity). 0 means no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_blocks_per_node: u32,
+
     /// Address of the /metrics, /healthz and /readyz endpoints.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
@@ -83,6 +94,10 @@ pub struct Settings {
     pub default_pool: bool,
     /// See [`Flags::strict_affinity`].
     pub strict_affinity: bool,
+    /// See [`Flags::ip_cooldown`].
+    pub ip_cooldown: Duration,
+    /// See [`Flags::max_blocks_per_node`].
+    pub max_blocks_per_node: u32,
 }
 
 /// A flag or a cluster setting that makes no sense.
@@ -136,6 +151,8 @@ impl Settings {
             sweep_interval: flags.sweep_interval,
             default_pool: !flags.no_default_pool,
             strict_affinity: flags.strict_affinity,
+            ip_cooldown: flags.ip_cooldown,
+            max_blocks_per_node: flags.max_blocks_per_node,
         })
     }
 }

@@ -42,11 +42,19 @@ const PATCH_BACKLOG: usize = 2 * crate::annotations::PATCH_CONCURRENCY;
 /// The longest a step waits for that backlog to shrink.
 const BACKLOG_PATIENCE: Duration = Duration::from_secs(1);
 
+/// A pod gone from the API server.
+pub(crate) struct Gone {
+    pub(crate) uid: String,
+    pub(crate) key: PodKey,
+    /// The UID of the StatefulSet that controlled it, if one did.
+    pub(crate) statefulset: Option<String>,
+}
+
 /// What one step has to look at.
 #[derive(Default)]
 pub(crate) struct Work {
     pub(crate) pods: HashSet<PodKey>,
-    pub(crate) gone: Vec<(String, PodKey)>,
+    pub(crate) gone: Vec<Gone>,
     pub(crate) gone_nodes: Vec<String>,
     pub(crate) blocks: HashSet<String>,
     pub(crate) all_pods: bool,
@@ -80,7 +88,15 @@ impl Work {
             Change::Pod(key) => {
                 self.pods.insert(key);
             }
-            Change::PodGone { uid, key } => self.gone.push((uid, key)),
+            Change::PodGone {
+                uid,
+                key,
+                statefulset,
+            } => self.gone.push(Gone {
+                uid,
+                key,
+                statefulset,
+            }),
             Change::Namespace(_) | Change::Node(_) => self.context = true,
             Change::NodeGone(name) => {
                 self.gone_nodes.push(name);
@@ -92,10 +108,17 @@ impl Work {
             }
             Change::Relisted(Kind::Pod) => self.all_pods = true,
             Change::Relisted(Kind::Block) => self.all_blocks = true,
-            Change::Relisted(Kind::Pool) => self.pools = true,
+            Change::Relisted(Kind::Pool | Kind::Reservation) => self.pools = true,
             Change::Relisted(Kind::Namespace | Kind::Node) => self.context = true,
         }
     }
+}
+
+/// Seconds since the Unix epoch: what release times in blocks are measured in.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// What ended the engine's wait.
@@ -135,8 +158,10 @@ impl Engine {
         metrics: Arc<Metrics>,
         reporter: Reporter,
     ) -> Engine {
+        let mut model = Model::new(settings.strict_affinity);
+        model.set_limits(settings.ip_cooldown.as_secs(), settings.max_blocks_per_node);
         Engine {
-            model: Model::new(settings.strict_affinity),
+            model,
             annotations: Annotations::new(client.clone()),
             waiting: Pending::default(),
             coalescer: Coalescer::default(),
@@ -284,16 +309,21 @@ impl Engine {
 
     /// One round of decisions and writes.
     pub(crate) async fn step(&mut self, work: Work) {
+        self.model.set_clock(unix_now());
         self.sync_blocks(work.all_blocks, &work.blocks).await;
         if work.pools || work.all_blocks {
             self.refresh_pools();
         }
-        for (uid, key) in &work.gone {
-            self.queue.done(key);
-            let released = self.release(uid);
+        for gone in &work.gone {
+            self.queue.done(&gone.key);
+            let (released, parked) =
+                self.release_pod(&gone.uid, &gone.key.name, gone.statefulset.as_deref());
             if released > 0 {
-                tracing::info!(pod = %key, released, "released the addresses of a deleted pod");
+                tracing::info!(pod = %gone.key, released, "released the addresses of a deleted pod");
                 self.cluster.metrics.released("deleted", released);
+            }
+            if parked > 0 {
+                tracing::info!(pod = %gone.key, parked, "kept the sticky addresses of a deleted StatefulSet pod for its successor");
             }
         }
         for node in &work.gone_nodes {

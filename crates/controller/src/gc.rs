@@ -12,7 +12,12 @@
 //!
 //! A node is different: a Node object can be deleted and registered again under the same name
 //! (a kubelet re-joining), so a block loses its node's affinity only when the node was missing in
-//! two sweeps at least the grace period apart (the core's [`Absence`]).
+//! two sweeps at least the grace period apart (the core's [`Absence`]). The same rule returns a
+//! node's empty blocks beyond one spare per pool, so that a small pool is not stranded on nodes
+//! that once ran a pod.
+//!
+//! Parked sticky records (`ipam::sticky`) belong to no pod: they are released when a direct
+//! read shows their StatefulSet gone, or scaled below their ordinal.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,6 +25,8 @@ use std::time::Duration;
 
 use ipam::absence::Absence;
 use ipam::choice::NotAdmitted;
+use ipnet::IpNet;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
@@ -35,6 +42,8 @@ use crate::world::Surroundings;
 pub(crate) struct Sweep {
     /// Nodes blocks are affine to that are missing.
     nodes: Absence<String>,
+    /// Empty blocks a node keeps beyond its one spare per pool.
+    spare: Absence<IpNet>,
     /// Drift already reported, by handle and pool, with its message, so each is reported once.
     drifted: HashMap<String, String>,
     /// Per pool: addresses held by pods the pool no longer admits.
@@ -48,6 +57,7 @@ impl Sweep {
     pub(crate) fn new(grace: Duration) -> Sweep {
         Sweep {
             nodes: Absence::new(grace),
+            spare: Absence::new(grace),
             drifted: HashMap::new(),
             not_admitted: HashMap::new(),
             next: Instant::now(),
@@ -117,10 +127,20 @@ impl Engine {
             self.model.release_affinity(&node);
         }
 
+        self.unpark().await;
         self.check_admission().await;
 
-        // Blocks that hold nothing and belong to no node go back to their pool.
+        // Blocks that hold nothing and belong to no node go back to their pool, and so do a
+        // node's empty blocks beyond one spare per pool once they stayed empty a grace period.
         self.model.drop_empty_unaffine_blocks();
+        let spare = self.sweep.spare.observe(now, self.model.spare_blocks());
+        if !spare.is_empty() {
+            tracing::info!(
+                blocks = spare.len(),
+                "returning spare empty blocks to their pools"
+            );
+            self.model.drop_spare_blocks(&spare);
+        }
         self.flush_blocks().await;
         self.sweep.next = Instant::now() + self.settings.sweep_interval;
     }
@@ -184,6 +204,53 @@ impl Engine {
         if counts != self.sweep.not_admitted {
             self.sweep.not_admitted = counts;
             self.status.changed();
+        }
+    }
+
+    /// Releases parked sticky records whose StatefulSet is gone, or no longer has their
+    /// ordinal (the core's rule, `ipam::sticky::Parked::due`), as a direct read of the
+    /// StatefulSet shows it. A failed read keeps the record until the next sweep.
+    async fn unpark(&mut self) {
+        for owner in self.model.parked() {
+            let Some(parked) = ipam::sticky::Parked::parse(&owner.handle) else {
+                continue;
+            };
+            let now = match parked.statefulset() {
+                None => None,
+                Some((name, _)) => {
+                    let api: Api<StatefulSet> =
+                        Api::namespaced(self.cluster.client.clone(), &owner.namespace);
+                    match api.get_opt(name).await {
+                        Ok(sts) => sts,
+                        Err(e) => {
+                            tracing::warn!(pod = %format!("{}/{}", owner.namespace, owner.pod), error = %e, "could not read the StatefulSet of a parked sticky address; keeping it");
+                            continue;
+                        }
+                    }
+                }
+            };
+            let facts = now.as_ref().map(|s| ipam::sticky::StatefulSetNow {
+                uid: s.metadata.uid.as_deref().unwrap_or_default(),
+                replicas: s
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.replicas)
+                    .map_or(1, |r| u32::try_from(r).unwrap_or(0)),
+                start: s
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ordinals.as_ref())
+                    .and_then(|o| o.start)
+                    .map_or(0, |n| u32::try_from(n).unwrap_or(0)),
+            });
+            let Some(why) = parked.due(facts) else {
+                continue;
+            };
+            let released = self.release(&owner.handle);
+            if released > 0 {
+                tracing::info!(pod = %format!("{}/{}", owner.namespace, owner.pod), released, "released a parked sticky address: {why}");
+                self.cluster.metrics.released("sticky", released);
+            }
         }
     }
 

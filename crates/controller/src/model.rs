@@ -103,6 +103,8 @@ pub struct PoolState {
     pub allocated: u64,
     /// Blocks of the pool.
     pub blocks: u64,
+    /// Addresses no pod is given (reservations and kept-back edge addresses).
+    pub reserved: u128,
 }
 
 /// A block the model cannot use as it is: reported as a Warning Event on its pool.
@@ -137,6 +139,65 @@ impl Model {
         }
     }
 
+    /// Sets the reuse cooldown (seconds, 0 for none) and the per-node block limit (0 for none).
+    pub fn set_limits(&mut self, cooldown: u64, max_blocks_per_node: u32) {
+        let allocator = self.planner.allocator_mut();
+        allocator.set_cooldown(cooldown);
+        allocator.set_max_blocks_per_node(max_blocks_per_node);
+    }
+
+    /// Sets the time releases are stamped with (seconds since the Unix epoch).
+    pub fn set_clock(&mut self, now: u64) {
+        self.planner.allocator_mut().set_clock(now);
+    }
+
+    /// Sets the reserved ranges (from every IPReservation).
+    pub fn set_reserved(&mut self, ranges: Vec<IpNet>) {
+        self.planner.allocator_mut().set_reserved(ranges);
+    }
+
+    /// Releases or parks what pod `handle` held (see `Planner::release_pod`): how many
+    /// addresses were released, and how many parked.
+    pub fn release_pod(
+        &mut self,
+        handle: &str,
+        pod: &str,
+        statefulset: Option<&str>,
+    ) -> (u64, u64) {
+        let (released, parked) = self.planner.release_pod(handle, pod, statefulset);
+        (released.len() as u64, parked.len() as u64)
+    }
+
+    /// Every parked record (see `ipam::sticky`): its handle, namespace, pod name and address.
+    pub fn parked(&self) -> Vec<Owner> {
+        let mut out = Vec::new();
+        for block in self.planner.allocator().blocks() {
+            for (_, a) in block.allocations() {
+                if ipam::sticky::Parked::parse(a.handle()).is_some() {
+                    out.push(Owner {
+                        handle: a.handle().to_owned(),
+                        namespace: a.namespace().to_owned(),
+                        pod: a.pod().to_owned(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Empty blocks beyond one spare per node and pool (see `Allocator::spare_blocks`).
+    pub fn spare_blocks(&self) -> Vec<IpNet> {
+        self.planner.allocator().spare_blocks()
+    }
+
+    /// Schedules the deletion of `blocks` that are still spare.
+    pub fn drop_spare_blocks(&mut self, blocks: &[IpNet]) {
+        let spare: HashSet<IpNet> = self.spare_blocks().into_iter().collect();
+        for cidr in blocks.iter().filter(|b| spare.contains(b)) {
+            self.schedule_delete(cidr);
+        }
+    }
+
     /// Re-validates the pools; pool choice and allocation use the new verdicts.
     pub fn set_pools(&mut self, inputs: &[PoolInput], pod_cidrs: Option<&[IpNet]>) {
         self.planner.set_pools(inputs, pod_cidrs);
@@ -153,6 +214,7 @@ impl Model {
             capacity: usage.capacity,
             allocated: u64::try_from(usage.allocated).unwrap_or(u64::MAX),
             blocks: u64::try_from(usage.blocks).unwrap_or(u64::MAX),
+            reserved: usage.reserved,
         })
     }
 
@@ -223,7 +285,9 @@ impl Model {
         let mut out = Vec::new();
         for block in self.planner.allocator().blocks() {
             for (_, a) in block.allocations() {
-                if !live(a.handle()) && seen.insert(a.handle()) {
+                // Parked records are no pod's: `Model::parked` and their own rule.
+                let parked = ipam::sticky::Parked::parse(a.handle()).is_some();
+                if !live(a.handle()) && !parked && seen.insert(a.handle()) {
                     out.push(Owner {
                         handle: a.handle().to_owned(),
                         namespace: a.namespace().to_owned(),
@@ -486,6 +550,7 @@ fn placeholder(block: &IPAMBlock) -> Option<Block> {
             "block {} could not be read; rebuilt from the pods found using its addresses",
             block.name_any()
         )),
+        released: Vec::new(),
     };
     Block::from_record(&record).ok()
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use api::Assignment;
 use ipam::pod::PodState;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde::Deserialize;
@@ -148,6 +148,8 @@ fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D
         deletion_timestamp: Option<Time>,
         #[serde(default, deserialize_with = "kept_annotations")]
         annotations: Option<BTreeMap<String, String>>,
+        #[serde(default, deserialize_with = "controlling_statefulset")]
+        owner_references: Option<Vec<OwnerReference>>,
     }
     let Some(slim) = Option::<Slim>::deserialize(deserializer)? else {
         return Ok(ObjectMeta::default());
@@ -159,8 +161,26 @@ fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D
         resource_version: slim.resource_version,
         deletion_timestamp: slim.deletion_timestamp,
         annotations: slim.annotations,
+        owner_references: slim.owner_references,
         ..ObjectMeta::default()
     })
+}
+
+/// Of the owner references, only the StatefulSet that controls the pod, if one does (sticky
+/// addresses depend on it); the others are skipped.
+fn controlling_statefulset<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<OwnerReference>>, D::Error> {
+    let owners: Option<Vec<OwnerReference>> = Option::deserialize(deserializer)?;
+    let kept: Vec<OwnerReference> = owners
+        .into_iter()
+        .flatten()
+        .filter(|o| {
+            o.controller == Some(true) && o.kind == "StatefulSet" && o.api_version == "apps/v1"
+        })
+        .take(1)
+        .collect();
+    Ok((!kept.is_empty()).then_some(kept))
 }
 
 /// The annotations the controller reads; the values of all others are skipped unread.
@@ -249,14 +269,20 @@ pub struct PodInfo {
     annotations: Box<[(Box<str>, Box<str>)]>,
     /// The addresses its sandbox runs with (`status.podIPs`), at most one per family.
     pub running: Box<[IpAddr]>,
+    /// The UID of the StatefulSet that controls it, if one does.
+    pub statefulset: Option<Box<str>>,
 }
 
-/// The pod annotations the controller reads: the pool lists, and its own assignment. Every
+/// The pod annotations the controller reads: the pool lists, the Calico keys that ask for a
+/// specific address (honoured or reported), and its own assignment. Every
 /// other one is dropped as the watch decodes the pod, so no pod creator can make the controller
 /// keep what it does not need.
-pub const READ_ANNOTATIONS: [&str; 7] = [
+pub const READ_ANNOTATIONS: [&str; 10] = [
     api::keys::IPV4_POOLS,
     api::keys::IPV6_POOLS,
+    ipam::fixed::IP_ADDRS,
+    ipam::fixed::IP_ADDRS_NO_IPAM,
+    ipam::fixed::FLOATING_IPS,
     api::keys::ASSIGNED_IPV4,
     api::keys::ASSIGNED_IPV6,
     api::keys::ASSIGNED_POOLS,
@@ -319,6 +345,12 @@ impl PodInfo {
                 .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                 .collect(),
             running: pod.status.pod_ips.iter().copied().collect(),
+            statefulset: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .next()
+                .map(|o| o.uid.as_str().into()),
         }
     }
 

@@ -64,6 +64,16 @@ impl Engine {
         let inputs: Vec<ipam::pool::PoolInput> = pools.iter().map(|p| p.to_input()).collect();
         self.model
             .set_pools(&inputs, self.settings.pod_cidrs.as_deref());
+        let mut reserved = Vec::new();
+        for reservation in self.stores.reservations.state() {
+            let (ranges, bad) = reservation.spec.ranges();
+            reserved.extend(ranges);
+            for why in bad {
+                // The schema bounds the entries; what it cannot check is reported and skipped.
+                tracing::warn!(reservation = %reservation.name_any(), "{why}; the entry is ignored");
+            }
+        }
+        self.model.set_reserved(reserved);
         self.status.changed();
     }
 
@@ -190,8 +200,12 @@ impl Engine {
                 capacity: Some(saturating_i64(state.capacity)),
                 allocated: Some(saturating_i64(u128::from(state.allocated))),
                 free: Some(saturating_i64(
-                    state.capacity.saturating_sub(u128::from(state.allocated)),
+                    state
+                        .capacity
+                        .saturating_sub(u128::from(state.allocated))
+                        .saturating_sub(state.reserved),
                 )),
+                reserved: Some(saturating_i64(state.reserved)),
                 blocks: Some(saturating_i64(u128::from(state.blocks))),
                 not_admitted: Some(saturating_i64(u128::from(self.sweep.not_admitted(&name)))),
             };

@@ -31,6 +31,23 @@ impl Engine {
         released
     }
 
+    /// Releases what a pod that is gone or finished holds, but parks its addresses of sticky
+    /// pools when a StatefulSet controlled it (see `ipam::sticky`). Returns how many were
+    /// released and how many parked.
+    pub(crate) fn release_pod(
+        &mut self,
+        handle: &str,
+        pod: &str,
+        statefulset: Option<&str>,
+    ) -> (u64, u64) {
+        self.model.set_in_use(handle, &[]);
+        let (released, parked) = self.model.release_pod(handle, pod, statefulset);
+        if released > 0 {
+            self.queue.freed();
+        }
+        (released, parked)
+    }
+
     /// Tells the model which addresses the changed pods (all of them, after a relist) are seen
     /// using, before any pod is given one: an address a live pod uses goes to no other pod,
     /// whatever order the pods are looked at in.

@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
-use api::{IPAMBlock, IPPool};
+use api::{IPAMBlock, IPPool, IPReservation};
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::runtime::WatchStreamExt;
@@ -38,8 +38,11 @@ pub enum Change {
     PodGone {
         /// The pod's UID, the handle of its allocations.
         uid: String,
-        /// Its namespace and name, for logs.
+        /// Its namespace and name.
         key: PodKey,
+        /// The UID of the StatefulSet that controlled it, if one did: its addresses in sticky
+        /// pools are parked for its successor.
+        statefulset: Option<String>,
     },
     /// A namespace was added, changed or removed.
     Namespace(String),
@@ -68,6 +71,8 @@ pub enum Kind {
     Pool,
     /// rangepool.dev/v1 IPAMBlock.
     Block,
+    /// rangepool.dev/v1 IPReservation.
+    Reservation,
 }
 
 /// The shared caches.
@@ -83,6 +88,8 @@ pub struct Stores {
     pub pools: Store<IPPool>,
     /// Blocks.
     pub blocks: Store<IPAMBlock>,
+    /// Reservations.
+    pub reservations: Store<IPReservation>,
 }
 
 impl Stores {
@@ -93,6 +100,7 @@ impl Stores {
             && self.nodes.wait_until_ready().await.is_ok()
             && self.pools.wait_until_ready().await.is_ok()
             && self.blocks.wait_until_ready().await.is_ok()
+            && self.reservations.wait_until_ready().await.is_ok()
     }
 }
 
@@ -149,6 +157,22 @@ pub fn watch_all(
         },
     );
     tasks.push(task);
+    let (reservations, task) = spawn_watch(
+        Api::<IPReservation>::all(client.clone()),
+        tx.clone(),
+        Kind::Reservation,
+        PAGE_SIZE,
+        |mut r| {
+            r.metadata.managed_fields = None;
+            r
+        },
+        // Reservations are read with the pools.
+        |event| match event {
+            Event::Apply(_) | Event::Delete(_) => Some(Change::Pools),
+            _ => None,
+        },
+    );
+    tasks.push(task);
     let (blocks, writer) = reflector::store::<IPAMBlock>();
     let stream = watcher(
         Api::<LeanBlock>::all(client.clone()),
@@ -170,6 +194,7 @@ pub fn watch_all(
             nodes,
             pools,
             blocks,
+            reservations,
         },
         rx,
         tasks,
@@ -312,6 +337,7 @@ impl Surroundings {
             }),
             confirmed,
             running: &pod.running,
+            statefulset: pod.statefulset.as_deref(),
         }
     }
 }
@@ -368,6 +394,7 @@ impl PodIndex {
                         Some(Change::PodGone {
                             uid: info.uid.into(),
                             key: info.key,
+                            statefulset: info.statefulset.map(Into::into),
                         })
                     }
                     Err(e) => {

@@ -122,6 +122,9 @@ pub struct Usage {
     pub allocated: u128,
     /// Blocks of the pool.
     pub blocks: usize,
+    /// Addresses of the pool no pod is given: in an IPReservation, or edge addresses the pool
+    /// keeps back (`reserveEdgeAddresses`).
+    pub reserved: u128,
 }
 
 impl Usage {
@@ -158,6 +161,18 @@ pub struct Allocator {
     in_use: FastMap<IpAddr, u64>,
     /// Handle hash -> its addresses in `in_use`.
     in_use_of: FastMap<u64, Vec<IpAddr>>,
+    /// Ranges no pod is given an address of (see [`Allocator::set_reserved`]).
+    reserved: Vec<IpNet>,
+    /// How long a released address is not handed out again, in seconds (0: no cooldown).
+    cooldown: u64,
+    /// The time, in seconds since the Unix epoch (see [`Allocator::set_clock`]).
+    now: u64,
+    /// Blocks left out of the "has room" sets while their only free addresses were cooling
+    /// down, with when the first of those cools off.
+    cooling: Vec<(u64, BlockId)>,
+    /// The most blocks of one pool a node may claim (see
+    /// [`Allocator::set_max_blocks_per_node`]); 0 means no limit.
+    max_blocks_per_node: u32,
 }
 
 impl Allocator {
@@ -170,6 +185,112 @@ impl Allocator {
     /// its pod count up front does not pay for the index growing step by step.
     pub fn reserve(&mut self, handles: usize) {
         self.handles.reserve(handles);
+    }
+
+    /// Sets the reserved ranges (from IPReservations): no address in them is allocated, and a
+    /// pod naming one is refused ([`Allocator::is_reserved`]). Pods holding one keep it.
+    pub fn set_reserved(&mut self, mut ranges: Vec<IpNet>) {
+        ranges.sort_unstable();
+        ranges.dedup();
+        if ranges == self.reserved {
+            return;
+        }
+        self.reserved = ranges;
+        // Blocks whose free addresses were all reserved have room again, or the other way.
+        self.reindex_room();
+    }
+
+    /// The reserved ranges.
+    pub fn reserved(&self) -> &[IpNet] {
+        &self.reserved
+    }
+
+    /// Whether `address` lies in a reserved range, or is an edge address its pool keeps back
+    /// (`reserveEdgeAddresses`).
+    pub fn is_reserved(&self, address: IpAddr) -> bool {
+        self.reserved.iter().any(|r| r.contains(&address))
+            || self
+                .pools
+                .iter()
+                .filter_map(|p| p.pool.as_ref())
+                .any(|p| p.cidr().contains(&address) && p.is_reserved_edge(address))
+    }
+
+    /// Sets the reuse cooldown: a released address is not handed out again for `seconds`
+    /// (0, the default, turns it off). Release times are kept in the blocks, so the cooldown
+    /// holds across restarts.
+    pub fn set_cooldown(&mut self, seconds: u64) {
+        self.cooldown = seconds;
+    }
+
+    /// Sets the time, in seconds since the Unix epoch, that releases are stamped with and
+    /// cooldowns are measured against. Blocks whose addresses cooled off get their room back.
+    pub fn set_clock(&mut self, now: u64) {
+        self.now = now;
+        let due: Vec<BlockId> = {
+            let mut due = Vec::new();
+            self.cooling.retain(|&(at, id)| {
+                let over = at <= now;
+                if over {
+                    due.push(id);
+                }
+                !over
+            });
+            due
+        };
+        for id in due {
+            self.note_room(id);
+        }
+    }
+
+    /// Why the block holding `address` gives out nothing new, if it is quarantined.
+    pub fn quarantine_of(&self, address: IpAddr) -> Option<&str> {
+        self.entry(self.block_of_addr(address)?)?.block.quarantine()
+    }
+
+    /// Whether the free address `address` is cooling down after a release (see
+    /// [`Allocator::set_cooldown`]), and until when (seconds since the epoch).
+    pub fn cooling_until(&self, address: IpAddr) -> Option<u64> {
+        if self.cooldown == 0 {
+            return None;
+        }
+        let block = &self.entry(self.block_of_addr(address)?)?.block;
+        let until = block
+            .released_at(block.ordinal_of(address)?)?
+            .saturating_add(self.cooldown);
+        (until > self.now).then_some(until)
+    }
+
+    /// Detaches and attaches every block again, so that the "has room" sets are recomputed.
+    fn reindex_room(&mut self) {
+        let ids: Vec<BlockId> = (0..self.blocks.len())
+            .filter_map(|i| BlockId::try_from(i).ok())
+            .filter(|&id| self.entry(id).is_some())
+            .collect();
+        for id in ids {
+            self.note_room(id);
+        }
+    }
+
+    /// Sets the most blocks of one pool a node may claim (0, the default: no limit). A node at
+    /// its limit borrows from other nodes' blocks (unless strict affinity is on), so that a
+    /// small pool cut into small blocks is not all claimed by a few nodes.
+    pub fn set_max_blocks_per_node(&mut self, max: u32) {
+        self.max_blocks_per_node = max;
+    }
+
+    /// Whether `node` may claim another block of `pool` under the per-node limit.
+    fn may_claim(&self, pool: PoolId, node: NodeId) -> bool {
+        if self.max_blocks_per_node == 0 {
+            return true;
+        }
+        let claimed = self
+            .blocks
+            .iter()
+            .flatten()
+            .filter(|e| e.pool == pool && e.node == Some(node))
+            .count();
+        claimed < self.max_blocks_per_node as usize
     }
 
     /// Sets strict affinity: when on, a node never borrows a slot from another node's block.
@@ -445,11 +566,14 @@ impl Allocator {
         }
         let count = req.pools.len().min(few.len());
         let node = self.intern_node(req.node);
+        let mut limited = false;
         for pool in few[..count].iter().chain(&many).copied() {
             loop {
+                let may_claim = self.may_claim(pool, node);
+                limited |= !may_claim;
                 let (id, created) = if let Some(id) = self.affine_with_room(pool, node) {
                     (id, false)
-                } else if let Some(id) = self.claim_block(pool, node) {
+                } else if let Some(id) = may_claim.then(|| self.claim_block(pool, node)).flatten() {
                     (id, true)
                 } else if self.strict_affinity {
                     break;
@@ -473,6 +597,7 @@ impl Allocator {
             node: req.node.to_owned(),
             pools: req.pools.to_vec(),
             strict: self.strict_affinity,
+            block_limit: limited.then_some(self.max_blocks_per_node),
         })
     }
 
@@ -485,22 +610,48 @@ impl Allocator {
         hash: u64,
         created: bool,
     ) -> Option<Assigned> {
+        let cutoff = self.now.saturating_sub(self.cooldown);
         let entry = self.blocks.get_mut(id as usize)?.as_mut()?;
-        let pool = &mut self.pools[entry.pool as usize];
-        let slot = if self.in_use.is_empty() {
-            entry
+        entry.block.forget_released_before(cutoff);
+        let pool = &self.pools[entry.pool as usize];
+        let edges = pool.pool.as_ref().filter(|p| p.reserve_edges().is_some());
+        let cooling = self.cooldown > 0 && entry.block.released().next().is_some();
+        let slot =
+            if self.in_use.is_empty() && self.reserved.is_empty() && edges.is_none() && !cooling {
+                entry
+                    .block
+                    .allocate_unchecked(req.handle, req.namespace, req.pod)
+            } else {
+                let (in_use, reserved) = (&self.in_use, &self.reserved);
+                let (cooldown, now) = (self.cooldown, self.now);
+                let released: Vec<(u32, u64)> = entry.block.released().collect();
+                entry
+                    .block
+                    .allocate_avoiding(req.handle, req.namespace, req.pod, |ordinal, a| {
+                        in_use.get(&a).is_some_and(|user| *user != hash)
+                            || reserved.iter().any(|r| r.contains(&a))
+                            || edges.is_some_and(|p| p.is_reserved_edge(a))
+                            || (cooldown > 0
+                                && released.iter().any(|&(o, at)| {
+                                    o == ordinal && at.saturating_add(cooldown) > now
+                                }))
+                    })
+            };
+        let Ok(slot) = slot else {
+            // Only addresses that are kept back are free in it. Those cooling down come back:
+            // look at the block again when the first of them does.
+            if let Some(first) = entry
                 .block
-                .allocate_unchecked(req.handle, req.namespace, req.pod)
-        } else {
-            let in_use = &self.in_use;
-            entry
-                .block
-                .allocate_avoiding(req.handle, req.namespace, req.pod, |a| {
-                    in_use.get(&a).is_some_and(|user| *user != hash)
-                })
-        }
-        .ok()?;
-        pool.allocated += 1;
+                .released()
+                .map(|(_, at)| at.saturating_add(self.cooldown))
+                .filter(|&at| at > self.now)
+                .min()
+            {
+                self.cooling.push((first, id));
+            }
+            return None;
+        };
+        self.pools[entry.pool as usize].allocated += 1;
         self.record_slot(id, hash, slot, created)
     }
 
@@ -559,6 +710,53 @@ impl Allocator {
         Some(released)
     }
 
+    /// Gives the address of `family` that handle `from` holds to handle `to` (pod
+    /// `namespace/pod`), keeping the address: a sticky record parked when its pod went, or
+    /// taken over by the pod's successor (see [`crate::sticky`]). `None` when `from` holds
+    /// nothing of the family, or `to` already holds an address of it.
+    pub fn rehandle(
+        &mut self,
+        from: &str,
+        family: Family,
+        to: &str,
+        namespace: &str,
+        pod: &str,
+    ) -> Option<Assigned> {
+        let (from_hash, to_hash) = (hash_str(from), hash_str(to));
+        if self.handle_slot(to, to_hash, family).is_some() {
+            return None;
+        }
+        let slot = self.handle_slot(from, from_hash, family)?;
+        let entry = self.entry_mut(slot.block)?;
+        let got = entry
+            .block
+            .rehandle(slot.ordinal, from, to, namespace, pod)
+            .ok()?;
+        self.forget_slot(from_hash, family, slot);
+        match self.handles.entry(to_hash) {
+            Entry::Vacant(v) => {
+                v.insert(Holdings::with(family, slot));
+            }
+            Entry::Occupied(mut o) => o.get_mut().add(family, slot),
+        }
+        self.mark(slot.block, Change::Update);
+        let mut assigned = self.assigned(slot, false, true)?;
+        assigned.sequence = got.sequence;
+        Some(assigned)
+    }
+
+    /// Notes when the address at `ordinal` of block `id` was released, for the cooldown.
+    fn stamp_release(&mut self, id: BlockId, ordinal: u32) {
+        if self.cooldown == 0 {
+            return;
+        }
+        let (now, cutoff) = (self.now, self.now.saturating_sub(self.cooldown));
+        if let Some(e) = self.entry_mut(id) {
+            e.block.forget_released_before(cutoff);
+            e.block.note_released(ordinal, now);
+        }
+    }
+
     /// Releases `address` if it is still held by `handle` with allocation `sequence`.
     pub fn release(
         &mut self,
@@ -577,6 +775,7 @@ impl Allocator {
             .ordinal_of(address)
             .ok_or(ReleaseError::NoBlock { address })?;
         let allocation = entry.block.release(ordinal, handle, sequence)?;
+        self.stamp_release(id, ordinal);
         self.free_slot(id, ordinal, allocation)
             .ok_or(ReleaseError::NoBlock { address })
     }
@@ -589,6 +788,9 @@ impl Allocator {
             let taken = self
                 .entry_mut(s.block)
                 .and_then(|e| e.block.release_ordinal(s.ordinal));
+            if taken.is_some() {
+                self.stamp_release(s.block, s.ordinal);
+            }
             if let Some(r) = taken.and_then(|a| self.free_slot(s.block, s.ordinal, a)) {
                 out.push(r);
             }
@@ -781,7 +983,36 @@ impl Allocator {
             capacity: p.capacity(),
             allocated: state.allocated,
             blocks: state.blocks,
+            reserved: self.reserved_in(p),
         })
+    }
+
+    /// How many addresses of `pool` no pod is given (see [`Usage::reserved`]).
+    fn reserved_in(&self, pool: &Pool) -> u128 {
+        let cidr = pool.cidr();
+        let host = |a: IpAddr| IpNet::from(a);
+        let mut ranges = self.reserved.clone();
+        match pool.reserve_edges() {
+            None => {}
+            Some(crate::pool::EdgeAddresses::Pool) => {
+                ranges.extend([host(cidr.network()), host(cidr.broadcast())]);
+            }
+            Some(crate::pool::EdgeAddresses::Blocks) => {
+                let blocks = pool.block_count();
+                if blocks > 65_536 {
+                    // Too many to list: counted without the overlap with reservations.
+                    return crate::cidr::covered(&cidr, &ranges)
+                        .saturating_add(blocks.saturating_mul(2))
+                        .min(pool.capacity());
+                }
+                for index in 0..blocks {
+                    if let Some(b) = crate::cidr::nth_block(&cidr, pool.block_prefix(), index) {
+                        ranges.extend([host(b.network()), host(b.broadcast())]);
+                    }
+                }
+            }
+        }
+        crate::cidr::covered(&cidr, &ranges)
     }
 
     /// The blocks affine to `node`, sorted by range.
@@ -826,6 +1057,29 @@ impl Allocator {
             .blocks()
             .filter(|b| b.is_empty())
             .map(Block::cidr)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Empty blocks a node keeps beyond one spare per pool, which can go back to their pool so
+    /// that a small pool is not stranded on nodes that once ran a pod: of each node's empty,
+    /// usable blocks of a pool, all but the lowest. The caller waits until a block has been
+    /// seen spare across a grace period before it deletes it. Sorted by range.
+    pub fn spare_blocks(&self) -> Vec<IpNet> {
+        let mut empty: Vec<(NodeId, PoolId, IpNet)> = self
+            .blocks
+            .iter()
+            .flatten()
+            .filter(|e| e.block.is_empty() && e.block.quarantine().is_none())
+            .filter(|e| e.index.is_some())
+            .filter_map(|e| Some((e.node?, e.pool, e.block.cidr())))
+            .collect();
+        empty.sort();
+        let mut out: Vec<IpNet> = empty
+            .windows(2)
+            .filter(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1))
+            .map(|w| w[1].2)
             .collect();
         out.sort();
         out

@@ -303,6 +303,9 @@ pub struct Block {
     free: VecDeque<u16>,
     /// Why no new address may come from the block, if it is quarantined.
     quarantine: Option<Box<str>>,
+    /// Free ordinals released recently, with when (seconds since the Unix epoch), for the reuse
+    /// cooldown (see `Allocator::set_cooldown`). Empty when no cooldown is set.
+    released: Vec<(u16, u64)>,
 }
 
 impl Block {
@@ -347,6 +350,7 @@ impl Block {
             slots: vec![None; size],
             free: (0..size).filter_map(|o| u16::try_from(o).ok()).collect(),
             quarantine: None,
+            released: Vec::new(),
         })
     }
 
@@ -400,6 +404,34 @@ impl Block {
     /// the network. Only an admin lifts it (by removing the block's `quarantine`).
     pub fn quarantine(&self) -> Option<&str> {
         self.quarantine.as_deref()
+    }
+
+    /// The free addresses released recently, as (ordinal, seconds since the Unix epoch), for the
+    /// reuse cooldown.
+    pub fn released(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.released.iter().map(|&(o, at)| (u32::from(o), at))
+    }
+
+    /// When the free address at `ordinal` was released, if that is still remembered.
+    pub fn released_at(&self, ordinal: u32) -> Option<u64> {
+        self.released
+            .iter()
+            .find(|(o, _)| u32::from(*o) == ordinal)
+            .map(|&(_, at)| at)
+    }
+
+    /// Remembers that the address at `ordinal` was released at `at` (seconds since the epoch).
+    pub(crate) fn note_released(&mut self, ordinal: u32, at: u64) {
+        let Ok(short) = u16::try_from(ordinal) else {
+            return;
+        };
+        self.released.retain(|(o, _)| *o != short);
+        self.released.push((short, at));
+    }
+
+    /// Forgets releases before `cutoff`: their cooldown is over.
+    pub(crate) fn forget_released_before(&mut self, cutoff: u64) {
+        self.released.retain(|&(_, at)| at >= cutoff);
     }
 
     /// Quarantines the block (see [`Block::quarantine`]), or lifts it with `None`.
@@ -501,6 +533,7 @@ impl Block {
         let Some(ordinal) = self.free.pop_front() else {
             return Err(BlockError::Full { block: self.id() });
         };
+        self.released.retain(|(o, _)| *o != ordinal);
         self.sequence += 1;
         let sequence = self.sequence;
         self.slots[usize::from(ordinal)] = Some(Allocation::new(handle, namespace, pod, sequence));
@@ -510,21 +543,22 @@ impl Block {
         })
     }
 
-    /// [`Block::allocate_unchecked`], passing over free addresses `avoid` names (addresses in
-    /// use by pods no record gives them to); they stay free, in queue order. Full when only
-    /// such addresses are left.
+    /// [`Block::allocate_unchecked`], passing over free addresses `avoid` names (by ordinal and
+    /// address: in use by pods no record gives them to, reserved, cooling down); they stay
+    /// free, in queue order. Full when only such addresses are left.
     pub(crate) fn allocate_avoiding(
         &mut self,
         handle: &str,
         namespace: &str,
         pod: &str,
-        avoid: impl Fn(IpAddr) -> bool,
+        avoid: impl Fn(u32, IpAddr) -> bool,
     ) -> Result<Slot, BlockError> {
         for _ in 0..self.free.len() {
             let Some(&ordinal) = self.free.front() else {
                 break;
             };
-            if !avoid(self.addr(u32::from(ordinal))) {
+            let ordinal = u32::from(ordinal);
+            if !avoid(ordinal, self.addr(ordinal)) {
                 return self.allocate_unchecked(handle, namespace, pod);
             }
             self.free.rotate_left(1);
@@ -559,6 +593,7 @@ impl Block {
             return Err(BlockError::Full { block: self.id() });
         };
         self.free.retain(|o| *o != short);
+        self.released.retain(|(o, _)| *o != short);
         self.sequence += 1;
         let sequence = self.sequence;
         self.slots[ordinal as usize] = Some(Allocation::new(handle, namespace, pod, sequence));
@@ -621,6 +656,24 @@ impl Block {
     pub fn release_handle(&mut self, handle: &str) -> Option<(u32, Allocation)> {
         let ordinal = self.find_handle(handle)?;
         self.release_ordinal(ordinal).map(|a| (ordinal, a))
+    }
+
+    /// Gives the address at `ordinal`, held by `from`, to `to` (a sticky record parked or taken
+    /// over): a new allocation of the same address, with a new sequence, so that a release
+    /// naming the old holder no longer frees it.
+    pub(crate) fn rehandle(
+        &mut self,
+        ordinal: u32,
+        from: &str,
+        to: &str,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<Slot, BlockError> {
+        self.check_holder(ordinal, from)?;
+        self.sequence += 1;
+        let sequence = self.sequence;
+        self.slots[ordinal as usize] = Some(Allocation::new(to, namespace, pod, sequence));
+        Ok(Slot { ordinal, sequence })
     }
 
     /// Frees a slot unconditionally; the caller has checked who holds it.

@@ -441,7 +441,9 @@ pub enum NotAdmitted {
         address: String,
     },
     /// A selector of the pool no longer matches the pod's node or namespace.
-    #[error("pod {namespace}/{pod} holds {address} of pool {pool}, whose {mismatch}")]
+    #[error(
+        "pod {namespace}/{pod} holds {address} of pool {pool}, whose {field} {selector} no longer matches its {subject}"
+    )]
     SelectorMismatch {
         /// The pod's namespace.
         namespace: String,
@@ -451,9 +453,12 @@ pub enum NotAdmitted {
         pool: String,
         /// The address.
         address: String,
-        /// Which selector no longer matches what, e.g. `namespaceSelector team == "a" no longer
-        /// matches its namespace shop`.
-        mismatch: String,
+        /// `nodeSelector` or `namespaceSelector`.
+        field: &'static str,
+        /// The selector, as written.
+        selector: String,
+        /// What it does not match, e.g. `namespace shop`.
+        subject: String,
     },
 }
 
@@ -466,6 +471,45 @@ impl NotAdmitted {
             NotAdmitted::ManualNotNamed { .. } => "ManualPoolNotNamed",
             NotAdmitted::NotForWorkloads { .. } => "PoolNotForWorkloads",
             NotAdmitted::SelectorMismatch { .. } => "SelectorMismatch",
+        }
+    }
+
+    /// Why the pool does not admit the pod, without the address: fits a pod that asks for an
+    /// address of the pool as well as one that holds one.
+    pub fn requirement(&self) -> String {
+        match self {
+            NotAdmitted::PoolGone { pool, .. } => {
+                format!("pool {pool} does not exist or its spec is invalid")
+            }
+            NotAdmitted::NotNamed {
+                namespace,
+                pool,
+                key,
+                on_namespace,
+                ..
+            } => format!(
+                "annotation {key} on {} does not name pool {pool}",
+                if *on_namespace {
+                    format!("namespace {namespace}")
+                } else {
+                    "the pod".to_owned()
+                }
+            ),
+            NotAdmitted::ManualNotNamed { pool, .. } => format!(
+                "pool {pool} is Manual, and neither the pod nor its namespace names it in annotation cni.projectcalico.org/ipv4pools or ipv6pools"
+            ),
+            NotAdmitted::NotForWorkloads { pool, .. } => {
+                format!("the allowedUses of pool {pool} do not include Workload")
+            }
+            NotAdmitted::SelectorMismatch {
+                pool,
+                field,
+                selector,
+                subject,
+                ..
+            } => {
+                format!("the {field} {selector} of pool {pool} does not match the pod's {subject}")
+            }
         }
     }
 
@@ -683,7 +727,9 @@ impl PoolCatalog {
                     pod,
                     pool,
                     address,
-                    mismatch: format!("{field} {selector} no longer matches its {what}"),
+                    field,
+                    selector: selector.to_string(),
+                    subject: what,
                 });
             }
         }

@@ -311,6 +311,43 @@ pub fn addr_count(net: &IpNet) -> u128 {
     pow2(u32::from(net.max_prefix_len() - net.prefix_len()))
 }
 
+/// How many addresses of `within` lie in at least one of `ranges` (which may overlap each other
+/// and `within` in part, or be of the other family). Saturates at `u128::MAX`.
+pub fn covered(within: &IpNet, ranges: &[IpNet]) -> u128 {
+    let (lo, hi) = (
+        addr_to_u128(within.network()),
+        addr_to_u128(within.broadcast()),
+    );
+    let mut spans: Vec<(u128, u128)> = ranges
+        .iter()
+        .filter(|r| Family::of(r) == Family::of(within))
+        .map(|r| {
+            (
+                addr_to_u128(r.network()).max(lo),
+                addr_to_u128(r.broadcast()).min(hi),
+            )
+        })
+        .filter(|(s, e)| s <= e)
+        .collect();
+    spans.sort_unstable();
+    let mut total: u128 = 0;
+    let mut current: Option<(u128, u128)> = None;
+    for (s, e) in spans {
+        match current {
+            Some((cs, ce)) if s <= ce.saturating_add(1) => current = Some((cs, ce.max(e))),
+            Some((cs, ce)) => {
+                total = total.saturating_add(ce - cs).saturating_add(1);
+                current = Some((s, e));
+            }
+            None => current = Some((s, e)),
+        }
+    }
+    if let Some((cs, ce)) = current {
+        total = total.saturating_add(ce - cs).saturating_add(1);
+    }
+    total
+}
+
 /// Number of blocks of prefix `block_prefix` in `pool`; 0 when `block_prefix` is shorter than
 /// the pool's prefix or longer than the family allows. Saturates at `u128::MAX`.
 pub fn block_count(pool: &IpNet, block_prefix: u8) -> u128 {

@@ -94,11 +94,13 @@ pub mod allocator;
 pub mod block;
 pub mod choice;
 pub mod cidr;
+pub mod fixed;
 mod hash;
 pub mod planner;
 pub mod pod;
 pub mod pool;
 pub mod selector;
+pub mod sticky;
 mod text;
 pub mod validate;
 

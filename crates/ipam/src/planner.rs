@@ -25,7 +25,9 @@ use thiserror::Error;
 use crate::allocator::{AllocError, Allocator, Request};
 use crate::choice::{ChoiceError, NotAdmitted, PodFacts, PoolCatalog};
 use crate::cidr::Family;
+use crate::fixed::{FixedError, IP_ADDRS};
 use crate::pool::PoolInput;
+use crate::sticky;
 use crate::validate::{PoolVerdict, validate_pools};
 
 /// Labels or annotations.
@@ -54,6 +56,10 @@ pub struct PodContext<'a> {
     /// pod is recorded as its own if its pool admits the pod, and the pod never gets a second
     /// address of that family (see [`Planner::assign`]).
     pub running: &'a [IpAddr],
+    /// The UID of the StatefulSet that controls the pod, if one does: in a pool with
+    /// `stickyStatefulSets`, the pod takes over the address its predecessor of the same name
+    /// left parked (see [`crate::sticky`]).
+    pub statefulset: Option<&'a str>,
 }
 
 impl<'a> PodContext<'a> {
@@ -187,6 +193,61 @@ pub enum AssignError {
         /// Where it was seen.
         seen_in: &'static str,
     },
+    /// The pod's `ipAddrs` (or `ipAddrsNoIpam`) annotation cannot be honoured.
+    #[error(transparent)]
+    Fixed(#[from] FixedError),
+    /// The address the pod asks for lies in no pool.
+    #[error(
+        "pod {namespace}/{pod}: annotation {IP_ADDRS} asks for {address}, which lies in no IP pool"
+    )]
+    RequestedOutsidePools {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The address.
+        address: IpAddr,
+    },
+    /// The pool of the address the pod asks for does not admit it, or gives no addresses now.
+    #[error(
+        "pod {namespace}/{pod}: annotation {IP_ADDRS} asks for {address}, but {why}; naming an address does not open a pool to a pod"
+    )]
+    RequestedNotAllowed {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The address.
+        address: IpAddr,
+        /// Why, naming the pool.
+        why: String,
+    },
+    /// The address the pod asks for is reserved.
+    #[error(
+        "pod {namespace}/{pod}: annotation {IP_ADDRS} asks for {address}, which is reserved (an IPReservation, or an edge address its pool keeps back with reserveEdgeAddresses)"
+    )]
+    RequestedReserved {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The address.
+        address: IpAddr,
+    },
+    /// Another pod holds (or uses) the address the pod asks for.
+    #[error(
+        "pod {namespace}/{pod}: annotation {IP_ADDRS} asks for {address}, but {holder} holds it"
+    )]
+    RequestedTaken {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The address.
+        address: IpAddr,
+        /// Who holds it.
+        holder: String,
+    },
     /// No pool may serve the pod (annotation, selectors, pool state).
     #[error(transparent)]
     Choice(#[from] ChoiceError),
@@ -204,6 +265,11 @@ impl AssignError {
             AssignError::PodCidrUnknown { .. } => "PodCIDRUnknown",
             AssignError::InUseOutsidePools { .. } => "AddressOutsidePools",
             AssignError::InUseNotAdmitted { .. } => "AddressNotAdmitted",
+            AssignError::Fixed(e) => e.reason(),
+            AssignError::RequestedOutsidePools { .. } => "AddressOutsidePools",
+            AssignError::RequestedNotAllowed { .. } => "AddressNotAllowed",
+            AssignError::RequestedReserved { .. } => "AddressReserved",
+            AssignError::RequestedTaken { .. } => "AddressTaken",
             AssignError::Choice(e) => e.reason(),
             AssignError::Alloc(e) => e.reason(),
         }
@@ -398,6 +464,172 @@ impl Planner {
         })
     }
 
+    /// The address of `family` the pod's predecessor of the same name and StatefulSet left
+    /// parked, taken over by the pod, if there is one and its pool still admits the pod. A
+    /// parked address the pool no longer admits is released: the pod gets one the usual way.
+    fn take_parked(
+        &mut self,
+        pod: &PodContext<'_>,
+        facts: &PodFacts<'_>,
+        handle: &str,
+        family: Family,
+    ) -> Option<Placed> {
+        let parked = sticky::parked_handle(pod.statefulset?, pod.name);
+        let held = self.held(&parked, family)?;
+        if self
+            .catalog
+            .admits(facts, &held.pool, held.address)
+            .is_err()
+        {
+            if let Some(found) = self.allocator.find(&parked, family) {
+                // Held by the parked handle with this sequence: the release cannot fail.
+                let _ = self
+                    .allocator
+                    .release(found.address, &parked, found.sequence);
+            }
+            return None;
+        }
+        let got = self
+            .allocator
+            .rehandle(&parked, family, handle, pod.namespace, pod.name)?;
+        Some(Placed {
+            family,
+            address: got.address,
+            pool: held.pool,
+            block: got.block,
+            new: true,
+        })
+    }
+
+    /// Gives the pod the address its `ipAddrs` annotation asks for, under the rules any address
+    /// follows: it lies in an allocatable pool that admits the pod (selectors, Manual naming),
+    /// is not reserved, and no other pod holds or uses it. Its block may be another node's; a
+    /// new block around it is claimed for the pod's node. The reuse cooldown does not apply:
+    /// the address was asked for by name.
+    fn give_requested(
+        &mut self,
+        pod: &PodContext<'_>,
+        facts: &PodFacts<'_>,
+        handle: &str,
+        address: IpAddr,
+    ) -> Result<Placed, AssignError> {
+        let (namespace, name) = (pod.namespace.to_owned(), pod.name.to_owned());
+        let not_allowed = |why: String| AssignError::RequestedNotAllowed {
+            namespace: namespace.clone(),
+            pod: name.clone(),
+            address,
+            why,
+        };
+        let verdict = self
+            .verdicts
+            .iter()
+            .find(|v| v.pool.as_ref().is_some_and(|p| p.cidr().contains(&address)))
+            .ok_or_else(|| AssignError::RequestedOutsidePools {
+                namespace: namespace.clone(),
+                pod: name.clone(),
+                address,
+            })?;
+        let pool = verdict.name.clone();
+        if !verdict.allocatable() {
+            return Err(not_allowed(format!(
+                "pool {pool} gives no addresses now ({}): {}",
+                verdict.reason, verdict.message
+            )));
+        }
+        self.catalog
+            .admits(facts, &pool, address)
+            .map_err(|e| not_allowed(e.requirement()))?;
+        if self.allocator.is_reserved(address) {
+            return Err(AssignError::RequestedReserved {
+                namespace,
+                pod: name,
+                address,
+            });
+        }
+        let taken = |holder: String| AssignError::RequestedTaken {
+            namespace: namespace.clone(),
+            pod: name.clone(),
+            address,
+            holder,
+        };
+        if self.allocator.in_use_by_other(address, handle) {
+            return Err(taken(
+                "a running pod (its status.podIPs) that no record gives it to".into(),
+            ));
+        }
+        if let Some(reason) = self.allocator.quarantine_of(address) {
+            return Err(not_allowed(format!("its block is quarantined: {reason}")));
+        }
+        let got = self
+            .allocator
+            .adopt(
+                &Request {
+                    handle,
+                    namespace: pod.namespace,
+                    pod: pod.name,
+                    node: pod.node,
+                    family: Family::of_addr(&address),
+                    pools: &[],
+                },
+                &pool,
+                address,
+                None,
+            )
+            .map_err(|e| match e {
+                AllocError::AddressTaken { holder, .. } => taken(format!("pod {holder}")),
+                other => AssignError::Alloc(other),
+            })?;
+        Ok(Placed {
+            family: Family::of_addr(&address),
+            address,
+            pool,
+            block: got.block,
+            new: got.new,
+        })
+    }
+
+    /// Parks or releases what pod `handle` holds, now that the pod is gone or finished: the
+    /// addresses of pools with `stickyStatefulSets` are parked for its successor when the pod
+    /// belonged to StatefulSet `statefulset` (see [`crate::sticky`]); the rest are released.
+    /// Returns what was released and what was parked.
+    pub fn release_pod(
+        &mut self,
+        handle: &str,
+        pod: &str,
+        statefulset: Option<&str>,
+    ) -> (Vec<crate::allocator::Released>, Vec<Placed>) {
+        let mut parked = Vec::new();
+        if let Some(sts) = statefulset {
+            let to = sticky::parked_handle(sts, pod);
+            for family in Family::ALL {
+                let Some(held) = self.held(handle, family) else {
+                    continue;
+                };
+                let sticky = self
+                    .allocator
+                    .pool(&held.pool)
+                    .is_some_and(crate::pool::Pool::sticky_stateful_sets);
+                if !sticky {
+                    continue;
+                }
+                let namespace = self
+                    .allocator
+                    .find(handle, family)
+                    .and_then(|f| self.allocator.block(&f.block)?.get(f.ordinal))
+                    .map(|a| a.namespace().to_owned())
+                    .unwrap_or_default();
+                if self
+                    .allocator
+                    .rehandle(handle, family, &to, &namespace, pod)
+                    .is_some()
+                {
+                    parked.push(held);
+                }
+            }
+        }
+        (self.allocator.release_handle(handle), parked)
+    }
+
     /// The pod's address of each of `families`, allocating what it does not hold yet (in
     /// memory; the blocks changed are in [`Allocator::take_dirty`]). See the module docs.
     pub fn assign(
@@ -418,6 +650,7 @@ impl Planner {
                 pod: pod.name.to_owned(),
             });
         }
+        let requested = crate::fixed::requested(pod.namespace, pod.name, pod.annotations)?;
         let mut placed = Vec::with_capacity(families.len());
         for &family in families {
             if let Some(held) = self.held(handle, family) {
@@ -443,8 +676,16 @@ impl Planner {
                     }
                 }
             }
+            if let Some(got) = self.take_parked(pod, &facts, handle, family) {
+                placed.push(got);
+                continue;
+            }
             if let Some((address, seen_in)) = pod.in_use(family) {
                 placed.push(self.keep_in_use(pod, &facts, handle, address, seen_in)?);
+                continue;
+            }
+            if let Some(address) = requested.get(family) {
+                placed.push(self.give_requested(pod, &facts, handle, address)?);
                 continue;
             }
             let choice = self.catalog.choose(&facts, family)?;

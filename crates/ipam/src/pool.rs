@@ -42,6 +42,17 @@ pub enum AllowedUse {
     LoadBalancer,
 }
 
+/// Which edge addresses a pool never hands out (`reserveEdgeAddresses`): addresses that look
+/// like a subnet's network or broadcast address confuse some firewalls and bridge subnets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EdgeAddresses {
+    /// The pool's first and last address.
+    Pool,
+    /// The first and last address of every block of the pool (for a bridge whose subnet is the
+    /// node's block, `"prefix": "block"`).
+    Blocks,
+}
+
 /// Calico's `ipipMode` / `vxlanMode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum EncapMode {
@@ -76,6 +87,7 @@ macro_rules! enum_text {
 }
 
 enum_text!(AssignmentMode { Automatic, Manual });
+enum_text!(EdgeAddresses { Pool, Blocks });
 enum_text!(AllowedUse {
     Workload,
     Tunnel,
@@ -114,6 +126,10 @@ pub enum SpecField {
     VxlanMode,
     /// `disableBGPExport`.
     DisableBgpExport,
+    /// `reserveEdgeAddresses` (rangepool's own).
+    ReserveEdgeAddresses,
+    /// `stickyStatefulSets` (rangepool's own).
+    StickyStatefulSets,
 }
 
 /// What a spec field does in rangepool.
@@ -131,7 +147,7 @@ pub enum Effect {
 
 impl SpecField {
     /// Every field, in the CRD's order.
-    pub const ALL: [SpecField; 11] = [
+    pub const ALL: [SpecField; 13] = [
         SpecField::Cidr,
         SpecField::BlockSize,
         SpecField::NodeSelector,
@@ -143,6 +159,8 @@ impl SpecField {
         SpecField::IpipMode,
         SpecField::VxlanMode,
         SpecField::DisableBgpExport,
+        SpecField::ReserveEdgeAddresses,
+        SpecField::StickyStatefulSets,
     ];
 
     /// The field's name in manifests.
@@ -159,6 +177,8 @@ impl SpecField {
             SpecField::IpipMode => "ipipMode",
             SpecField::VxlanMode => "vxlanMode",
             SpecField::DisableBgpExport => "disableBGPExport",
+            SpecField::ReserveEdgeAddresses => "reserveEdgeAddresses",
+            SpecField::StickyStatefulSets => "stickyStatefulSets",
         }
     }
 
@@ -170,7 +190,9 @@ impl SpecField {
             | SpecField::NodeSelector
             | SpecField::NamespaceSelector
             | SpecField::Disabled
-            | SpecField::AssignmentMode => Effect::Allocation,
+            | SpecField::AssignmentMode
+            | SpecField::ReserveEdgeAddresses
+            | SpecField::StickyStatefulSets => Effect::Allocation,
             SpecField::AllowedUses => Effect::Uses,
             SpecField::NatOutgoing
             | SpecField::IpipMode
@@ -216,6 +238,10 @@ pub struct PoolInput {
     pub nat_outgoing: bool,
     /// `spec.disableBGPExport`.
     pub disable_bgp_export: bool,
+    /// `spec.reserveEdgeAddresses`: `Pool` or `Blocks`; `None` or empty hands out every address.
+    pub reserve_edge_addresses: Option<String>,
+    /// `spec.stickyStatefulSets`.
+    pub sticky_stateful_sets: bool,
     /// True when `metadata.deletionTimestamp` is set.
     pub terminating: bool,
     /// `metadata.creationTimestamp` in RFC 3339; empty when unknown (e.g. a file not yet
@@ -289,6 +315,18 @@ impl PoolInput {
     /// Sets `vxlanMode`.
     pub fn vxlan_mode(mut self, mode: &str) -> Self {
         self.vxlan_mode = Some(mode.to_owned());
+        self
+    }
+
+    /// Sets `reserveEdgeAddresses`.
+    pub fn reserve_edges(mut self, edges: &str) -> Self {
+        self.reserve_edge_addresses = Some(edges.to_owned());
+        self
+    }
+
+    /// Sets `stickyStatefulSets: true`.
+    pub fn sticky(mut self) -> Self {
+        self.sticky_stateful_sets = true;
         self
     }
 
@@ -478,6 +516,8 @@ pub struct Pool {
     vxlan_mode: EncapMode,
     nat_outgoing: bool,
     disable_bgp_export: bool,
+    reserve_edges: Option<EdgeAddresses>,
+    sticky_stateful_sets: bool,
     terminating: bool,
     age: Age,
 }
@@ -558,6 +598,13 @@ impl Pool {
             Some(v) => EncapMode::from_manifest(v)
                 .ok_or_else(|| bad(field, v, "Never, Always, CrossSubnet")),
         };
+        let reserve_edges = match set(&input.reserve_edge_addresses) {
+            None => None,
+            Some(v) => Some(
+                EdgeAddresses::from_manifest(v)
+                    .ok_or_else(|| bad("reserveEdgeAddresses", v, "Pool, Blocks"))?,
+            ),
+        };
         let ipip_mode = encap("ipipMode", &input.ipip_mode)?;
         let vxlan_mode = encap("vxlanMode", &input.vxlan_mode)?;
         let mut allowed_uses = Vec::new();
@@ -617,6 +664,8 @@ impl Pool {
             vxlan_mode,
             nat_outgoing: input.nat_outgoing,
             disable_bgp_export: input.disable_bgp_export,
+            reserve_edges,
+            sticky_stateful_sets: input.sticky_stateful_sets,
             terminating: input.terminating,
             age: Age::new(&input.created, &input.name),
         })
@@ -735,13 +784,38 @@ impl Pool {
             | SpecField::NamespaceSelector
             | SpecField::Disabled
             | SpecField::AssignmentMode
-            | SpecField::AllowedUses => None,
+            | SpecField::AllowedUses
+            | SpecField::ReserveEdgeAddresses
+            | SpecField::StickyStatefulSets => None,
         }
     }
 
     /// `spec.disableBGPExport` (inert here).
     pub fn disable_bgp_export(&self) -> bool {
         self.disable_bgp_export
+    }
+
+    /// `spec.reserveEdgeAddresses`.
+    pub fn reserve_edges(&self) -> Option<EdgeAddresses> {
+        self.reserve_edges
+    }
+
+    /// Whether `address` is an edge address the pool never hands out (see [`EdgeAddresses`]).
+    pub fn is_reserved_edge(&self, address: std::net::IpAddr) -> bool {
+        let edges = |net: IpNet| address == net.network() || address == net.broadcast();
+        match self.reserve_edges {
+            None => false,
+            Some(EdgeAddresses::Pool) => edges(self.cidr),
+            Some(EdgeAddresses::Blocks) => IpNet::new(address, self.block_prefix)
+                .map(|b| edges(b.trunc()))
+                .unwrap_or(false),
+        }
+    }
+
+    /// `spec.stickyStatefulSets`: a StatefulSet's pod gets back its address when it is created
+    /// again under the same name (see the planner).
+    pub fn sticky_stateful_sets(&self) -> bool {
+        self.sticky_stateful_sets
     }
 
     /// True while the pool is being deleted.

@@ -75,6 +75,7 @@ fn record(cidr: &str, allocations: Vec<(u32, &str, u64)>) -> BlockRecord {
             })
             .collect(),
         quarantine: None,
+        released: Vec::new(),
     }
 }
 

@@ -571,6 +571,7 @@ proptest! {
                 })
                 .collect(),
             quarantine: None,
+            released: Vec::new(),
         };
         match Block::from_record(&rec) {
             Ok(b) => {
@@ -728,6 +729,7 @@ proptest! {
                         namespace_meta: Some((&pod.namespace_labels, &pod.namespace_annotations)),
                         confirmed: &[],
                         running: &[],
+                        statefulset: None,
                     };
                     planner
                         .assign(&context, &format!("uid-{i}"), &[Family::V4])

@@ -126,6 +126,7 @@ mod tests {
                 sequence_number: 3,
                 holders,
                 allocations: BTreeMap::new(),
+                released: BTreeMap::new(),
                 quarantine: None,
             },
         )

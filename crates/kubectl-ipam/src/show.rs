@@ -380,6 +380,7 @@ mod tests {
                 sequence_number: used as i64,
                 holders,
                 allocations: BTreeMap::new(),
+                released: BTreeMap::new(),
                 quarantine: None,
             },
         )

@@ -21,6 +21,7 @@ fn one(cidr: &str, ordinal: u32, handle: &str) -> IPAMBlockSpec {
         sequence_number: 3,
         holders: [(ordinal.to_string(), format!("shop/web-0 {handle} 3"))].into(),
         allocations: BTreeMap::new(),
+        released: BTreeMap::new(),
         quarantine: None,
     }
 }

@@ -34,6 +34,7 @@ fn spec(
             .map(|(o, a)| (o.to_string(), holder(a)))
             .collect(),
         allocations: BTreeMap::new(),
+        released: BTreeMap::new(),
         quarantine: None,
     }
 }

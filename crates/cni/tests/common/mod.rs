@@ -288,9 +288,7 @@ impl FakeController {
                     pool: pool.into(),
                     affinity: Some("node-1".into()),
                     sequence_number: 0,
-                    holders: BTreeMap::new(),
-                    allocations: BTreeMap::new(),
-                    quarantine: None,
+                    ..Default::default()
                 },
             );
             blocks.create(&PostParams::default(), &block).await.unwrap();

@@ -199,6 +199,8 @@ async fn run_burst_once() -> Outcome {
         sweep_interval: Duration::from_secs(60),
         default_pool: false,
         strict_affinity: false,
+        ip_cooldown: Duration::ZERO,
+        max_blocks_per_node: 0,
     };
     let controller = Actor::start(
         "controller",

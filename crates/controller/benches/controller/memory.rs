@@ -180,6 +180,7 @@ pub async fn run_memory() {
                     namespace_meta: Some((&empty, &empty)),
                     confirmed: &[],
                     running: &[],
+                    statefulset: None,
                 };
                 let placed = model
                     .assign(&context, &placeholder(i), &[Family::V4])

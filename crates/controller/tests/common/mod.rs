@@ -379,6 +379,8 @@ pub fn settings() -> Settings {
         sweep_interval: Duration::from_millis(500),
         default_pool: false,
         strict_affinity: false,
+        ip_cooldown: Duration::ZERO,
+        max_blocks_per_node: 0,
     }
 }
 

@@ -69,10 +69,11 @@ pub enum AllocError {
     },
     /// Every candidate pool is full for this node.
     #[error(
-        "pod {namespace}/{pod}: no free {family} address for node {node} in pool{} {}{}",
+        "pod {namespace}/{pod}: no free {family} address for node {node} in pool{} {}{}{}",
         if pools.len() == 1 { "" } else { "s" },
         pools.join(", "),
-        if *strict { " (strict affinity: only this node's blocks and unclaimed blocks were tried)" } else { "" }
+        if *strict { " (strict affinity: only this node's blocks and unclaimed blocks were tried)" } else { "" },
+        match block_limit { Some(n) => format!(" (the node has its limit of {n} blocks per pool: --max-blocks-per-node)"), None => String::new() }
     )]
     Exhausted {
         /// The pod's namespace.
@@ -87,6 +88,8 @@ pub enum AllocError {
         pools: Vec<String>,
         /// Whether strict affinity kept other nodes' blocks out.
         strict: bool,
+        /// The per-node block limit, when it kept the node from claiming a new block.
+        block_limit: Option<u32>,
     },
     /// The address a pod uses is held by another pod.
     #[error("pod {namespace}/{pod} uses {address}, but {holder} holds it")]

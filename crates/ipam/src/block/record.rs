@@ -32,6 +32,10 @@ pub struct BlockRecord {
     /// Why the block gives out no new address, if it is quarantined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<String>,
+    /// Free addresses released recently, for the reuse cooldown: (ordinal, seconds since the
+    /// Unix epoch), sorted by ordinal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<(u32, u64)>,
 }
 
 /// One allocated address as stored.
@@ -76,6 +80,11 @@ impl Block {
                 })
                 .collect(),
             quarantine: self.quarantine().map(str::to_owned),
+            released: {
+                let mut released: Vec<(u32, u64)> = self.released().collect();
+                released.sort_unstable();
+                released
+            },
         }
     }
 
@@ -148,6 +157,17 @@ impl Block {
         }
         let slots = &block.slots;
         block.free.retain(|o| slots[usize::from(*o)].is_none());
+        // Release times of addresses that are not free, or not in the block, mean nothing: a
+        // cooldown only ever delays a reuse, so they are dropped rather than refused.
+        for &(ordinal, at) in &record.released {
+            if block
+                .slots
+                .get(ordinal as usize)
+                .is_some_and(Option::is_none)
+            {
+                block.note_released(ordinal, at);
+            }
+        }
         Ok(block)
     }
 }

@@ -18,6 +18,7 @@ fn record(cidr: &str, allocations: Vec<AllocationRecord>) -> BlockRecord {
         sequence: 10,
         allocations,
         quarantine: None,
+        released: Vec::new(),
     }
 }
 

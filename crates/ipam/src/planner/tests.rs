@@ -50,6 +50,7 @@ impl Pod {
             namespace_meta: Some((&self.ns_labels, &self.ns_annotations)),
             confirmed: &[],
             running: &[],
+            statefulset: None,
         }
     }
 }
@@ -268,6 +269,7 @@ fn a_record_never_confirmed_to_the_pod_is_used_only_if_the_controller_would_make
                 sequence: 1,
             }],
             quarantine: None,
+            released: Vec::new(),
         };
         Block::from_record(&record).unwrap()
     };

@@ -99,6 +99,7 @@ fn block(cidr: &str, pool: &str) -> BlockB {
             sequence_number: 0,
             holders: BTreeMap::new(),
             allocations: BTreeMap::new(),
+            released: BTreeMap::new(),
             quarantine: None,
         },
     );

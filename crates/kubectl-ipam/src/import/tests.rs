@@ -128,6 +128,8 @@ fn every_field_the_core_knows_is_kept() {
         SpecField::IpipMode => "CrossSubnet",
         SpecField::VxlanMode => "Never",
         SpecField::DisableBgpExport => "true",
+        SpecField::ReserveEdgeAddresses => "Pool",
+        SpecField::StickyStatefulSets => "true",
     };
     let spec: Vec<String> = SpecField::ALL
         .iter()

@@ -280,6 +280,7 @@ impl PodPlanner<'_> {
             // A plan starts from no block: nothing is held, so nothing was confirmed.
             confirmed: &[],
             running: &[],
+            statefulset: None,
         };
         let row = |family, outcome| PodRow {
             namespace: namespace.to_owned(),
