@@ -36,6 +36,7 @@ impl Engine {
     pub(crate) async fn assign(&mut self, keys: HashSet<PodKey>) {
         let mut failures = Vec::new();
         let mut finished = Vec::new();
+        let mut notes = Vec::new();
         for key in keys {
             if self.annotations.busy(&key) || self.waiting.holds(&key) {
                 // Looked at again once its patch is answered; or its addresses are decided and
@@ -64,19 +65,41 @@ impl Engine {
                     assignment,
                     blocks,
                     new,
-                } => self.waiting.push(
-                    Job {
-                        pod,
-                        assignment,
-                        new,
-                    },
-                    blocks,
-                ),
+                } => {
+                    if new
+                        && let Some(note) = ipam::fixed::floating_ips_note(
+                            &pod.key.namespace,
+                            &pod.key.name,
+                            &pod.annotations(),
+                        )
+                    {
+                        notes.push((pod.reference(), note));
+                    }
+                    self.waiting.push(
+                        Job {
+                            pod,
+                            assignment,
+                            new,
+                        },
+                        blocks,
+                    );
+                }
                 Decision::Fail { reason, message } => failures.push((pod, reason, message)),
             }
         }
 
         self.report_distrusted().await;
+        for (reference, note) in notes {
+            self.cluster
+                .event(
+                    &reference,
+                    EventType::Warning,
+                    "FloatingIPsNotHonoured",
+                    note,
+                    "AssignAddress",
+                )
+                .await;
+        }
         self.release_finished(finished).await;
         self.flush_blocks().await;
         for (pod, reason, message) in failures {

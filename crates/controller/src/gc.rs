@@ -46,6 +46,8 @@ pub(crate) struct Sweep {
     spare: Absence<IpNet>,
     /// Drift already reported, by handle and pool, with its message, so each is reported once.
     drifted: HashMap<String, String>,
+    /// Pods holding an address that is now reserved, by handle and address, reported once.
+    reserved: HashSet<String>,
     /// Per pool: addresses held by pods the pool no longer admits.
     not_admitted: HashMap<String, u64>,
     next: Instant,
@@ -59,6 +61,7 @@ impl Sweep {
             nodes: Absence::new(grace),
             spare: Absence::new(grace),
             drifted: HashMap::new(),
+            reserved: HashSet::new(),
             not_admitted: HashMap::new(),
             next: Instant::now(),
         }
@@ -150,9 +153,18 @@ impl Engine {
     /// and counted on its pool's status and metric.
     async fn check_admission(&mut self) {
         let mut found: HashMap<String, (Arc<PodInfo>, NotAdmitted)> = HashMap::new();
+        let mut reserved = Vec::new();
         for pod in self.stores.pods.all() {
             if !pod.wants_address() {
                 continue;
+            }
+            for held in self
+                .model
+                .held_any(&pod.uid)
+                .into_iter()
+                .filter(|h| self.model.is_reserved(h.address))
+            {
+                reserved.push((pod.clone(), held));
             }
             let Some(node) = pod.node.as_deref() else {
                 continue;
@@ -188,6 +200,29 @@ impl Engine {
                 .await;
         }
         self.sweep.drifted = reported;
+        let mut still = HashSet::with_capacity(reserved.len());
+        for (pod, held) in reserved {
+            let key = format!("{}/{}", pod.uid, held.address);
+            still.insert(key.clone());
+            if self.sweep.reserved.contains(&key) {
+                continue;
+            }
+            let message = format!(
+                "pod {} holds {} of pool {}, which is now reserved (an IPReservation, or an edge address the pool keeps back); the pod keeps it while it runs, and no other pod will get it",
+                pod.key, held.address, held.pool
+            );
+            tracing::warn!(pod = %pod.key, address = %held.address, "{message}");
+            self.cluster
+                .event(
+                    &pod.reference(),
+                    EventType::Warning,
+                    "ReservedAddressHeld",
+                    message,
+                    "CheckAdmission",
+                )
+                .await;
+        }
+        self.sweep.reserved = still;
         let pools: HashSet<String> = counts
             .keys()
             .chain(self.sweep.not_admitted.keys())

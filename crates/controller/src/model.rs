@@ -151,6 +151,11 @@ impl Model {
         self.planner.allocator_mut().set_clock(now);
     }
 
+    /// Whether no pod may be given `address` now (see `Allocator::is_reserved`).
+    pub fn is_reserved(&self, address: std::net::IpAddr) -> bool {
+        self.planner.allocator().is_reserved(address)
+    }
+
     /// Sets the reserved ranges (from every IPReservation).
     pub fn set_reserved(&mut self, ranges: Vec<IpNet>) {
         self.planner.allocator_mut().set_reserved(ranges);
@@ -248,6 +253,15 @@ impl Model {
     pub fn held(&self, handle: &str, families: &[Family]) -> Option<Vec<FamilyAssignment>> {
         let placed = self.planner.held_all(handle, families)?;
         Some(placed.iter().map(assignment).collect())
+    }
+
+    /// Whatever `handle` holds, of any family.
+    pub fn held_any(&self, handle: &str) -> Vec<FamilyAssignment> {
+        Family::ALL
+            .iter()
+            .filter_map(|&f| self.planner.held(handle, f))
+            .map(|p| assignment(&p))
+            .collect()
     }
 
     /// Declares the addresses the pod `handle` is seen using (see [`Allocator::set_in_use`]).
