@@ -13,7 +13,10 @@
 //! that a pool reserved to one namespace cannot be reached by naming it from another. Manual
 //! pools are used only when named. Any problem with any named pool is an error; there is no
 //! silent fallback. Only exhaustion moves on to the next pool, and that happens in the
-//! allocator.
+//! allocator. A name no pool has gets the closest existing name as a suggestion
+//! ([`suggest`]), so every place the reason is shown points at the typo.
+
+mod suggest;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -243,12 +246,19 @@ pub enum ChoiceError {
         pool: String,
     },
     /// No pool has that name.
-    #[error("{site} names pool {}, which does not exist", shown(pool))]
+    #[error(
+        "{site} names pool {}, which does not exist{}",
+        shown(pool),
+        suggest::DidYouMean(suggestion)
+    )]
     UnknownPool {
         /// Where.
         site: Box<AnnotationSite>,
         /// The name as written.
         pool: String,
+        /// The existing pool whose name is closest to it, when it is close enough to be the
+        /// one meant (a typo).
+        suggestion: Option<String>,
     },
     /// An entry with `/` that is not a strictly masked CIDR.
     #[error(
@@ -628,6 +638,9 @@ impl PoolCatalog {
     /// admits the pods it serves. The pod (or its namespace) must name the pool when it has a
     /// pool annotation of the pool's family, else the pool must be Automatic; the pool must allow
     /// workloads; both selectors must match.
+    // The error is built only for a pod that drifted, and most callers only test it or turn
+    // it into a message; boxing it would cost each of them for nothing.
+    #[allow(clippy::result_large_err)]
     pub fn admits(
         &self,
         pod: &PodFacts<'_>,
@@ -759,6 +772,8 @@ impl PoolCatalog {
                 .ok_or_else(|| ChoiceError::UnknownPool {
                     site: Box::new(site.clone()),
                     pool: written.to_owned(),
+                    suggestion: suggest::closest(written, self.by_name.keys().map(String::as_str))
+                        .map(str::to_owned),
                 })?
         };
         Ok(&self.entries[index])

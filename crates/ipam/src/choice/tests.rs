@@ -244,3 +244,42 @@ fn automatic_selection_honours_both_selectors() {
     let q = pod("q").node_labelled("zone", "b");
     assert_eq!(choose(&c, &q, Family::V4).unwrap().pools, vec!["any"]);
 }
+
+#[test]
+fn an_unknown_pool_name_suggests_the_closest_existing_one() {
+    let c = catalog(&[
+        pool("payments").cidr("10.244.8.0/24").manual(),
+        pool("partners").cidr("10.244.9.0/24").manual(),
+        pool("general").cidr("10.244.128.0/17"),
+    ]);
+    for (written, suggested) in [
+        ("payment", Some("payments")),
+        ("paymnets", Some("payments")),
+        ("partner", Some("partners")),
+        ("billing", None),
+    ] {
+        let p = pod("w").annotated(V4, &format!(r#"["{written}"]"#));
+        let err = choose(&c, &p, Family::V4).unwrap_err();
+        assert_eq!(err.reason(), "UnknownPool");
+        let ChoiceError::UnknownPool { suggestion, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(suggestion.as_deref(), suggested, "{written}");
+        let msg = err.to_string();
+        let want = format!("names pool \"{written}\", which does not exist");
+        match suggested {
+            Some(s) => assert!(
+                msg.ends_with(&format!("{want}; did you mean \"{s}\"?")),
+                "{msg}"
+            ),
+            None => assert!(msg.ends_with(&want), "{msg}"),
+        }
+    }
+    // The same on the namespace's annotation.
+    let p = pod("w").ns_annotated(V4, r#"["payment"]"#);
+    let msg = choose(&c, &p, Family::V4).unwrap_err().to_string();
+    assert!(
+        msg.contains("on namespace") && msg.ends_with("did you mean \"payments\"?"),
+        "{msg}"
+    );
+}
