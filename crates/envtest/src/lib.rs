@@ -31,6 +31,7 @@ mod pki;
 mod process;
 mod ready;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -72,6 +73,18 @@ pub struct Options {
     /// The kubelet stand-in that finishes graceful pod deletion; `None` leaves deleted pods of a
     /// node terminating until someone deletes them with a grace period of 0.
     pub kubelet: Option<kubelet::Settings>,
+    /// The address kube-apiserver binds and advertises (the `kubernetes` Service's endpoint):
+    /// 127.0.0.1 unless real nodes in other network namespaces must reach it. Its serving
+    /// certificate names it, and the `kubernetes` Service's ClusterIP 10.96.0.1.
+    pub address: IpAddr,
+    /// kube-controller-manager with every controller it runs by default (`--controllers=*`:
+    /// Deployments, ReplicaSets, DaemonSets, pod garbage collection, node lifecycle, ...), as a
+    /// cluster with real nodes needs, instead of the few above.
+    pub all_controllers: bool,
+    /// Names of real nodes that will join: each gets a token of `system:node:NAME` in group
+    /// `system:nodes` for its kubelet ([`ControlPlane::node_kubeconfig`]), and kube-proxy one of
+    /// `system:kube-proxy` ([`ControlPlane::kube_proxy_kubeconfig`]).
+    pub nodes: Vec<String>,
 }
 
 impl Default for Options {
@@ -80,9 +93,20 @@ impl Default for Options {
             controller_manager: false,
             scheduler: false,
             kubelet: Some(kubelet::Settings::default()),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            all_controllers: false,
+            nodes: Vec::new(),
         }
     }
 }
+
+/// The kubelet's static token of node `name`.
+fn node_token(name: &str) -> String {
+    format!("envtest-node-{name}")
+}
+
+/// kube-proxy's static token.
+const KUBE_PROXY_TOKEN: &str = "envtest-kube-proxy";
 
 /// The admin's static bearer token (group `system:masters`); the server is on loopback only and
 /// lives as long as one test.
@@ -111,16 +135,25 @@ impl ControlPlane {
 
     pub async fn start_with(options: Options) -> Result<ControlPlane, Error> {
         let dir = tempfile::Builder::new().prefix("envtest-").tempdir()?;
-        let pki = pki::Pki::write(dir.path())?;
+        let pki = pki::Pki::write(dir.path(), options.address)?;
         let tokens = dir.path().join("tokens.csv");
-        std::fs::write(
-            &tokens,
-            format!(
-                "{ADMIN_TOKEN},envtest-admin,envtest-admin,\"system:masters\"\n\
-                 envtest-kcm,system:kube-controller-manager,system:kube-controller-manager\n\
-                 envtest-scheduler,system:kube-scheduler,system:kube-scheduler\n"
-            ),
-        )?;
+        let mut token_lines = format!(
+            "{ADMIN_TOKEN},envtest-admin,envtest-admin,\"system:masters\"\n\
+             envtest-kcm,system:kube-controller-manager,system:kube-controller-manager\n\
+             envtest-scheduler,system:kube-scheduler,system:kube-scheduler\n"
+        );
+        for node in &options.nodes {
+            token_lines.push_str(&format!(
+                "{},system:node:{node},system:node:{node},\"system:nodes\"\n",
+                node_token(node)
+            ));
+        }
+        if !options.nodes.is_empty() {
+            token_lines.push_str(&format!(
+                "{KUBE_PROXY_TOKEN},system:kube-proxy,system:kube-proxy\n"
+            ));
+        }
+        std::fs::write(&tokens, token_lines)?;
         let mut components = Vec::new();
 
         let etcd_port = process::free_port()?;
@@ -148,11 +181,15 @@ impl ControlPlane {
         )?);
 
         let port = process::free_port()?;
-        let url = format!("https://127.0.0.1:{port}");
+        let host = match options.address {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        };
+        let url = format!("https://{host}:{port}");
         let apiserver_args: Vec<String> = [
             format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--bind-address={}", options.address),
+            format!("--advertise-address={}", options.address),
             format!("--secure-port={port}"),
             format!("--tls-cert-file={}", pki.serving_cert.display()),
             format!("--tls-private-key-file={}", pki.serving_key.display()),
@@ -172,6 +209,8 @@ impl ControlPlane {
             ),
             "--service-cluster-ip-range=10.96.0.0/16".to_owned(),
             "--allow-privileged=true".to_owned(),
+            // Real nodes' names resolve nowhere: reach kubelets (logs, exec) by their address.
+            "--kubelet-preferred-address-types=InternalIP".to_owned(),
             format!("--cert-dir={}", dir.path().join("certs").display()),
             "--profiling=false".to_owned(),
             "-v=1".to_owned(),
@@ -209,8 +248,8 @@ impl ControlPlane {
         for ns in ["default", "kube-system"] {
             plane.ensure_default_service_account(ns).await?;
         }
-        if options.controller_manager {
-            plane.start_controller_manager(&pki)?;
+        if options.controller_manager || options.all_controllers {
+            plane.start_controller_manager(&pki, options.all_controllers)?;
         }
         if options.scheduler {
             plane.start_scheduler()?;
@@ -221,7 +260,12 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    fn start_controller_manager(&mut self, pki: &pki::Pki) -> Result<(), Error> {
+    fn start_controller_manager(&mut self, pki: &pki::Pki, all: bool) -> Result<(), Error> {
+        let controllers = if all {
+            "*"
+        } else {
+            "namespace-controller,serviceaccount-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller"
+        };
         self.start_component(
             "kube-controller-manager",
             "envtest-kcm",
@@ -229,8 +273,7 @@ impl ControlPlane {
                 // Each controller acts as its own ServiceAccount with its bootstrap role, as
                 // kubeadm runs it; system:kube-controller-manager itself may do almost nothing.
                 "--use-service-account-credentials=true".to_owned(),
-                "--controllers=namespace-controller,serviceaccount-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller"
-                    .to_owned(),
+                format!("--controllers={controllers}"),
                 format!("--root-ca-file={}", pki.ca_file.display()),
             ],
         )
@@ -265,9 +308,19 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// `https://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` (or the address of [`Options::address`]).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// A kubeconfig for the kubelet of node `name` (one of [`Options::nodes`]).
+    pub fn node_kubeconfig(&self, name: &str) -> String {
+        kubeconfig_text(&self.url, &self.ca_pem, Some(&node_token(name)))
+    }
+
+    /// A kubeconfig for kube-proxy (user `system:kube-proxy`), when [`Options::nodes`] is set.
+    pub fn kube_proxy_kubeconfig(&self) -> String {
+        kubeconfig_text(&self.url, &self.ca_pem, Some(KUBE_PROXY_TOKEN))
     }
 
     /// The Kubernetes version running (`tests/k8s/DEFAULT` or `RANGEPOOL_K8S_VERSION`).

@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! rangepool-envtest --kubeconfig-out /tmp/kc [--controller-manager] [--scheduler] [--chart-identities]
+//!                   [--address IP] [--all-controllers] [--node NAME]...
 //! # prints "ready https://127.0.0.1:PORT" once the server answers, then runs until SIGTERM/SIGINT
 //! ```
 #![forbid(unsafe_code)]
@@ -19,10 +20,16 @@ struct Args {
 }
 
 const USAGE: &str = "usage: rangepool-envtest --kubeconfig-out PATH [--controller-manager] [--scheduler] [--chart-identities]
+                         [--address IP] [--all-controllers] [--node NAME]...
   Starts etcd and kube-apiserver (built by tests/k8s/build.sh) on 127.0.0.1, writes the admin's
   kubeconfig to PATH, prints \"ready URL\" and runs until SIGTERM or SIGINT.
   --chart-identities also applies the Helm chart's RBAC and writes the controller's and the node's
-  kubeconfigs next to PATH (PATH.controller, PATH.node).";
+  kubeconfigs next to PATH (PATH.controller, PATH.node).
+  --address IP: kube-apiserver binds and advertises IP instead of 127.0.0.1 (for real nodes).
+  --all-controllers: kube-controller-manager with every default controller (implies
+  --controller-manager).
+  --node NAME: a kubelet identity system:node:NAME, written to PATH.node-NAME, and a kube-proxy
+  identity, written to PATH.kube-proxy.";
 
 fn parse() -> Result<Args, String> {
     let mut kubeconfig_out = None;
@@ -35,12 +42,24 @@ fn parse() -> Result<Args, String> {
             "--controller-manager" => options.controller_manager = true,
             "--scheduler" => options.scheduler = true,
             "--chart-identities" => chart_identities = true,
+            "--all-controllers" => options.all_controllers = true,
+            "--address" => {
+                let value = args.next().unwrap_or_default();
+                options.address = value
+                    .parse()
+                    .map_err(|_| format!("--address: {value:?} is not an IP address\n{USAGE}"))?;
+            }
+            "--node" => options.nodes.extend(args.next().filter(|n| !n.is_empty())),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
     let kubeconfig_out =
         kubeconfig_out.ok_or_else(|| format!("--kubeconfig-out is required\n{USAGE}"))?;
+    // Real kubelets finish the deletion of their pods; the stand-in would race them.
+    if !options.nodes.is_empty() {
+        options.kubelet = None;
+    }
     Ok(Args {
         kubeconfig_out,
         options,
@@ -67,7 +86,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), envtest::Error> {
-    let plane = ControlPlane::start_with(args.options).await?;
+    let plane = ControlPlane::start_with(args.options.clone()).await?;
     if let Some(parent) = args
         .kubeconfig_out
         .parent()
@@ -86,6 +105,20 @@ async fn run(args: Args) -> Result<(), envtest::Error> {
             path.push(format!(".{suffix}"));
             std::fs::copy(&credentials.kubeconfig, PathBuf::from(path))?;
         }
+    }
+    let sibling = |suffix: &str| {
+        let mut path = args.kubeconfig_out.clone().into_os_string();
+        path.push(format!(".{suffix}"));
+        PathBuf::from(path)
+    };
+    for node in &args.options.nodes {
+        std::fs::write(
+            sibling(&format!("node-{node}")),
+            plane.node_kubeconfig(node),
+        )?;
+    }
+    if !args.options.nodes.is_empty() {
+        std::fs::write(sibling("kube-proxy"), plane.kube_proxy_kubeconfig())?;
     }
     println!("ready {}", plane.url());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

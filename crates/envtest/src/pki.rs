@@ -1,7 +1,9 @@
-//! The control plane's key material: a CA, the API server's serving certificate for 127.0.0.1,
-//! and the ServiceAccount token signing key. Made fresh for every control plane, so nothing a test
+//! The control plane's key material: a CA, the API server's serving certificate for its address
+//! (127.0.0.1 unless told otherwise) and the `kubernetes` Service's ClusterIP, and the
+//! ServiceAccount token signing key. Made fresh for every control plane, so nothing a test
 //! holds is trusted by another one.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -24,7 +26,8 @@ pub struct Pki {
 }
 
 impl Pki {
-    pub fn write(dir: &Path) -> Result<Pki, Error> {
+    /// `address`: the API server's own, which its certificate names besides 127.0.0.1.
+    pub fn write(dir: &Path, address: IpAddr) -> Result<Pki, Error> {
         let pki = |e: rcgen::Error| Error::Pki(e.to_string());
         let ca_key = KeyPair::generate().map_err(pki)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki)?;
@@ -35,13 +38,19 @@ impl Pki {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let serving_key = KeyPair::generate().map_err(pki)?;
-        let mut params = CertificateParams::new(vec![
+        let mut names = vec![
             "127.0.0.1".to_owned(),
             "localhost".to_owned(),
             "kubernetes".to_owned(),
             "kubernetes.default.svc".to_owned(),
-        ])
-        .map_err(pki)?;
+            // The `kubernetes` Service's ClusterIP (the first of --service-cluster-ip-range),
+            // which in-cluster clients on real nodes connect to.
+            "10.96.0.1".to_owned(),
+        ];
+        if !address.is_loopback() {
+            names.push(address.to_string());
+        }
+        let mut params = CertificateParams::new(names).map_err(pki)?;
         params.distinguished_name = name("kube-apiserver");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let serving = params.signed_by(&serving_key, &issuer).map_err(pki)?;
