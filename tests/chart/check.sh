@@ -162,7 +162,11 @@ for values in "$HERE"/bad-values/*.yaml; do
         template) ;; # helm lint logs a template's `fail` instead of failing; template and install fail
         *) fail "$values has no '# refused-by: schema|template' line" ;;
     esac
-    ok "$name: refused ($(grep -m1 -oE "at '[^']*'.*|cni\.[a-z]+:[^(]*" "$WORK/bad.out" | head -n 1 | cut -c1-90))"
+    # The whole message, as helm prints it: a schema error's line "- at '/path': ...", or a
+    # template's fail() after "execution error at (file:line:col): ".
+    msg=$(sed -n -e "s/^- \(at '.*\)$/\1/p" -e 's/^Error: execution error at ([^)]*): //p' "$WORK/bad.out" | head -n 1)
+    [[ -n $msg ]] || { cat "$WORK/bad.out"; fail "$name: no schema or template message in helm's output"; }
+    ok "$name: refused ($msg)"
 done
 
 # --- 4. the installer script ------------------------------------------------------------------------
