@@ -1,7 +1,8 @@
 //! `kubectl ipam`: the admin's view of rangepool.
 //!
-//! `plan` and `import-calico` work on files with no cluster; `show`, `check` and `release` talk
-//! to the cluster through a kubeconfig found as kubectl finds it. None of them holds rules of
+//! `plan` and `import-calico` work on files with no cluster (and so take no `--kubeconfig`);
+//! `show`, `check` and `release` talk to the cluster through a kubeconfig found as kubectl
+//! finds it. None of them holds rules of
 //! its own; they read files and the cluster, feed the core and print. From the `ipam` crate:
 //! which pods need an address (`pod::PodState`), pool validation, pool choice and allocation
 //! behind one `planner::Planner`, the address families (`Family::select`), the overlap sweep,
@@ -39,13 +40,27 @@ use cluster::Access;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the cluster is: only the commands that talk to one take these.
+#[derive(ClapArgs, Debug, Clone)]
+struct ClusterArgs {
     /// Path to the kubeconfig file (default: KUBECONFIG, else ~/.kube/config, else the
     /// in-cluster service account).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use (default: its current context).
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     context: Option<String>,
+}
+
+impl ClusterArgs {
+    fn access(self) -> Access {
+        Access {
+            kubeconfig: self.kubeconfig,
+            context: self.context,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -75,8 +90,8 @@ enum Command {
         #[arg(long, value_name = "FAMILIES", value_delimiter = ',')]
         families: Vec<String>,
         /// Output format.
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
-        output: Output,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Formatted::Table)]
+        output: Formatted,
     },
     /// Show the cluster's pools and how many of their addresses are used.
     ///
@@ -93,8 +108,10 @@ enum Command {
         #[arg(long)]
         nodes: bool,
         /// Output format.
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = ShowOutput::Table)]
-        output: ShowOutput,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Formatted::Table)]
+        output: Formatted,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Check the cluster's addresses for leaks, forgeries, duplicates and stuck pods.
     ///
@@ -111,6 +128,8 @@ enum Command {
         /// Output format; `-o json` is the report `release --from-report` reads.
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
         output: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Release leaked addresses: allocations whose pod is gone.
     ///
@@ -156,12 +175,14 @@ struct ReleaseArgs {
     /// Check everything and send the write in dry-run mode; change nothing.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 /// The `-o json` shape of `plan`, shown by `kubectl ipam plan --help`; keep in step with
 /// `plan/json.rs`.
 const PLAN_JSON_HELP: &str = "\
--o json prints one object (fields are only ever added, never renamed):
+-o json / -o yaml print one object (fields are only ever added, never renamed):
   podCIDRs       the pod CIDRs used ([] when unknown)
   podCIDRSource  \"flags\", \"kubeadm-config\" or \"unknown\"
   families       \"ipv4\" and/or \"ipv6\"
@@ -209,10 +230,20 @@ enum Output {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum ShowOutput {
+enum Formatted {
     Table,
     Json,
     Yaml,
+}
+
+impl From<Formatted> for text::Format {
+    fn from(f: Formatted) -> text::Format {
+        match f {
+            Formatted::Table => text::Format::Table,
+            Formatted::Json => text::Format::Json,
+            Formatted::Yaml => text::Format::Yaml,
+        }
+    }
 }
 
 /// Writes command output to stdout. A closed pipe (`| head`) is not worth a panic; the exit
@@ -223,10 +254,6 @@ pub(crate) fn print(text: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let access = Access {
-        kubeconfig: cli.kubeconfig,
-        context: cli.context,
-    };
     match cli.command {
         Command::Plan {
             dir,
@@ -237,23 +264,23 @@ fn main() -> ExitCode {
             dir,
             pod_cidrs,
             families,
-            json: matches!(output, Output::Json),
+            format: output.into(),
         }),
-        Command::Show { nodes, output } => show::run(&show::Args {
-            access,
+        Command::Show {
             nodes,
-            format: match output {
-                ShowOutput::Table => show::Format::Table,
-                ShowOutput::Json => show::Format::Json,
-                ShowOutput::Yaml => show::Format::Yaml,
-            },
+            output,
+            cluster,
+        } => show::run(&show::Args {
+            access: cluster.access(),
+            nodes,
+            format: output.into(),
         }),
-        Command::Check { output } => check::run(&check::Args {
-            access,
+        Command::Check { output, cluster } => check::run(&check::Args {
+            access: cluster.access(),
             json: matches!(output, Output::Json),
         }),
         Command::Release(r) => release::run(&release::Args {
-            access,
+            access: r.cluster.access(),
             target: match (r.ip, r.from_report) {
                 (Some(ip), _) => release::Target::Ip(ip),
                 (None, Some(file)) => release::Target::Report(file),

@@ -25,10 +25,11 @@ pub use compute::Plan;
 pub use settings::InputError;
 
 use crate::manifests::Manifests;
+pub use crate::text::Format;
 use settings::Settings;
 
 /// What `kubectl ipam plan` was asked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Args {
     /// File or directory of manifests.
     pub dir: PathBuf,
@@ -36,8 +37,8 @@ pub struct Args {
     pub pod_cidrs: Vec<String>,
     /// `--families` values as given.
     pub families: Vec<String>,
-    /// `-o json` instead of the table.
-    pub json: bool,
+    /// `-o`: the table, JSON or YAML.
+    pub format: Format,
 }
 
 /// Exit status when a pod gets no address or a pool is not allocatable.
@@ -54,11 +55,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let out = if args.json {
-        json::render(&plan)
-    } else {
-        table::render(&plan)
-    };
+    let out = json::render(&plan, args.format).unwrap_or_else(|| table::render(&plan));
     // A closed pipe (`| head`) is not worth a panic; the exit status still tells the result.
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     if plan.clean() {

@@ -25,16 +25,7 @@ pub const NO_STATUS: &str = "Unknown";
 /// Exit status when the cluster cannot be read.
 const EXIT_ACCESS: u8 = 2;
 
-/// How to print.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Tables for a person.
-    Table,
-    /// JSON.
-    Json,
-    /// YAML.
-    Yaml,
-}
+pub use crate::text::Format;
 
 /// What `kubectl ipam show` was asked.
 #[derive(Debug, Clone)]
@@ -56,12 +47,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_ACCESS);
         }
     };
-    let out = match args.format {
-        Format::Table => table(&usage),
-        // Plain strings, numbers and lists: serializing cannot fail.
-        Format::Json => serde_json::to_string_pretty(&usage).unwrap_or_default() + "\n",
-        Format::Yaml => serde_saphyr::to_string(&usage).unwrap_or_default(),
-    };
+    let out = crate::text::serialized(&usage, args.format).unwrap_or_else(|| table(&usage));
     crate::print(&out);
     ExitCode::SUCCESS
 }

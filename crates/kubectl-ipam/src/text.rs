@@ -2,6 +2,28 @@
 //! and short durations. Every command's table output goes through here, so they all read alike
 //! and fit in 100-120 columns.
 
+/// How a command prints its result: tables for a person, or one object for machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Tables for a person.
+    Table,
+    /// Pretty-printed JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// `value` as pretty JSON (with a trailing newline) or YAML; `None` for [`Format::Table`], which
+/// each command renders itself. The values are plain structs of strings, numbers, options and
+/// lists, so serializing them cannot fail.
+pub fn serialized<T: serde::Serialize>(value: &T, format: Format) -> Option<String> {
+    match format {
+        Format::Table => None,
+        Format::Json => Some(serde_json::to_string_pretty(value).unwrap_or_default() + "\n"),
+        Format::Yaml => Some(serde_saphyr::to_string(value).unwrap_or_default()),
+    }
+}
+
 /// Lines are wrapped to this width.
 pub const WIDTH: usize = 110;
 /// A column is never padded wider than this; a longer cell pushes its row to the right.

@@ -67,7 +67,8 @@ fn the_example_plans_every_pod_as_its_readme_says() {
     assert_eq!(unknown["address"], Value::Null);
     let message = unknown["message"].as_str().unwrap();
     assert!(
-        message.contains("\"payment\"") && message.contains("does not exist"),
+        message.contains("\"payment\"")
+            && message.ends_with("does not exist; did you mean \"payments\"?"),
         "{message}"
     );
 
@@ -672,5 +673,51 @@ fn a_misspelled_pool_field_fails_the_plan_with_exit_2_as_kubectl_apply_would() {
         "namespaceSelector",
     ] {
         assert!(run.stderr.contains(part), "{part}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn yaml_output_is_the_json_object() {
+    let dir = example_dir();
+    let json = kubectl_ipam(&["plan", "-f", dir.to_str().unwrap(), "-o", "json"]);
+    let yaml = kubectl_ipam(&["plan", "-f", dir.to_str().unwrap(), "-o", "yaml"]);
+    assert_eq!(yaml.status, json.status, "{}{}", yaml.stdout, yaml.stderr);
+    let from_yaml: Value = serde_saphyr::from_str(&yaml.stdout).unwrap();
+    assert_eq!(from_yaml, json.json());
+}
+
+#[test]
+fn plan_and_import_calico_take_no_cluster_flags_and_the_cluster_commands_do() {
+    let dir = example_dir();
+    for args in [
+        vec!["plan", "-f", dir.to_str().unwrap(), "--kubeconfig", "/x"],
+        vec!["plan", "-f", dir.to_str().unwrap(), "--context", "prod"],
+        vec!["import-calico", "-f", "-", "--kubeconfig", "/x"],
+    ] {
+        let run = kubectl_ipam(&args);
+        assert_eq!(run.status, 2, "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("unexpected argument"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    for command in ["plan", "import-calico"] {
+        let help = kubectl_ipam(&[command, "--help"]);
+        assert_eq!(help.status, 0, "{}", help.stderr);
+        assert!(
+            !help.stdout.contains("--kubeconfig") && !help.stdout.contains("--context"),
+            "{command}: {}",
+            help.stdout
+        );
+    }
+    for command in ["show", "check", "release"] {
+        let help = kubectl_ipam(&[command, "--help"]);
+        assert_eq!(help.status, 0, "{}", help.stderr);
+        assert!(
+            help.stdout.contains("--kubeconfig") && help.stdout.contains("--context"),
+            "{command}: {}",
+            help.stdout
+        );
     }
 }

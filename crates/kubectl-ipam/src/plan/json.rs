@@ -1,4 +1,5 @@
-//! The plan for machines (`-o json`). The shape is an interface; add fields, never rename them.
+//! The plan for machines (`-o json`, and the same object as `-o yaml`). The shape is an
+//! interface; add fields, never rename them.
 //!
 //! ```json
 //! {
@@ -24,6 +25,7 @@ use serde::Serialize;
 
 use super::compute::{Outcome, Plan};
 use super::settings::CidrSource;
+use crate::text::Format;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -77,8 +79,12 @@ struct SkippedOut<'a> {
     reason: &'a str,
 }
 
-/// Renders the plan as pretty-printed JSON with a trailing newline.
-pub fn render(plan: &Plan) -> String {
+/// Renders the plan as pretty-printed JSON with a trailing newline, or as YAML; `None` for the
+/// table.
+pub fn render(plan: &Plan, format: Format) -> Option<String> {
+    if format == Format::Table {
+        return None;
+    }
     let settings = &plan.settings;
     let out = Out {
         pod_cidrs: settings
@@ -148,8 +154,5 @@ pub fn render(plan: &Plan) -> String {
             .collect(),
         notes: &plan.notes,
     };
-    // Serializing plain structs of strings, numbers and options cannot fail.
-    let mut text = serde_json::to_string_pretty(&out).unwrap_or_default();
-    text.push('\n');
-    text
+    crate::text::serialized(&out, format)
 }
