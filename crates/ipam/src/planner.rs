@@ -442,21 +442,30 @@ impl Planner {
                 reason: Box::new(reason),
                 seen_in,
             })?;
-        let got = self.allocator.adopt(
-            &Request {
-                handle,
-                namespace: pod.namespace,
-                pod: pod.name,
-                node: pod.node,
-                family: Family::of_addr(&address),
-                pools: &[],
-            },
-            &pool,
-            address,
-            None,
-        )?;
+        Ok(self.record_as_own(pod, handle, pool, address)?)
+    }
+
+    /// Records `address` of `pool` for the pod (see [`Allocator::adopt`]): in the block that
+    /// covers it, or in a new block claimed for the pod's node.
+    fn record_as_own(
+        &mut self,
+        pod: &PodContext<'_>,
+        handle: &str,
+        pool: String,
+        address: IpAddr,
+    ) -> Result<Placed, AllocError> {
+        let family = Family::of_addr(&address);
+        let request = Request {
+            handle,
+            namespace: pod.namespace,
+            pod: pod.name,
+            node: pod.node,
+            family,
+            pools: &[],
+        };
+        let got = self.allocator.adopt(&request, &pool, address, None)?;
         Ok(Placed {
-            family: Family::of_addr(&address),
+            family,
             address,
             pool,
             block: got.block,
@@ -560,32 +569,11 @@ impl Planner {
         if let Some(reason) = self.allocator.quarantine_of(address) {
             return Err(not_allowed(format!("its block is quarantined: {reason}")));
         }
-        let got = self
-            .allocator
-            .adopt(
-                &Request {
-                    handle,
-                    namespace: pod.namespace,
-                    pod: pod.name,
-                    node: pod.node,
-                    family: Family::of_addr(&address),
-                    pools: &[],
-                },
-                &pool,
-                address,
-                None,
-            )
+        self.record_as_own(pod, handle, pool, address)
             .map_err(|e| match e {
                 AllocError::AddressTaken { holder, .. } => taken(format!("pod {holder}")),
                 other => AssignError::Alloc(other),
-            })?;
-        Ok(Placed {
-            family: Family::of_addr(&address),
-            address,
-            pool,
-            block: got.block,
-            new: got.new,
-        })
+            })
     }
 
     /// Parks or releases what pod `handle` holds, now that the pod is gone or finished: the
