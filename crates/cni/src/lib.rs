@@ -28,6 +28,7 @@ pub mod request;
 pub mod result;
 pub mod run;
 pub mod text;
+pub mod usage;
 pub mod verify;
 pub mod version;
 pub mod work;

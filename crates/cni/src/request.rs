@@ -1,6 +1,8 @@
 //! One plugin call, read from the `CNI_*` environment and the configuration on standard input
-//! into a single [`Command`].
+//! into a single [`Command`]; and, before that, whether the binary was started for a call at
+//! all or by a person asking for `--help` or `--version` ([`invocation`]).
 
+use std::ffi::OsString;
 use std::fmt;
 
 use crate::config::{self, NetConf};
@@ -84,6 +86,43 @@ impl Command {
             _ => None,
         }
     }
+}
+
+/// How the binary was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// A CNI call, read with [`parse`]: `CNI_COMMAND` is set (whatever the arguments), or
+    /// nothing asks otherwise.
+    Cni,
+    /// `--help` or `-h` without `CNI_COMMAND`: [`crate::usage::HELP`] on stdout.
+    Help,
+    /// `--version` or `-V` without `CNI_COMMAND`: [`crate::usage::version_text`] on stdout.
+    Version,
+    /// Another argument without `CNI_COMMAND`: what is wrong, for stderr (exit 2, no CNI reply).
+    BadArgument(String),
+}
+
+/// Tells a runtime's call from a person's `--help` or `--version`. A runtime always sets
+/// `CNI_COMMAND` and passes no arguments; with `CNI_COMMAND` set the arguments are not looked
+/// at, so a call is read exactly as it would be without them. `--help` wins over `--version`.
+pub fn invocation(cni_command_set: bool, args: &[OsString]) -> Invocation {
+    if cni_command_set || args.is_empty() {
+        return Invocation::Cni;
+    }
+    let mut asked = Invocation::Version;
+    for arg in args {
+        match arg.to_str() {
+            Some("--help" | "-h") => asked = Invocation::Help,
+            Some("--version" | "-V") => {}
+            _ => {
+                return Invocation::BadArgument(format!(
+                    "unknown argument {:?}; rangepool-ipam takes --help or --version, and is otherwise run by the container runtime with CNI_COMMAND set",
+                    echo(&arg.to_string_lossy())
+                ));
+            }
+        }
+    }
+    asked
 }
 
 /// A call that could not be parsed, with what is known for the reply.

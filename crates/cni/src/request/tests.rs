@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 
 use serde_json::json;
 
@@ -336,4 +337,31 @@ fn add_and_del_accept_every_supported_version() {
             assert_eq!(command.conf().unwrap().version, version);
         }
     }
+}
+
+#[test]
+fn help_and_version_only_without_cni_command() {
+    let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+    assert_eq!(invocation(false, &args(&["--help"])), Invocation::Help);
+    assert_eq!(invocation(false, &args(&["-h"])), Invocation::Help);
+    assert_eq!(
+        invocation(false, &args(&["--version"])),
+        Invocation::Version
+    );
+    assert_eq!(invocation(false, &args(&["-V"])), Invocation::Version);
+    assert_eq!(
+        invocation(false, &args(&["--version", "--help"])),
+        Invocation::Help
+    );
+    // No arguments: a call (whose missing CNI_COMMAND `parse` reports as a CNI error).
+    assert_eq!(invocation(false, &[]), Invocation::Cni);
+    // A runtime's call is read as a call, whatever the arguments.
+    for list in [&["--help"][..], &["--version"], &["--bogus"], &[]] {
+        assert_eq!(invocation(true, &args(list)), Invocation::Cni, "{list:?}");
+    }
+    let Invocation::BadArgument(msg) = invocation(false, &args(&["--version", "ADD\nx"])) else {
+        panic!("an unknown argument is refused");
+    };
+    assert!(msg.contains("unknown argument \"ADD\\nx\""), "{msg}");
+    assert!(msg.contains("--help or --version"), "{msg}");
 }

@@ -476,6 +476,7 @@ fn unused(path: PathBuf) -> PathBuf {
 #[derive(Clone)]
 pub struct Call {
     env: BTreeMap<String, String>,
+    args: Vec<String>,
     stdin: Option<Vec<u8>>,
 }
 
@@ -563,8 +564,23 @@ impl Call {
         env.insert("CNI_PATH".into(), "/opt/cni/bin".into());
         Call {
             env,
+            args: Vec::new(),
             stdin: Some(conf.to_string().into_bytes()),
         }
+    }
+
+    /// A person running the binary with `args` and none of the CNI variables.
+    pub fn by_hand(args: &[&str]) -> Call {
+        Call {
+            env: BTreeMap::new(),
+            args: args.iter().map(ToString::to_string).collect(),
+            stdin: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -591,6 +607,7 @@ impl Call {
     pub async fn spawn(&self) -> Running {
         let started = Instant::now();
         let mut child = tokio::process::Command::new(PLUGIN)
+            .args(&self.args)
             .env_clear()
             .envs(&self.env)
             .stdin(Stdio::piped())

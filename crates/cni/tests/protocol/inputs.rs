@@ -18,6 +18,59 @@ async fn version_lists_the_supported_versions_without_reading_stdin() {
 }
 
 #[tokio::test]
+async fn help_and_version_by_hand_are_plain_text_and_no_call() {
+    for args in [&["--help"][..], &["-h"], &["--version", "--help"]] {
+        let out = Call::by_hand(args).run().await;
+        assert_eq!(out.code, 0, "{args:?}: {} / {}", out.stdout, out.stderr);
+        assert!(
+            out.stdout
+                .starts_with("rangepool-ipam: rangepool's CNI IPAM plugin."),
+            "{args:?}: {}",
+            out.stdout
+        );
+        assert!(
+            out.stdout
+                .contains("Usage: rangepool-ipam --help | --version")
+        );
+        assert!(serde_json::from_str::<Value>(&out.stdout).is_err());
+        assert_eq!(out.stderr, "", "{args:?}: no log line");
+    }
+    for args in [&["--version"][..], &["-V"]] {
+        let out = Call::by_hand(args).run().await;
+        assert_eq!(out.code, 0, "{args:?}: {} / {}", out.stdout, out.stderr);
+        assert_eq!(
+            out.stdout,
+            format!(
+                "rangepool-ipam {} (rangepool's CNI IPAM plugin)\nCNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        assert_eq!(out.stderr, "", "{args:?}: no log line");
+    }
+    // An unknown argument: usage on stderr, exit 2, nothing on stdout, still no CNI reply.
+    let out = Call::by_hand(&["--kubeconfig", "/k"]).run().await;
+    assert_eq!(out.code, 2);
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr
+            .starts_with("rangepool-ipam: unknown argument \"--kubeconfig\""),
+        "{}",
+        out.stderr
+    );
+    // With CNI_COMMAND set the arguments do not count: VERSION answers in JSON as always, and a
+    // bare run without CNI_COMMAND is still a CNI error.
+    let out = Call::bare("VERSION", &json!({})).arg("--help").run().await;
+    assert_eq!(
+        out.ok().unwrap(),
+        json!({"cniVersion": "1.1.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]})
+    );
+    let out = Call::bare("ADD", &json!({})).arg("--version").run().await;
+    assert!(out.failed(4).contains("CNI_CONTAINERID"), "{}", out.stdout);
+    let out = Call::by_hand(&[]).run().await;
+    assert!(out.failed(4).contains("CNI_COMMAND"), "{}", out.stdout);
+}
+
+#[tokio::test]
 async fn commands_are_gated_by_the_declared_version() {
     let cluster = Cluster::start().await;
     let web = pod("web").create(&cluster).await;
