@@ -20,6 +20,14 @@ pub fn parked_handle(statefulset_uid: &str, pod: &str) -> String {
 
 const PREFIX: &str = "sts:";
 
+/// Whether an owner reference of a pod (its `apiVersion`, `kind` and `controller`) names the
+/// StatefulSet that controls the pod: the one whose UID the pod's parked record carries. Other
+/// owners, and a StatefulSet that only owns the pod without controlling it, make no address
+/// sticky.
+pub fn controls_pod(api_version: &str, kind: &str, controller: Option<bool>) -> bool {
+    controller == Some(true) && kind == "StatefulSet" && api_version == "apps/v1"
+}
+
 /// A parked record's handle, read back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parked<'a> {
@@ -125,6 +133,15 @@ mod tests {
         ] {
             assert_eq!(Parked::parse(pod_uid), None, "{pod_uid}");
         }
+    }
+
+    #[test]
+    fn only_the_controlling_apps_v1_statefulset_counts() {
+        assert!(controls_pod("apps/v1", "StatefulSet", Some(true)));
+        assert!(!controls_pod("apps/v1", "StatefulSet", Some(false)));
+        assert!(!controls_pod("apps/v1", "StatefulSet", None));
+        assert!(!controls_pod("apps/v1", "ReplicaSet", Some(true)));
+        assert!(!controls_pod("apps/v1beta2", "StatefulSet", Some(true)));
     }
 
     #[test]

@@ -67,9 +67,12 @@ impl ClusterArgs {
 enum Command {
     /// Show, offline, which address every pod in a directory of manifests would get.
     ///
-    /// Reads IPPools (rangepool.dev/v1 or Calico's projectcalico.org/v3), Namespaces, Nodes,
-    /// Pods bound to nodes, and optionally the kube-system/kubeadm-config ConfigMap, and runs the
-    /// controller's own pool validation, pool choice and allocation over them. Pods are planned
+    /// Reads IPPools and IPReservations (rangepool.dev/v1 or Calico's projectcalico.org/v3),
+    /// Namespaces, Nodes, Pods bound to nodes, and optionally the kube-system/kubeadm-config
+    /// ConfigMap, and runs the controller's own pool validation, pool choice and allocation over
+    /// them, reserved addresses and addresses pods ask for (cni.projectcalico.org/ipAddrs)
+    /// included. Pod annotations rangepool does not honour (ipAddrsNoIpam, floatingIPs) are
+    /// warned about on stderr. Pods are planned
     /// in file order (files sorted by path), so the plan is deterministic; pools without a
     /// creationTimestamp count as created in name order.
     ///
@@ -190,9 +193,12 @@ const PLAN_JSON_HELP: &str = "\
   pods           one entry per pod and family, in file order: namespace, name, node, family,
                  pool and address (null when refused), reason and message (null when served)
   pools          one entry per pool, in file order: name, file, cidr, blockSize, assignmentMode,
-                 allocatable, reason, message, note, capacity, planned, blocks
+                 allocatable, reason, message, note, capacity, planned, reserved, blocks
+  reservations   one entry per IPReservation, in file order: name, file, ranges, invalid
   skipped        objects not planned: file, kind, name, reason
-  notes          assumptions the plan made";
+  notes          assumptions the plan made
+  warnings       pod annotations rangepool does not honour (ipAddrsNoIpam, floatingIPs); also
+                 on stderr";
 
 /// The `-o json|yaml` shape of `show`; keep in step with `show.rs`.
 const SHOW_JSON_HELP: &str = "\

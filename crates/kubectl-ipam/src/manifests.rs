@@ -1,33 +1,36 @@
 //! Reading a directory of Kubernetes manifests for the offline planner.
 //!
-//! Accepts YAML (several documents per file) and JSON, `List` objects, and IPPools in both our
-//! API group and Calico's (`projectcalico.org/v3`, and `crd.projectcalico.org/v1` as stored by
-//! Calico's CRD backend; same fields), so an admin can plan a migration from Calico manifests as
-//! they are. Every object remembers the file it came from, so that every message can name it.
+//! Accepts YAML (several documents per file) and JSON, `List` objects, and IPPools and
+//! IPReservations in both our API group and Calico's (`projectcalico.org/v3`, and
+//! `crd.projectcalico.org/v1` as stored by Calico's CRD backend; same fields), so an admin can
+//! plan a migration from Calico manifests as they are. Both kinds are read strictly, as
+//! `kubectl apply` reads them: a field their CRD does not have is an error. Every object
+//! remembers the file it came from, so that every message can name it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use api::IPPool;
+use api::{IPPool, IPReservation};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
-/// API versions under which an `IPPool` manifest is read as a rangepool pool.
-const POOL_API_VERSIONS: [&str; 3] = [
+/// API versions under which an `IPPool` or `IPReservation` manifest is read as rangepool's.
+const API_VERSIONS: [&str; 3] = [
     "rangepool.dev/v1",
     "projectcalico.org/v3",
     "crd.projectcalico.org/v1",
 ];
 
-/// Why an IPPool manifest has fields the IPPool CRD we ship does not, as `kubectl apply`'s
-/// strict field validation would refuse them; `None` when it has none.
-fn unknown_pool_fields(doc: &Value, api_version: &str) -> Option<String> {
-    use kube::CustomResourceExt;
-    static CRD: std::sync::OnceLock<
-        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    > = std::sync::OnceLock::new();
-    let unknown = api::crd::unknown_fields(CRD.get_or_init(IPPool::crd), doc);
+/// Why a manifest of one of our kinds has fields its CRD (as we ship it) does not, as `kubectl
+/// apply`'s strict field validation would refuse them; `None` when it has none.
+fn unknown_fields<K: kube::CustomResourceExt + kube::Resource<DynamicType = ()>>(
+    crd: &'static std::sync::OnceLock<CustomResourceDefinition>,
+    doc: &Value,
+    api_version: &str,
+) -> Option<String> {
+    let unknown = api::crd::unknown_fields(crd.get_or_init(K::crd), doc);
     if unknown.is_empty() {
         return None;
     }
@@ -47,11 +50,15 @@ fn unknown_pool_fields(doc: &Value, api_version: &str) -> Option<String> {
         "; Calico fields rangepool does not have are dropped by `kubectl ipam import-calico`, which lists them"
     };
     Some(format!(
-        "{}: the IPPool CRD refuses {}, as `kubectl apply` would{calico}",
+        "{}: the {} CRD refuses {}, as `kubectl apply` would{calico}",
         listed.join("; "),
+        K::kind(&()),
         if unknown.len() == 1 { "it" } else { "them" }
     ))
 }
+
+static POOL_CRD: std::sync::OnceLock<CustomResourceDefinition> = std::sync::OnceLock::new();
+static RESERVATION_CRD: std::sync::OnceLock<CustomResourceDefinition> = std::sync::OnceLock::new();
 
 /// An object and the file it was read from.
 #[derive(Debug, Clone)]
@@ -101,6 +108,8 @@ impl fmt::Display for Skipped {
 pub struct Manifests {
     /// IPPools, in file order.
     pub pools: Vec<Sourced<IPPool>>,
+    /// IPReservations, in file order.
+    pub reservations: Vec<Sourced<IPReservation>>,
     /// Namespaces by name (a later manifest of the same name replaces an earlier one, as
     /// `kubectl apply` would).
     pub namespaces: BTreeMap<String, Sourced<Namespace>>,
@@ -237,8 +246,8 @@ impl Manifests {
                     self.add(file, item)?;
                 }
             }
-            ("IPPool", v) if POOL_API_VERSIONS.contains(&v) => {
-                if let Some(message) = unknown_pool_fields(&doc, v) {
+            ("IPPool", v) if API_VERSIONS.contains(&v) => {
+                if let Some(message) = unknown_fields::<IPPool>(&POOL_CRD, &doc, v) {
                     return Err(shape(message));
                 }
                 let mut doc = doc;
@@ -249,9 +258,22 @@ impl Manifests {
                     object: pool,
                 });
             }
-            ("IPPool", v) => self.skipped.push(skip(format!(
+            ("IPReservation", v) if API_VERSIONS.contains(&v) => {
+                if let Some(message) = unknown_fields::<IPReservation>(&RESERVATION_CRD, &doc, v) {
+                    return Err(shape(message));
+                }
+                let mut doc = doc;
+                doc["apiVersion"] = Value::from("rangepool.dev/v1");
+                let reservation: IPReservation =
+                    serde_json::from_value(doc).map_err(|e| shape(e.to_string()))?;
+                self.reservations.push(Sourced {
+                    file: file.to_owned(),
+                    object: reservation,
+                });
+            }
+            ("IPPool" | "IPReservation", v) => self.skipped.push(skip(format!(
                 "apiVersion {v:?} is not one the planner reads ({})",
-                POOL_API_VERSIONS.join(", ")
+                API_VERSIONS.join(", ")
             ))),
             ("Namespace", "v1") => {
                 let ns: Namespace =
@@ -414,6 +436,40 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn reservations_are_read_in_both_groups_and_strictly() {
+        let m = read(&[(
+            "r.yaml",
+            "apiVersion: projectcalico.org/v3\nkind: IPReservation\nmetadata: {name: appliances}\nspec: {reservedCIDRs: [10.244.8.1, 10.244.8.240/28]}\n---\napiVersion: rangepool.dev/v1\nkind: IPReservation\nmetadata: {name: edge}\nspec: {reservedCIDRs: [10.244.9.0]}\n",
+        )])
+        .unwrap();
+        let names: Vec<String> = m
+            .reservations
+            .iter()
+            .map(|r| r.object.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["appliances", "edge"]);
+        assert_eq!(
+            m.reservations[0].object.spec.reserved_cidrs,
+            ["10.244.8.1", "10.244.8.240/28"]
+        );
+
+        let err = read(&[(
+            "r.yaml",
+            "apiVersion: rangepool.dev/v1\nkind: IPReservation\nmetadata: {name: typo}\nspec: {reservedCIDR: [10.244.8.1]}\n",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("r.yaml")
+                && err.contains("IPReservation \"typo\"")
+                && err.contains("unknown field spec.reservedCIDR ")
+                && err.contains("reservedCIDRs")
+                && err.contains("the IPReservation CRD refuses it"),
+            "{err}"
+        );
     }
 
     #[test]

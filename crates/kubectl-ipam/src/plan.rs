@@ -55,6 +55,10 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    // On stderr whatever the format, so that a CI log shows them next to the plan.
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
     let out = json::render(&plan, args.format).unwrap_or_else(|| table::render(&plan));
     // A closed pipe (`| head`) is not worth a panic; the exit status still tells the result.
     let _ = std::io::stdout().lock().write_all(out.as_bytes());

@@ -46,6 +46,15 @@ pub fn age(seconds: i64) -> String {
     }
 }
 
+/// A range as an admin wrote it: a single address without its `/32` or `/128`.
+pub fn range(net: &ipnet::IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
 /// A left-aligned table whose rows may carry wrapped detail lines.
 pub struct Table {
     headers: Vec<&'static str>,
@@ -138,6 +147,17 @@ mod tests {
         assert_eq!(age(3 * 3600 + 12 * 60), "3h12m");
         assert_eq!(age(4 * 86_400 + 3 * 3600 + 59), "4d3h");
         assert_eq!(age(2 * 86_400 + 59), "2d");
+    }
+
+    #[test]
+    fn a_host_range_reads_as_its_address() {
+        let net = |s: &str| {
+            s.parse::<ipnet::IpNet>()
+                .unwrap_or_else(|e| panic!("{s}: {e}"))
+        };
+        assert_eq!(range(&net("10.244.8.1/32")), "10.244.8.1");
+        assert_eq!(range(&net("fd00::1/128")), "fd00::1");
+        assert_eq!(range(&net("10.244.8.240/28")), "10.244.8.240/28");
     }
 
     #[test]

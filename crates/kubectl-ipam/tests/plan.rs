@@ -346,7 +346,9 @@ fn json_output_has_the_documented_shape() {
             "podCIDRs",
             "pods",
             "pools",
-            "skipped"
+            "reservations",
+            "skipped",
+            "warnings"
         ]
     );
     assert_eq!(plan["clean"], false);
@@ -393,6 +395,7 @@ fn json_output_has_the_documented_shape() {
         ("reason", Value::from("OK")),
         ("capacity", Value::from(65536)),
         ("planned", Value::from(1)),
+        ("reserved", Value::from(0)),
         ("blocks", Value::from(1)),
     ] {
         assert_eq!(general[key], want, "{key} in {general:#}");
@@ -720,4 +723,72 @@ fn plan_and_import_calico_take_no_cluster_flags_and_the_cluster_commands_do() {
             help.stdout
         );
     }
+}
+
+#[test]
+fn reservations_and_asked_for_addresses_are_planned_and_unhonoured_keys_warned_about() {
+    let reservation = serde_json::json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "IPReservation",
+        "metadata": {"name": "appliances"},
+        "spec": {"reservedCIDRs": ["10.244.0.0/31"]},
+    });
+    let run = cluster()
+        .objects(
+            "pools.yaml",
+            &[
+                &ippool("general", "10.244.0.0/24").block_size(28),
+                &reservation,
+            ],
+        )
+        .objects(
+            "pods.yaml",
+            &[
+                &pod("auto"),
+                &pod("fixed").annotated("cni.projectcalico.org/ipAddrs", r#"["10.244.0.9"]"#),
+                &pod("appliance").annotated("cni.projectcalico.org/ipAddrs", r#"["10.244.0.1"]"#),
+                &pod("nat").annotated("cni.projectcalico.org/floatingIPs", r#"["1.2.3.4"]"#),
+            ],
+        )
+        .plan(&["-o", "json"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    let plan = run.json();
+    assert_eq!(pod_row(&plan, "auto", "ipv4")["address"], "10.244.0.2");
+    assert_eq!(pod_row(&plan, "fixed", "ipv4")["address"], "10.244.0.9");
+    assert_eq!(
+        pod_row(&plan, "appliance", "ipv4")["reason"],
+        "AddressReserved"
+    );
+    assert_eq!(pod_row(&plan, "nat", "ipv4")["address"], "10.244.0.3");
+    assert_eq!(pool_row(&plan, "general")["reserved"], 2);
+    assert_eq!(
+        plan["reservations"],
+        serde_json::json!([{"name": "appliances", "file": plan["reservations"][0]["file"],
+                            "ranges": ["10.244.0.0/31"], "invalid": []}])
+    );
+    let warnings = plan["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(
+        warning.contains("pod default/nat") && warning.contains("floatingIPs is not honoured"),
+        "{warning}"
+    );
+    assert!(
+        run.stderr.contains(&format!("warning: {warning}")),
+        "{}",
+        run.stderr
+    );
+
+    let table = cluster()
+        .objects(
+            "pools.yaml",
+            &[&ippool("general", "10.244.0.0/24"), &reservation],
+        )
+        .objects("pods.yaml", &[&pod("auto")])
+        .plan(&[]);
+    assert_eq!(table.status, 0, "{}{}", table.stdout, table.stderr);
+    assert!(
+        table.row("appliances").split_whitespace().last() == Some("10.244.0.0/31"),
+        "{}",
+        table.stdout
+    );
 }

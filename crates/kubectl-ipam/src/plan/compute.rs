@@ -10,6 +10,14 @@
 //! `NamespaceUnknown`), since the selectors cannot be checked without their labels; the
 //! namespaces Kubernetes itself creates (`default`, `kube-system`, ...) are assumed as
 //! Kubernetes creates them when no manifest is given.
+//!
+//! IPReservations are read as the controller reads them ([`api::IPReservationSpec::ranges`],
+//! entries that are not addresses or ranges ignored and noted) and handed to the core's
+//! allocator, which keeps them, and the edge addresses of pools with `reserveEdgeAddresses`,
+//! from every pod. A pod asking for an address (`cni.projectcalico.org/ipAddrs`) goes through
+//! the same [`Planner::assign`], with every refusal the controller makes; a pod's controlling
+//! StatefulSet is passed on as the controller passes it. Pods carrying Calico's
+//! `ipAddrsNoIpam` or `floatingIPs`, which rangepool does not honour, are listed as warnings.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -20,7 +28,7 @@ use ipam::allocator::Allocator;
 use ipam::cidr::Family;
 use ipam::planner::{AssignError, Planner, PodContext};
 use ipam::pod::{NoAddress, PodState};
-use ipam::pool::PoolInput;
+use ipam::pool::{AssignmentMode, PoolInput};
 use ipam::validate::{PoolVerdict, Reason};
 use k8s_openapi::api::core::v1::Pod;
 
@@ -46,6 +54,25 @@ pub struct Plan {
     pub skipped: Vec<Skipped>,
     /// Assumptions the plan made, for the reader.
     pub notes: Vec<String>,
+    /// One row per IPReservation, in file order.
+    pub reservations: Vec<ReservationRow>,
+    /// Pod annotations rangepool does not honour (`ipAddrsNoIpam`, `floatingIPs`), in file
+    /// order, each naming the file and the pod.
+    pub warnings: Vec<String>,
+}
+
+/// One IPReservation as the plan used it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRow {
+    /// Its name.
+    pub name: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The addresses and ranges kept from every pod.
+    pub ranges: Vec<ipnet::IpNet>,
+    /// Entries that are not addresses or ranges, each with why; ignored, as the controller
+    /// ignores them.
+    pub invalid: Vec<String>,
 }
 
 impl Plan {
@@ -123,6 +150,10 @@ pub struct PoolRow {
     pub capacity: u128,
     /// Addresses the plan gives out from it.
     pub planned: u128,
+    /// Addresses of it no pod is given: in an IPReservation, or edge addresses it keeps back.
+    pub reserved: u128,
+    /// Its Calico data-plane settings, which have no effect here (its message says so).
+    pub inert: Vec<String>,
     /// Blocks the plan claims in it.
     pub blocks: usize,
 }
@@ -149,6 +180,25 @@ pub fn compute(manifests: &Manifests, settings: Settings) -> Plan {
     // The controller's default: a node may borrow a free slot of another node's block.
     let mut core = Planner::new(false);
     core.set_pools(&inputs, settings.pod_cidrs.as_deref());
+    let reservations: Vec<ReservationRow> = manifests
+        .reservations
+        .iter()
+        .map(|r| {
+            let (ranges, invalid) = r.object.spec.ranges();
+            ReservationRow {
+                name: r.object.metadata.name.clone().unwrap_or_default(),
+                file: r.file.clone(),
+                ranges,
+                invalid,
+            }
+        })
+        .collect();
+    core.allocator_mut().set_reserved(
+        reservations
+            .iter()
+            .flat_map(|r| r.ranges.iter().copied())
+            .collect(),
+    );
 
     let mut planner = PodPlanner {
         manifests,
@@ -157,6 +207,7 @@ pub fn compute(manifests: &Manifests, settings: Settings) -> Plan {
         rows: Vec::new(),
         skipped: Vec::new(),
         assumed: Vec::new(),
+        warnings: Vec::new(),
         seen: HashMap::new(),
         handles: HashSet::new(),
     };
@@ -167,10 +218,20 @@ pub fn compute(manifests: &Manifests, settings: Settings) -> Plan {
         rows,
         skipped: skipped_pods,
         assumed,
+        warnings,
         ..
     } = planner;
 
     let mut notes = Vec::new();
+    for r in &reservations {
+        for why in &r.invalid {
+            notes.push(format!(
+                "{}: IPReservation {}: {why}; the controller ignores the entry, and so does the plan",
+                r.file.display(),
+                r.name
+            ));
+        }
+    }
     for ns in assumed {
         notes.push(format!(
             "namespace {ns} has no manifest; assumed as Kubernetes creates it (no annotations, label {NAMESPACE_NAME_LABEL}={ns})"
@@ -193,6 +254,8 @@ pub fn compute(manifests: &Manifests, settings: Settings) -> Plan {
         pools,
         skipped,
         notes,
+        reservations,
+        warnings,
     }
 }
 
@@ -205,6 +268,8 @@ struct PodPlanner<'a> {
     skipped: Vec<Skipped>,
     /// Built-in namespaces used without a manifest, in first-use order.
     assumed: Vec<String>,
+    /// See [`Plan::warnings`].
+    warnings: Vec<String>,
     /// `namespace/name` -> file of the first pod with it.
     seen: HashMap<String, PathBuf>,
     handles: HashSet<String>,
@@ -236,6 +301,7 @@ impl PodPlanner<'_> {
             return;
         }
         self.seen.insert(key.clone(), sourced.file.clone());
+        self.warn_unhonoured(sourced, namespace, name);
         let spec = pod.spec.as_ref();
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let state = PodState {
@@ -280,7 +346,7 @@ impl PodPlanner<'_> {
             // A plan starts from no block: nothing is held, so nothing was confirmed.
             confirmed: &[],
             running: &[],
-            statefulset: None,
+            statefulset: controlling_statefulset(pod),
         };
         let row = |family, outcome| PodRow {
             namespace: namespace.to_owned(),
@@ -313,6 +379,24 @@ impl PodPlanner<'_> {
         }
     }
 
+    /// Notes the Calico annotations of a pod that rangepool does not honour: `ipAddrsNoIpam`
+    /// (the pod gets no address: the core refuses it) and `floatingIPs` (the pod gets its
+    /// address as usual). The messages are the core's, as the controller's Events carry them.
+    fn warn_unhonoured(&mut self, sourced: &Sourced<Pod>, namespace: &str, name: &str) {
+        let Some(annotations) = sourced.object.metadata.annotations.as_ref() else {
+            return;
+        };
+        let file = sourced.file.display();
+        if let Err(e @ ipam::fixed::FixedError::NoIpam { .. }) =
+            ipam::fixed::requested(namespace, name, annotations)
+        {
+            self.warnings.push(format!("{file}: {e}"));
+        }
+        if let Some(note) = ipam::fixed::floating_ips_note(namespace, name, annotations) {
+            self.warnings.push(format!("{file}: {note}"));
+        }
+    }
+
     /// The namespace's labels (with the one the API server adds) and annotations, or `None`
     /// when it has no manifest and is not one Kubernetes creates itself.
     fn namespace(
@@ -335,6 +419,19 @@ impl PodPlanner<'_> {
         labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned());
         Some((labels, annotations))
     }
+}
+
+/// The UID of the StatefulSet that controls the pod, by the core's rule
+/// ([`ipam::sticky::controls_pod`]): in a pool with `stickyStatefulSets`, the pod would take
+/// over the address its predecessor of the same name left parked. A plan starts from no block,
+/// so nothing is parked yet; the pod is planned as the controller decides it.
+pub(super) fn controlling_statefulset(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| ipam::sticky::controls_pod(&o.api_version, &o.kind, o.controller))
+        .map(|o| o.uid.as_str())
 }
 
 /// Why a pod that wants no address is skipped, for the reader of the plan.
@@ -374,7 +471,18 @@ fn pool_row(
             Some(i64::from(pool.block_prefix())),
             Some(pool.assignment_mode().as_str().to_owned()),
         ),
-        None => (input.block_size, input.assignment_mode.clone()),
+        // The spec is refused, so the core read no mode: show it as written, or the default
+        // when it is not written, as the pool would have it.
+        None => (
+            input.block_size,
+            Some(
+                input
+                    .assignment_mode
+                    .clone()
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| AssignmentMode::default().as_str().to_owned()),
+            ),
+        ),
     };
     PoolRow {
         name: verdict.name.clone(),
@@ -389,6 +497,12 @@ fn pool_row(
         note: overlap_note(input, verdict, inputs),
         capacity: verdict.cidr.as_ref().map_or(0, ipam::cidr::addr_count),
         planned: usage.allocated,
+        reserved: usage.reserved,
+        inert: verdict
+            .pool
+            .as_ref()
+            .map(ipam::pool::Pool::inert_settings)
+            .unwrap_or_default(),
         blocks: usage.blocks,
     }
 }

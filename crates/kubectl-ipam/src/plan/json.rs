@@ -13,13 +13,17 @@
 //!   "pools": [{"name": "payments", "file": "pools.yaml", "cidr": "10.244.8.0/24",
 //!              "blockSize": 28, "assignmentMode": "Manual", "allocatable": true,
 //!              "reason": "OK", "message": "...", "note": null,
-//!              "capacity": 256, "planned": 1, "blocks": 1}],
+//!              "capacity": 256, "planned": 1, "reserved": 2, "blocks": 1}],
+//!   "reservations": [{"name": "appliances", "file": "r.yaml",
+//!                     "ranges": ["10.244.8.1/32"], "invalid": []}],
 //!   "skipped": [{"file": "x.yaml", "kind": "Service", "name": "web/svc", "reason": "..."}],
-//!   "notes": ["..."]
+//!   "notes": ["..."],
+//!   "warnings": ["pods.yaml: pod web/x: annotation cni.projectcalico.org/floatingIPs ..."]
 //! }
 //! ```
 //!
-//! `capacity` and `planned` are exact integers (an IPv6 pool's capacity can exceed 2^64).
+//! `capacity`, `planned` and `reserved` are exact integers (an IPv6 pool's capacity can exceed
+//! 2^64).
 
 use serde::Serialize;
 
@@ -40,6 +44,16 @@ struct Out<'a> {
     pools: Vec<PoolOut<'a>>,
     skipped: Vec<SkippedOut<'a>>,
     notes: &'a [String],
+    reservations: Vec<ReservationOut<'a>>,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct ReservationOut<'a> {
+    name: &'a str,
+    file: String,
+    ranges: Vec<String>,
+    invalid: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -68,6 +82,7 @@ struct PoolOut<'a> {
     note: Option<&'a str>,
     capacity: u128,
     planned: u128,
+    reserved: u128,
     blocks: usize,
 }
 
@@ -139,6 +154,7 @@ pub fn render(plan: &Plan, format: Format) -> Option<String> {
                 note: p.note.as_deref(),
                 capacity: p.capacity,
                 planned: p.planned,
+                reserved: p.reserved,
                 blocks: p.blocks,
             })
             .collect(),
@@ -153,6 +169,17 @@ pub fn render(plan: &Plan, format: Format) -> Option<String> {
             })
             .collect(),
         notes: &plan.notes,
+        reservations: plan
+            .reservations
+            .iter()
+            .map(|r| ReservationOut {
+                name: &r.name,
+                file: r.file.display().to_string(),
+                ranges: r.ranges.iter().map(ToString::to_string).collect(),
+                invalid: &r.invalid,
+            })
+            .collect(),
+        warnings: &plan.warnings,
     };
     crate::text::serialized(&out, format)
 }

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use ipam::cidr::Family;
 
-use super::compute::{Outcome, Plan, PoolRow};
-use crate::text::{DETAIL_INDENT, Table, wrap_into};
+use super::compute::{Outcome, Plan, PoolRow, ReservationRow};
+use crate::text::{DETAIL_INDENT, Table, range, wrap_into};
 
 /// Renders the whole plan.
 pub fn render(plan: &Plan) -> String {
@@ -28,6 +28,10 @@ pub fn render(plan: &Plan) -> String {
     out.push('\n');
     out.push_str("Pools\n");
     out.push_str(&pools_table(&plan.pools).render());
+    if !plan.reservations.is_empty() {
+        out.push_str("\nReservations\n");
+        out.push_str(&reservations_table(&plan.reservations).render());
+    }
 
     if !plan.skipped.is_empty() {
         out.push_str("\nSkipped\n");
@@ -85,6 +89,7 @@ fn pools_table(pools: &[PoolRow]) -> Table {
         "MODE",
         "ALLOCATABLE",
         "PLANNED",
+        "RESERVED",
         "BLOCKS",
     ]);
     for pool in pools {
@@ -103,10 +108,13 @@ fn pools_table(pools: &[PoolRow]) -> Table {
                 .unwrap_or_else(|| "-".to_owned()),
             allocatable,
             format!("{}/{}", pool.planned, pool.capacity),
+            pool.reserved.to_string(),
             pool.blocks.to_string(),
         ];
         let mut details = Vec::new();
-        if !pool.allocatable() {
+        // An allocatable pool's message only says so, unless it notes the Calico settings that
+        // have no effect here.
+        if !pool.allocatable() || !pool.inert.is_empty() {
             details.push(pool.message.clone());
         }
         details.extend(pool.note.clone());
@@ -116,6 +124,25 @@ fn pools_table(pools: &[PoolRow]) -> Table {
         table.push(
             vec!["(no IPPool among the manifests)".to_owned()],
             Vec::new(),
+        );
+    }
+    table
+}
+
+fn reservations_table(reservations: &[ReservationRow]) -> Table {
+    let mut table = Table::new(vec!["NAME", "FILE", "RESERVED"]);
+    for r in reservations {
+        let ranges: Vec<String> = r.ranges.iter().map(range).collect();
+        table.push(
+            vec![
+                r.name.clone(),
+                r.file.display().to_string(),
+                ranges.join(", "),
+            ],
+            r.invalid
+                .iter()
+                .map(|why| format!("{why}: ignored, as the controller ignores it"))
+                .collect(),
         );
     }
     table
