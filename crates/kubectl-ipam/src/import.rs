@@ -1,6 +1,6 @@
-//! `kubectl ipam import-calico -f FILE`: Calico IPPool manifests (`projectcalico.org/v3`, and
-//! `crd.projectcalico.org/v1` as `kubectl get ippools.crd.projectcalico.org -o yaml` prints
-//! them) converted to `rangepool.dev/v1`.
+//! `kubectl ipam import-calico -f FILE`: Calico IPPool and IPReservation manifests
+//! (`projectcalico.org/v3`, and `crd.projectcalico.org/v1` as `kubectl get
+//! ippools.crd.projectcalico.org -o yaml` prints them) converted to `rangepool.dev/v1`.
 //!
 //! The field names are the same; what changes is what the fields do, and the core's one list of
 //! fields ([`SpecField`]) says it. Fields rangepool accepts but does not act on (it does not
@@ -10,15 +10,23 @@
 //! ([`ipam::pool::Pool::parse`]); if one is refused, nothing is printed on stdout, so
 //! `import-calico ... | kubectl apply -f -` never applies half a migration. Overlapping pools of
 //! the file are found by the core's "older wins" rule ([`ipam::validate::overlapped_by`]).
+//! IPReservations keep their one field, `reservedCIDRs`, each entry read as the controller reads
+//! it ([`reservation`]). Pods and pod templates in the file that carry Calico annotations
+//! rangepool does not honour (`ipAddrsNoIpam`, `floatingIPs`) are warned about
+//! ([`unhonoured`]); everything else that is not a pool or a reservation is skipped.
 //!
-//! Exit status: 0 converted, 1 a pool is refused, 2 the file cannot be read or holds no pool.
+//! Exit status: 0 converted, 1 a pool or reservation is refused, 2 the file cannot be read or
+//! holds neither.
+
+mod reservation;
+mod unhonoured;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use api::{IPPool, IPPoolSpec};
+use api::{IPPool, IPPoolSpec, IPReservation};
 use ipam::pool::{Effect, PoolInput, SpecField};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value};
@@ -43,12 +51,12 @@ pub struct Args {
     pub file: PathBuf,
 }
 
-/// Something about one pool a person should know.
+/// Something about one pool or reservation a person should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Remark {
     /// Kept, but rangepool does not act on it.
     Inert {
-        /// The pool.
+        /// The object, e.g. `pool payments`.
         pool: String,
         /// The field (and value).
         field: String,
@@ -57,7 +65,7 @@ pub enum Remark {
     },
     /// Not in the output.
     Dropped {
-        /// The pool.
+        /// The object, e.g. `pool payments` or `IPReservation appliances`.
         pool: String,
         /// The field (and value).
         field: String,
@@ -66,7 +74,7 @@ pub enum Remark {
     },
     /// Converted, but it may not do what was meant.
     Warning {
-        /// The pool.
+        /// The object, e.g. `pool payments`.
         pool: String,
         /// What to look at.
         message: String,
@@ -77,22 +85,21 @@ impl fmt::Display for Remark {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Remark::Inert { pool, field, why } => {
-                write!(f, "pool {pool}: {field}: kept, no effect here: {why}")
+                write!(f, "{pool}: {field}: kept, no effect here: {why}")
             }
-            Remark::Dropped { pool, field, why } => {
-                write!(f, "pool {pool}: {field}: dropped: {why}")
-            }
-            Remark::Warning { pool, message } => write!(f, "pool {pool}: warning: {message}"),
+            Remark::Dropped { pool, field, why } => write!(f, "{pool}: {field}: dropped: {why}"),
+            Remark::Warning { pool, message } => write!(f, "{pool}: warning: {message}"),
         }
     }
 }
 
-/// A pool the core refuses, with its reason label and message (which names the pool).
+/// A pool the core refuses, or a reservation with an entry that is not an address or a range,
+/// with its reason label and message (which names the object).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
-    /// The pool's name (empty when it has none).
+    /// The object's name (empty when it has none).
     pub pool: String,
-    /// `InvalidCIDR`, `InvalidField`, ...
+    /// `InvalidCIDR`, `InvalidField`, `InvalidReservedCIDR`, ...
     pub reason: &'static str,
     /// The message.
     pub message: String,
@@ -103,12 +110,16 @@ pub struct Refused {
 pub struct Conversion {
     /// The converted pools, in file order.
     pub pools: Vec<IPPool>,
-    /// What each pool lost or keeps without effect.
+    /// The converted reservations, in file order.
+    pub reservations: Vec<IPReservation>,
+    /// What each pool or reservation lost or keeps without effect.
     pub remarks: Vec<Remark>,
-    /// Pools the core refuses.
+    /// Pools and reservations refused.
     pub refused: Vec<Refused>,
-    /// Documents that are not Calico pools, and why they were skipped.
+    /// Documents that are not Calico pools or reservations, and why they were skipped.
     pub skipped: Vec<String>,
+    /// Pods and pod templates carrying Calico annotations rangepool does not honour.
+    pub unhonoured: Vec<String>,
 }
 
 /// The file cannot be used at all.
@@ -120,9 +131,9 @@ pub enum InputError {
     /// Not YAML.
     #[error("{0}: not valid YAML or JSON: {1}")]
     Syntax(String, String),
-    /// No pool in it.
-    #[error("{0}: holds no Calico IPPool (apiVersion {versions})", versions = CALICO_VERSIONS.join(" or "))]
-    Empty(String),
+    /// No pool or reservation in it. The warnings about pods found in it still count.
+    #[error("{0}: holds no Calico IPPool or IPReservation (apiVersion {versions})", versions = CALICO_VERSIONS.join(" or "))]
+    Empty(String, Vec<String>),
 }
 
 /// Runs the command; returns the exit status in the module docs.
@@ -139,12 +150,20 @@ pub fn run(args: &Args) -> ExitCode {
     let conversion = match conversion {
         Ok(c) => c,
         Err(e) => {
+            if let InputError::Empty(_, unhonoured) = &e {
+                for w in unhonoured {
+                    eprintln!("warning: {w}");
+                }
+            }
             eprintln!("kubectl ipam import-calico: {e}");
             return ExitCode::from(EXIT_INPUT);
         }
     };
     for s in &conversion.skipped {
         eprintln!("skipped: {s}");
+    }
+    for w in &conversion.unhonoured {
+        eprintln!("warning: {w}");
     }
     for r in &conversion.remarks {
         eprintln!("{r}");
@@ -154,13 +173,13 @@ pub fn run(args: &Args) -> ExitCode {
             eprintln!("refused: {} ({})", r.message, r.reason);
         }
         eprintln!(
-            "kubectl ipam import-calico: {} of {} pool(s) refused; nothing printed, fix them and run again",
+            "kubectl ipam import-calico: {} of {} object(s) refused; nothing printed, fix them and run again",
             conversion.refused.len(),
-            conversion.refused.len() + conversion.pools.len()
+            conversion.refused.len() + conversion.pools.len() + conversion.reservations.len()
         );
         return ExitCode::from(EXIT_REFUSED);
     }
-    match render(&conversion.pools, &shown) {
+    match render_all(&conversion, &shown) {
         Ok(out) => {
             crate::print(&out);
             ExitCode::SUCCESS
@@ -172,7 +191,8 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
-/// Converts every Calico IPPool in `text` (YAML documents or JSON, `List`s included).
+/// Converts every Calico IPPool and IPReservation in `text` (YAML documents or JSON, `List`s
+/// included).
 pub fn convert(text: &str, file: &str) -> Result<Conversion, InputError> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text)
         .map_err(|e| InputError::Syntax(file.to_owned(), e.to_string()))?;
@@ -182,7 +202,7 @@ pub fn convert(text: &str, file: &str) -> Result<Conversion, InputError> {
         walk(doc, &mut out, &mut found);
     }
     if !found {
-        return Err(InputError::Empty(file.to_owned()));
+        return Err(InputError::Empty(file.to_owned(), out.unhonoured));
     }
     overlaps(&mut out);
     Ok(out)
@@ -212,9 +232,19 @@ fn walk(doc: Value, out: &mut Conversion, found: &mut bool) {
         }
         return;
     }
-    if kind != "IPPool" || !CALICO_VERSIONS.contains(&version.as_str()) {
+    let calico = CALICO_VERSIONS.contains(&version.as_str());
+    if kind == "IPReservation" && calico {
+        *found = true;
+        match reservation::convert(&doc, &name, &mut out.remarks) {
+            Ok(r) => out.reservations.push(r),
+            Err(r) => out.refused.push(r),
+        }
+        return;
+    }
+    if kind != "IPPool" || !calico {
+        out.unhonoured.extend(unhonoured::find(&doc));
         out.skipped.push(format!(
-            "{} {name:?} (apiVersion {version:?}) is not a Calico IPPool",
+            "{} {name:?} (apiVersion {version:?}) is not a Calico IPPool or IPReservation",
             if kind.is_empty() { "(no kind)" } else { &kind }
         ));
         return;
@@ -237,7 +267,7 @@ fn pool(doc: &Value, name: &str, remarks: &mut Vec<Remark>) -> Result<IPPool, Re
         return Err(refuse("InvalidField", "a pool has no metadata.name".into()));
     }
     let dropped = |field: String, why: String| Remark::Dropped {
-        pool: name.to_owned(),
+        pool: format!("pool {name}"),
         field,
         why,
     };
@@ -253,7 +283,7 @@ fn pool(doc: &Value, name: &str, remarks: &mut Vec<Remark>) -> Result<IPPool, Re
         match effect {
             Some(Effect::Allocation) => {}
             Some(Effect::Inert) => remarks.push(Remark::Inert {
-                pool: name.to_owned(),
+                pool: format!("pool {name}"),
                 field: shown,
                 why: "rangepool assigns addresses and does not program the data plane (NAT, encapsulation, BGP)",
             }),
@@ -349,7 +379,7 @@ fn allowed_uses(name: &str, value: &Value, remarks: &mut Vec<Remark>) {
     for u in &uses {
         if matches!(*u, "Tunnel" | "LoadBalancer") {
             remarks.push(Remark::Inert {
-                pool: name.to_owned(),
+                pool: format!("pool {name}"),
                 field: format!("allowedUses {u}"),
                 why: "rangepool gives addresses to pods only (no tunnel or load-balancer addresses)",
             });
@@ -357,7 +387,7 @@ fn allowed_uses(name: &str, value: &Value, remarks: &mut Vec<Remark>) {
     }
     if !uses.is_empty() && !uses.contains(&"Workload") {
         remarks.push(Remark::Warning {
-            pool: name.to_owned(),
+            pool: format!("pool {name}"),
             message: "allowedUses lacks Workload, so this pool gives no pod an address here".into(),
         });
     }
@@ -374,7 +404,7 @@ fn overlaps(out: &mut Conversion) {
         let Some(winner) = winner else { continue };
         let (a, b) = (&inputs[winner], &inputs[loser]);
         out.remarks.push(Remark::Warning {
-            pool: b.name.clone(),
+            pool: format!("pool {}", b.name),
             message: format!(
                 "its range {} overlaps pool {} ({}); of two overlapping pools only the older one gives addresses",
                 shown_cidr(&b.cidr),
@@ -395,6 +425,21 @@ fn compact(value: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// The pools, then the reservations, as YAML documents, with a header naming the source.
+pub fn render_all(
+    conversion: &Conversion,
+    source: &str,
+) -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = render(&conversion.pools, source)?;
+    for (i, r) in conversion.reservations.iter().enumerate() {
+        if i > 0 || !conversion.pools.is_empty() {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_saphyr::to_string(r)?);
+    }
+    Ok(out)
 }
 
 /// The pools as YAML documents, with a header naming the source.

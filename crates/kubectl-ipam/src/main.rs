@@ -145,15 +145,17 @@ enum Command {
     /// Exit status: 0 when every address asked for is free now, 1 when one was refused or not
     /// released, 2 when the cluster or the report cannot be read.
     Release(ReleaseArgs),
-    /// Convert Calico IPPool manifests to rangepool.dev/v1 (YAML on stdout).
+    /// Convert Calico IPPool and IPReservation manifests to rangepool.dev/v1 (YAML on stdout).
     ///
-    /// Reads projectcalico.org/v3 and crd.projectcalico.org/v1 IPPools (also inside Lists).
-    /// Lists on stderr the fields kept without effect here (natOutgoing, ipipMode, vxlanMode,
-    /// disableBGPExport, allowedUses Tunnel/LoadBalancer) and the fields dropped (awsSubnetID,
-    /// Calico v1 fields, server-set metadata), and validates each pool as the controller does.
+    /// Reads projectcalico.org/v3 and crd.projectcalico.org/v1 IPPools and IPReservations (also
+    /// inside Lists). Lists on stderr the fields kept without effect here (natOutgoing,
+    /// ipipMode, vxlanMode, disableBGPExport, allowedUses Tunnel/LoadBalancer) and the fields
+    /// dropped (awsSubnetID, Calico v1 fields, server-set metadata), validates each pool and
+    /// reservation as the controller reads them, and warns about pods and pod templates in the
+    /// file carrying ipAddrsNoIpam or floatingIPs, which rangepool does not honour.
     ///
-    /// Exit status: 0 converted, 1 a pool is refused (then nothing is printed on stdout), 2 the
-    /// file cannot be read or holds no Calico IPPool.
+    /// Exit status: 0 converted, 1 a pool or reservation is refused (then nothing is printed on
+    /// stdout), 2 the file cannot be read or holds no Calico IPPool or IPReservation.
     ImportCalico {
         /// The manifest file (`-` for stdin).
         #[arg(short = 'f', long = "filename", value_name = "FILE")]

@@ -153,3 +153,48 @@ fn a_file_without_calico_pools_exits_2() {
     let missing = kubectl_ipam(&["import-calico", "-f", "/nonexistent.yaml"]);
     assert_eq!(missing.status, 2);
 }
+
+#[tokio::test]
+async fn a_calico_reservation_becomes_one_the_api_server_accepts_and_pods_are_warned_about() {
+    let dir = file(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: IPReservation
+metadata: {name: appliances, resourceVersion: "77"}
+spec:
+  reservedCIDRs: [10.244.200.1, 10.244.200.240/28]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: legacy-db
+  namespace: shop
+  annotations: {cni.projectcalico.org/ipAddrsNoIpam: '["10.9.9.9"]'}
+"#,
+    );
+    let path = dir.path().join("calico.yaml");
+    let run = kubectl_ipam(&["import-calico", "-f", path.to_str().unwrap()]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.lines().any(|l| l.starts_with(
+            "warning: pod shop/legacy-db: annotation cni.projectcalico.org/ipAddrsNoIpam is not supported"
+        )),
+        "{}",
+        run.stderr
+    );
+    let reservations: Vec<api::IPReservation> = serde_saphyr::from_multiple(&run.stdout).unwrap();
+    assert_eq!(reservations.len(), 1, "{}", run.stdout);
+    assert_eq!(
+        reservations[0].spec.reserved_cidrs,
+        ["10.244.200.1", "10.244.200.240/28"]
+    );
+
+    // The API server (CRD schema) takes it as it is.
+    let c = Cluster::new().await;
+    let api: Api<api::IPReservation> = Api::all(c.client.clone());
+    let created = api
+        .create(&PostParams::default(), &reservations[0])
+        .await
+        .unwrap();
+    assert_eq!(created.spec, reservations[0].spec);
+}

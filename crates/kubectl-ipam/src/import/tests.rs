@@ -93,7 +93,7 @@ fn a_file_without_calico_pools_is_an_input_error() {
         "f.yaml",
     )
     .unwrap_err();
-    assert!(matches!(err, InputError::Empty(_)), "{err}");
+    assert!(matches!(err, InputError::Empty(..)), "{err}");
     assert!(matches!(
         convert("a: [", "f.yaml").unwrap_err(),
         InputError::Syntax(..)
@@ -151,4 +151,144 @@ fn every_field_the_core_knows_is_kept() {
     }
     let r = remarks(&c);
     assert!(!r.iter().any(|x| x.contains("dropped")), "{r:#?}");
+}
+
+const RESERVATION: &str = "apiVersion: projectcalico.org/v3\nkind: IPReservation\nmetadata: {name: appliances, uid: 0a1b, labels: {site: dc1}}\nspec:\n  reservedCIDRs: [10.244.8.1, 10.244.8.240/28, 'fd00:10:244::/120']\n  futureField: 1\n";
+
+#[test]
+fn a_calico_reservation_keeps_its_ranges_and_reads_back_as_ours() {
+    let c = convert(RESERVATION, "f.yaml").unwrap();
+    assert!(c.pools.is_empty() && c.refused.is_empty(), "{c:?}");
+    assert_eq!(c.reservations.len(), 1);
+    let r = &c.reservations[0];
+    assert_eq!(r.metadata.name.as_deref(), Some("appliances"));
+    assert_eq!(
+        r.spec.reserved_cidrs,
+        ["10.244.8.1", "10.244.8.240/28", "fd00:10:244::/120"]
+    );
+    let remarks = remarks(&c);
+    assert_eq!(
+        remarks,
+        [
+            "IPReservation appliances: futureField (1): dropped: not an IPReservation field rangepool knows",
+            "IPReservation appliances: metadata uid: dropped: set by the API server for the old object",
+        ]
+    );
+    let text = render_all(&c, "f.yaml").unwrap();
+    assert!(
+        text.contains("apiVersion: rangepool.dev/v1") && text.contains("kind: IPReservation"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("uid") && !text.contains("futureField"),
+        "{text}"
+    );
+    let back: Vec<api::IPReservation> = serde_saphyr::from_multiple(&text).unwrap();
+    assert_eq!(back, c.reservations);
+
+    // With pools: the pools first, then the reservations, one document each.
+    let both = convert(
+        &format!(
+            "{RESERVATION}---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.244.8.0/24}}\n"
+        ),
+        "f.yaml",
+    )
+    .unwrap();
+    let text = render_all(&both, "f.yaml").unwrap();
+    let kinds: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let kinds: Vec<&str> = kinds.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["IPPool", "IPReservation"]);
+}
+
+#[test]
+fn a_reservation_entry_the_controller_would_ignore_refuses_the_reservation() {
+    let c = convert(
+        "apiVersion: crd.projectcalico.org/v1\nkind: IPReservation\nmetadata: {name: sloppy}\nspec: {reservedCIDRs: [10.244.8.1/24, appliance, 10.244.8.7]}\n",
+        "f.yaml",
+    )
+    .unwrap();
+    assert!(c.reservations.is_empty());
+    assert_eq!(c.refused.len(), 1);
+    let r = &c.refused[0];
+    assert_eq!(
+        (r.pool.as_str(), r.reason),
+        ("sloppy", "InvalidReservedCIDR")
+    );
+    assert!(
+        r.message.starts_with("IPReservation sloppy: ")
+            && r.message.contains("\"10.244.8.1/24\"")
+            && r.message.contains("\"appliance\"")
+            && !r.message.contains("10.244.8.7"),
+        "{}",
+        r.message
+    );
+}
+
+#[test]
+fn pods_and_pod_templates_with_unhonoured_calico_keys_are_warned_about() {
+    let text = "
+apiVersion: v1
+kind: Pod
+metadata:
+  name: legacy
+  namespace: shop
+  annotations: {cni.projectcalico.org/ipAddrsNoIpam: '[\"10.9.9.9\"]'}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: fixed
+  namespace: shop
+  annotations: {cni.projectcalico.org/ipAddrs: '[\"10.244.8.9\"]'}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nat, namespace: shop}
+spec:
+  template:
+    metadata:
+      annotations: {cni.projectcalico.org/floatingIPs: '[\"1.2.3.4\"]'}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  jobTemplate:
+    spec:
+      template:
+        metadata:
+          annotations: {cni.projectcalico.org/ipAddrsNoIpam: '[\"10.9.9.8\"]'}
+";
+    let with_pool = format!(
+        "{text}---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.244.8.0/24}}\n"
+    );
+    let c = convert(&with_pool, "f.yaml").unwrap();
+    assert_eq!(c.unhonoured.len(), 3, "{:#?}", c.unhonoured);
+    assert!(
+        c.unhonoured[0].starts_with(
+            "pod shop/legacy: annotation cni.projectcalico.org/ipAddrsNoIpam is not supported"
+        ),
+        "{:#?}",
+        c.unhonoured
+    );
+    assert!(
+        c.unhonoured[1].starts_with(
+            "Deployment shop/nat: its pod template: annotation cni.projectcalico.org/floatingIPs is not honoured"
+        ),
+        "{:#?}",
+        c.unhonoured
+    );
+    assert!(
+        c.unhonoured[2].starts_with(
+            "CronJob default/nightly: its pod template: annotation cni.projectcalico.org/ipAddrsNoIpam is not supported"
+        ),
+        "{:#?}",
+        c.unhonoured
+    );
+
+    // Without a pool or reservation the file is refused, and the warnings still come along.
+    let Err(InputError::Empty(_, unhonoured)) = convert(text, "f.yaml") else {
+        panic!("a file of pods only is not a Calico IPAM export");
+    };
+    assert_eq!(unhonoured, c.unhonoured);
 }
