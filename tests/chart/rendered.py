@@ -193,8 +193,8 @@ def defaults(r):
     a = r.args()
     check(not any(x.startswith("--pod-cidr") for x in a), "no --pod-cidr: pod CIDRs come from kubeadm-config")
     check("--no-default-pool" not in a and "--strict-affinity" not in a, "default pool on, strict affinity off")
-    check({"--leak-grace-period=5m", "--log-format=text", "--metrics-addr=0.0.0.0:9090"} <= set(a),
-          "leak grace 5m, text logs, metrics on 0.0.0.0:9090")
+    check({"--leak-grace-period=5m", "--log-format=text", "--metrics-addr=0.0.0.0:10267"} <= set(a),
+          "leak grace 5m, text logs, metrics on 0.0.0.0:10267")
     cm = r.rules("Role", "-kubeadm-config")
     check(cm == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kubeadm-config"],
                   "verbs": ["get"]}], "kubeadm-config Role: get that one ConfigMap")
@@ -226,7 +226,7 @@ def dual_stack(r):
 
 
 def ipv6_only(r):
-    check("--metrics-addr=[::]:9090" in r.args(), "IPv6-only cluster: metrics on [::]:9090")
+    check("--metrics-addr=[::]:10267" in r.args(), "IPv6-only cluster: metrics on [::]:10267")
 
 
 def expect_pools(r):

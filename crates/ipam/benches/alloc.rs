@@ -55,36 +55,58 @@ fn allocator() -> Allocator {
     a
 }
 
-/// Time this thread has spent on a CPU, from the kernel's scheduler statistics (nanosecond
-/// resolution). The machine may be shared; on-CPU time measures the cost per core even when
-/// other processes take turns. `None` where the file does not exist.
-fn cpu_time() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
+/// Time this thread has spent on a CPU: `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, which the kernel
+/// brings up to date when it is read, in nanoseconds. The machine may be shared; on-CPU time
+/// measures the cost per core even when other processes take turns.
+///
+/// Not `/proc/thread-self/schedstat`, which this bench read before: the kernel prints the
+/// thread's runtime as of its last scheduler update (a tick or a switch) without the running
+/// slice, so a phase of a few milliseconds could be given more CPU time than wall-clock time.
+fn cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// The whole process's CPU time from `/proc/self/stat` (user + system, in clock ticks of 10 ms,
+/// kept up to date for the reading process), a second clock to check [`cpu_time`] against over
+/// the whole run. `None` where the file cannot be read.
+fn process_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// Wall-clock and on-CPU stopwatch.
 struct Stopwatch {
     wall: Instant,
-    cpu: Option<Duration>,
+    cpu: Duration,
 }
 
 impl Stopwatch {
     fn start() -> Stopwatch {
+        // The wall-clock interval encloses the CPU clock's: wall first here, last in `stop`.
+        let wall = Instant::now();
         Stopwatch {
+            wall,
             cpu: cpu_time(),
-            wall: Instant::now(),
         }
     }
 
-    /// (wall, on-CPU) time since start; on-CPU falls back to wall.
+    /// (wall, on-CPU) time since start.
     fn stop(&self) -> (Duration, Duration) {
+        let cpu = cpu_time().saturating_sub(self.cpu);
         let wall = self.wall.elapsed();
-        let cpu = match (self.cpu, cpu_time()) {
-            (Some(a), Some(b)) => b.saturating_sub(a),
-            _ => wall,
-        };
+        // One thread cannot run longer than the time that passed.
+        assert!(
+            cpu <= wall,
+            "the thread's CPU clock ran faster than the wall clock ({cpu:?} > {wall:?})"
+        );
         (wall, cpu)
     }
 }
@@ -95,6 +117,7 @@ fn rate(ops: usize, took: Duration) -> String {
 }
 
 fn main() {
+    let whole = (Instant::now(), cpu_time(), process_cpu_time());
     let nodes: Vec<String> = (0..NODES).map(|i| format!("node-{i:04}")).collect();
     let pools = vec!["bench".to_owned()];
     let fill_pods = pods(ADDRESSES, 0);
@@ -187,6 +210,32 @@ fn main() {
         &format!("allocations/s (churn: release + allocate on the full pool, {churned} pods)"),
         churned,
         &mut churn_times,
+    );
+    check_clocks(whole);
+}
+
+/// Compares the thread's CPU clock with the process's CPU time from `/proc/self/stat` over the
+/// whole run (the bench has one thread), and with the wall clock.
+fn check_clocks((wall_start, cpu_start, process_start): (Instant, Duration, Option<Duration>)) {
+    let wall = wall_start.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_start);
+    let Some(process) = process_cpu_time()
+        .zip(process_start)
+        .map(|(end, start)| end.saturating_sub(start))
+    else {
+        println!("whole run: {cpu:.2?} on CPU, {wall:.2?} wall-clock");
+        return;
+    };
+    // /proc/self/stat counts in 10 ms ticks: allow two, and 2 %.
+    let agree = cpu.abs_diff(process) <= Duration::from_millis(20) + process / 50;
+    println!(
+        "whole run: {cpu:.2?} on CPU by CLOCK_THREAD_CPUTIME_ID, {process:.2?} by /proc/self/stat ({}), {wall:.2?} wall-clock{}",
+        if agree { "agree" } else { "DISAGREE" },
+        if wall > cpu * 11 / 10 {
+            " (other processes took turns on this core)"
+        } else {
+            ""
+        }
     );
 }
 
