@@ -56,8 +56,10 @@ pub struct Flags {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_blocks_per_node: u32,
 
-    /// Address of the /metrics, /healthz and /readyz endpoints.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9090")]
+    /// Address of the /metrics, /healthz and /readyz endpoints. The port is on the node (the
+    /// chart runs the controller with hostNetwork), so it is none of the ports node agents and
+    /// Prometheus commonly take (9090 is Prometheus's own).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:10267")]
     pub metrics_addr: SocketAddr,
 
     /// Log format.

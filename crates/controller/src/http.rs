@@ -28,7 +28,13 @@ pub async fn serve(
     addr: SocketAddr,
     health: Health,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
+    // "Address already in use" alone does not say which address, nor what to change.
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot serve /metrics, /healthz and /readyz on {addr} (--metrics-addr): {e}"),
+        )
+    })?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
         loop {
