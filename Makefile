@@ -16,7 +16,7 @@ K8S_OLDEST := 1.34.0
 # Exports the binaries' folder for one version to the command that follows.
 with_k8s = RANGEPOOL_K8S_VERSION=$(1) RANGEPOOL_K8S_BIN="$$(bash tests/k8s/build.sh $(1))"
 
-.PHONY: all demo test setup control-plane fmt-check clippy unit unit-oldest doc-test plan-example fuzz bench bench-cni bench-controller crds fmt
+.PHONY: all demo test setup control-plane fmt-check clippy unit unit-oldest doc-test plan-example fuzz bench bench-cni bench-controller crds fmt image
 
 all: test
 
@@ -29,6 +29,12 @@ demo:
 
 ## Everything CI runs.
 test: setup fmt-check clippy unit unit-oldest doc-test plan-example demo chart
+
+## The chart's two images as OCI image archives in target/images/ (controller.oci.tar,
+## cni-installer.oci.tar), built without a container engine or a base image (docs/install.md).
+image:
+	@bash tests/tools/install-node-packages.sh busybox-static
+	bash images/build.sh
 
 ## Builds (or reuses) the control planes the tests run on.
 control-plane:
