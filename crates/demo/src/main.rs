@@ -11,8 +11,11 @@
 //!    runtime would, with the node's credentials (no network namespace is needed for an IPAM
 //!    plugin);
 //! 5. prints which pod got which address, or the Event explaining why not, checks that every
-//!    address lies in the pool it came from, and stops everything it started. The logs stay in
-//!    the folder it names.
+//!    address lies in the pool it came from, and stops everything it started.
+//!
+//! It says how long each part took, and keeps every log in `--log-dir` (make's:
+//! `target/rangepool-logs/demo/`): the controller's, the plugin's, and etcd's and
+//! kube-apiserver's under `control-plane/`, copied there when the demo ends, also when it fails.
 //!
 //! Not product code: it never ships.
 #![forbid(unsafe_code)]
@@ -47,8 +50,9 @@ struct Args {
     /// How long to wait for the controller to decide every pod.
     #[arg(long, default_value_t = 60)]
     timeout_seconds: u64,
-    /// Where the logs of the controller, the plugin and the control plane are kept.
-    #[arg(long, default_value = "target/demo")]
+    /// Where the logs of the controller, the plugin and the control plane are kept (replaced by
+    /// the next run).
+    #[arg(long, default_value = "target/rangepool-logs/demo")]
     log_dir: PathBuf,
 }
 
@@ -59,6 +63,15 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Prints what the demo did, with the time since it started, so that a slow part shows.
+struct Clock(Instant);
+
+impl Clock {
+    fn say(&self, what: impl std::fmt::Display) {
+        println!("[{:>5.1} s] {what}", self.0.elapsed().as_secs_f64());
     }
 }
 
@@ -75,21 +88,46 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    std::fs::create_dir_all(&args.log_dir)?;
+    let logs = args.log_dir.canonicalize()?;
+    // The logs of this run only.
+    for old in ["controller.log", "plugin.log"] {
+        let _ = std::fs::remove_file(logs.join(old));
+    }
+    let _ = std::fs::remove_dir_all(logs.join("control-plane"));
 
-    println!(
-        "starting etcd and kube-apiserver {} on 127.0.0.1 (TLS, RBAC) ...",
+    let clock = Clock(Instant::now());
+    clock.say(format_args!(
+        "starting etcd and kube-apiserver {} on 127.0.0.1 (TLS, RBAC, admission; a few seconds) ...",
         envtest::binaries::version()
-    );
-    let mut plane = envtest::ControlPlane::start()
+    ));
+    let plane = envtest::ControlPlane::start()
         .await
         .context("starting the control plane")?;
-    let plane_dir = plane.keep_logs().to_path_buf();
-    let client = plane.client()?;
+    let outcome = demo(&args, &plane, &clock, &logs).await;
+    // Also when the demo failed: the logs tell why.
+    let kept = keep_control_plane_logs(plane.dir(), &logs.join("control-plane"));
+    drop(plane);
+    outcome?;
     println!(
-        "API server {} is ready (its logs: {})",
-        plane.url(),
-        plane_dir.display()
+        "logs: {} (controller.log, plugin.log; control-plane/: {})",
+        logs.display(),
+        kept?.join(", ")
     );
+    Ok(())
+}
+
+/// Everything after the control plane is up; `logs` is the log folder.
+async fn demo(
+    args: &Args,
+    plane: &envtest::ControlPlane,
+    clock: &Clock,
+    logs: &Path,
+) -> anyhow::Result<()> {
+    let controller_bin = args.bin_dir.join("rangepool-controller");
+    let plugin_bin = args.bin_dir.join("rangepool-ipam");
+    let client = plane.client()?;
+    clock.say(format_args!("API server {} is ready", plane.url()));
 
     plane
         .install_crds(
@@ -111,17 +149,18 @@ async fn main() -> anyhow::Result<()> {
         .chart_identity_with(envtest::ChartIdentity::Node, &chart)
         .await
         .context("the chart's node identity")?;
-    println!(
-        "applied the chart's RBAC: the controller runs as {}, the plugin as {}",
+    clock.say(format_args!(
+        "applied the CRDs and the chart's RBAC: the controller runs as {}, the plugin as {}",
         controller_identity.user, node_identity.user
-    );
-    let applied = apply_dir(&plane, &client, &args.example).await?;
-    println!("applied {applied} objects from {}", args.example.display());
+    ));
+    let applied = apply_dir(plane, &client, &args.example).await?;
+    clock.say(format_args!(
+        "applied {applied} objects from {}",
+        args.example.display()
+    ));
 
-    let work = args.log_dir.clone();
-    std::fs::create_dir_all(&work)?;
-    let work = work.canonicalize()?;
-    let log = std::fs::File::create(work.join("controller.log"))?;
+    let controller_log = logs.join("controller.log");
+    let log = std::fs::File::create(&controller_log)?;
     let _controller = Guard(
         Command::new(&controller_bin)
             .arg("--kubeconfig")
@@ -139,10 +178,10 @@ async fn main() -> anyhow::Result<()> {
             .spawn()
             .context("starting rangepool-controller")?,
     );
-    println!(
-        "controller started (log: {})",
-        work.join("controller.log").display()
-    );
+    clock.say(format_args!(
+        "controller started (log: {}); waiting until it has decided every pod ...",
+        controller_log.display()
+    ));
 
     let pods: Api<Pod> = Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
@@ -159,11 +198,16 @@ async fn main() -> anyhow::Result<()> {
             bail!(
                 "the controller did not decide every pod within {}s; see {}",
                 args.timeout_seconds,
-                work.join("controller.log").display()
+                controller_log.display()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    clock.say(format_args!(
+        "the controller decided all {} pods; running rangepool-ipam ADD for each (log: {})",
+        pods.len(),
+        logs.join("plugin.log").display()
+    ));
 
     let pools: BTreeMap<String, IPPool> = Api::<IPPool>::all(client.clone())
         .list(&ListParams::default())
@@ -200,7 +244,7 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|s| s.node_name.clone())
             .unwrap_or_default();
         let uid = pod.uid().unwrap_or_default();
-        let reply = cni_add(&plugin_bin, &cni_config, &ns, &name, &uid, &work)?;
+        let reply = cni_add(&plugin_bin, &cni_config, &ns, &name, &uid, logs)?;
         match reply {
             Ok(address) => {
                 with += 1;
@@ -237,9 +281,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!();
-    println!(
+    clock.say(format_args!(
         "{with} pods got an address, {without} got none (the example has three such pods on purpose)."
-    );
+    ));
     if !misplaced.is_empty() {
         for m in &misplaced {
             eprintln!("WRONG: {m}");
@@ -247,12 +291,28 @@ async fn main() -> anyhow::Result<()> {
         bail!("{} addresses are outside their pool", misplaced.len());
     }
     println!("every address lies inside the pool it came from.");
-    println!(
-        "logs: {} (controller, plugin), {} (etcd, kube-apiserver)",
-        work.display(),
-        plane_dir.display()
-    );
     Ok(())
+}
+
+/// Copies the control plane's logs (etcd.log, kube-apiserver.log, ...) into `to`, since the
+/// control plane's own folder is temporary. Returns the names copied.
+fn keep_control_plane_logs(from: &Path, to: &Path) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(to)?;
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            std::fs::copy(&path, to.join(&name))
+                .with_context(|| format!("keeping {}", path.display()))?;
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Runs the plugin's ADD for one pod. `Ok(address)` or `Err(the CNI error message)`.
