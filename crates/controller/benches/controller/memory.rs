@@ -255,7 +255,11 @@ pub async fn run_memory() {
             .map(|(name, spec)| {
                 let api = api.clone();
                 async move {
-                    api.create(&PostParams::default(), &IPAMBlock::new(&name, spec))
+                    // As the controller creates a block that records addresses: with its
+                    // finalizer, so that loading finds nothing to write.
+                    let mut block = IPAMBlock::new(&name, spec);
+                    block.metadata.finalizers = Some(vec![api::keys::FINALIZER.to_owned()]);
+                    api.create(&PostParams::default(), &block)
                         .await
                         .expect("block created");
                 }
@@ -366,7 +370,15 @@ pub async fn run_memory() {
             rss as f64 / 1024.0 / pods as f64 * 1000.0
         );
         println!(
-            "memory_target: VmRSS {} MiB, VmHWM {} MiB (target <= 300 MiB)",
+            "memory_target: VmRSS {} MiB, VmHWM {} MiB (target <= 250 MiB)",
+            mib(rss),
+            mib(hwm)
+        );
+        println!();
+        println!("| measure | this run | target |");
+        println!("| --- | --- | --- |");
+        println!(
+            "| controller RSS, {pods} pods / {nodes} nodes, real API server ({mode}) | {} MiB (peak {} MiB) | <= 250 MiB |",
             mib(rss),
             mib(hwm)
         );
