@@ -82,7 +82,7 @@ impl AccessError {
                 s.message
             ),
             kube::Error::Api(s) if s.code == 403 => format!(
-                "forbidden ({}): kubectl ipam needs get and list on ippools, ipamblocks and pods, and patch on ipamblocks to release",
+                "forbidden ({}): kubectl ipam needs get and list on ippools, ipamblocks, ipreservations, pods, namespaces and nodes, and patch on ipamblocks to release",
                 s.message
             ),
             kube::Error::Api(s) if s.code == 404 && ours && what.starts_with("listing") => {
@@ -153,6 +153,28 @@ pub async fn list_all<K>(api: &Api<K>, what: &str) -> Result<Vec<K>, AccessError
 where
     K: Clone + DeserializeOwned + Debug,
 {
+    pages(api)
+        .await
+        .map_err(|e| AccessError::request(format!("listing {what}"), &e))
+}
+
+/// Every object of `api`, or `None` when the server does not have the resource at all: a CRD
+/// added in a later version and not installed yet.
+pub async fn list_if_installed<K>(api: &Api<K>, what: &str) -> Result<Option<Vec<K>>, AccessError>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    match pages(api).await {
+        Ok(all) => Ok(Some(all)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(AccessError::request(format!("listing {what}"), &e)),
+    }
+}
+
+async fn pages<K>(api: &Api<K>) -> Result<Vec<K>, kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -160,10 +182,7 @@ where
         if let Some(t) = &token {
             params = params.continue_token(t);
         }
-        let page = api
-            .list(&params)
-            .await
-            .map_err(|e| AccessError::request(format!("listing {what}"), &e))?;
+        let page = api.list(&params).await?;
         out.extend(page.items);
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),

@@ -21,6 +21,7 @@ mod manifests;
 mod plan;
 mod records;
 mod release;
+mod reserved;
 mod show;
 mod snapshot;
 mod text;
@@ -122,7 +123,8 @@ enum Command {
     /// pod annotations naming addresses no block records for the pod, addresses recorded
     /// twice, pods holding two addresses of a family, blocks outside any pool or not matching
     /// their pool, overlapping blocks, bound pods without an address (with the controller's
-    /// reason), and pools that give no addresses.
+    /// reason), pods holding an address that is now reserved, and pools that give no
+    /// addresses. Addresses parked for a StatefulSet's next pod are notes, never leaks.
     ///
     /// Exit status: 0 when there is no problem, 1 when there is one, 2 when the cluster cannot
     /// be read.
@@ -205,12 +207,15 @@ const PLAN_JSON_HELP: &str = "\
 /// The `-o json|yaml` shape of `show`; keep in step with `show.rs`.
 const SHOW_JSON_HELP: &str = "\
 -o json / -o yaml print one object (fields are only ever added, never renamed):
-  pools   one entry per pool, by name: name, cidr, blockSize, assignmentMode, disabled,
-          allocatable (true/false, null before the controller wrote a status), reason, message,
-          capacity, used, free (counted from the blocks), blocks, statusUsed (status.allocated)
-  blocks  with --nodes only, by node (blocks without a node last): node (null when none), block,
-          cidr, pool, used, size
-  notes   blocks of pools that do not exist, status counts that disagree with the blocks";
+  pools         one entry per pool, by name: name, cidr, blockSize, assignmentMode, disabled,
+                allocatable (true/false, null before the controller wrote a status), reason,
+                message, capacity, used (counted from the blocks), reserved, free, blocks,
+                statusUsed (status.allocated)
+  blocks        with --nodes only, by node (blocks without a node last): node (null when none),
+                block, cidr, pool, used, size
+  reservations  one entry per IPReservation, by name: name, ranges, invalid, pools (pool and
+                reserved: how many of its addresses the reservation covers)
+  notes         blocks of pools that do not exist, status counts that disagree with the blocks";
 
 /// The `-o json` shape of `check`; keep in step with `check/finding.rs`.
 const CHECK_JSON_HELP: &str = "\
@@ -224,12 +229,13 @@ const CHECK_JSON_HELP: &str = "\
                  LeakedAllocation, FinishedPodHoldsAddress, UnrecordedAddress, DuplicateAddress,
                  DuplicateHandle, BlockWithoutPool, BlockNotMatchingPool, InvalidBlock,
                  OverlappingBlocks, PodWithoutAddress, PoolNotAllocatable, AddressNotAdmitted,
-                 PodIPNotRecorded
+                 PodIPNotRecorded, ReservedAddressHeld
   notes          findings that are not problems: PoolDisabled, PoolTerminating, PodWaiting,
-                 PodStuckTerminating, BlockQuarantined
-An allocation (in LeakedAllocation, FinishedPodHoldsAddress, AddressNotAdmitted, and the holders of duplicates) is
-address, block, pool, ordinal, handle, sequence, namespace, pod. The crate's README lists the
-fields of every kind.";
+                 PodStuckTerminating, BlockQuarantined, ParkedStickyAddress
+An allocation (in LeakedAllocation, FinishedPodHoldsAddress, AddressNotAdmitted,
+ReservedAddressHeld, ParkedStickyAddress, and the holders of duplicates) is address, block,
+pool, ordinal, handle, sequence, namespace, pod. The crate's README lists the fields of every
+kind.";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Output {

@@ -9,6 +9,10 @@
 //! controller fails instead of freeing an address that was re-assigned; the block is then
 //! re-read and the write retried on [`api::write::Retry`]'s bounded schedule.
 //!
+//! A record parked for a StatefulSet's next pod ([`ipam::sticky::Parked`]) belongs to no pod and
+//! is not a leak: it is never released from a report (even one that lists it as a leak), and
+//! `--ip` releases it only with `--force`.
+//!
 //! Exit status: 0 when every address asked for is free now (released, or already released
 //! since the report), 1 when one was refused or could not be released, 2 when the cluster
 //! cannot be reached or the input cannot be read.
@@ -106,6 +110,8 @@ pub struct ReportInput {
     pub leaks: Vec<Holder>,
     /// Problems of other kinds, which release leaves alone.
     pub others: usize,
+    /// `LeakedAllocation` entries naming a parked record, which release never frees.
+    pub parked: Vec<Holder>,
 }
 
 /// Reads the leaks of a `kubectl ipam check -o json` report. Entries of other kinds are counted
@@ -151,7 +157,13 @@ pub fn read_report(path: &std::path::Path) -> Result<ReportInput, InputError> {
         }
         let leak: Leak = serde_json::from_value(p)
             .map_err(|e| bad(format!("problems[{i}] (LeakedAllocation): {e}")))?;
-        out.leaks.push(leak.holder);
+        // `check` reports parked records as notes; a report that lists one as a leak was
+        // written by hand or by another tool.
+        if ipam::sticky::Parked::parse(&leak.holder.handle).is_some() {
+            out.parked.push(leak.holder);
+        } else {
+            out.leaks.push(leak.holder);
+        }
     }
     Ok(out)
 }
@@ -173,6 +185,12 @@ async fn release(args: &Args, input: Input) -> Result<u8, AccessError> {
                 eprintln!(
                     "note: {} problem(s) of the report are not leaked allocations; release leaves them alone",
                     report.others
+                );
+            }
+            for h in &report.parked {
+                eprintln!(
+                    "note: {} (block {}) is listed as leaked but its record is parked for a StatefulSet's next pod ({}): never released from a report",
+                    h.address, h.block, h.handle
                 );
             }
             (report.leaks, true)
@@ -291,12 +309,23 @@ async fn release_one(
         Ok(block) => block,
         Err(stale) => return Ok(stale),
     };
-    let why = match pod_gone(client, holder).await? {
-        Ok(gone) => gone,
-        Err(alive) if !force => return Ok(Outcome::Refused(alive)),
-        Err(alive) => format!(
-            "{alive}; allowed by --force: the pod keeps using the address until it is re-created, and another pod may get it meanwhile"
-        ),
+    let why = if let Some(parked) = ipam::sticky::Parked::parse(&holder.handle) {
+        let kept = format!(
+            "it is parked for the next pod {}/{} of the StatefulSet of uid {}: the controller releases it when the StatefulSet is deleted or scaled below the pod's ordinal",
+            holder.namespace, parked.pod, parked.statefulset_uid
+        );
+        if !force {
+            return Ok(Outcome::Parked(kept));
+        }
+        format!("{kept}; allowed by --force: that pod will get another address")
+    } else {
+        match pod_gone(client, holder).await? {
+            Ok(gone) => gone,
+            Err(alive) if !force => return Ok(Outcome::Refused(alive)),
+            Err(alive) => format!(
+                "{alive}; allowed by --force: the pod keeps using the address until it is re-created, and another pod may get it meanwhile"
+            ),
+        }
     };
     write::remove(&blocks, block, holder, dry_run, why).await
 }

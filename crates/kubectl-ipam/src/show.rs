@@ -4,19 +4,24 @@
 //! while it is down. With `--nodes`, every block with its node and usage.
 //!
 //! Whether a pool is allocatable is the controller's verdict (its `Allocatable` condition): it
-//! depends on the cluster's pod CIDR, which only the controller knows.
+//! depends on the cluster's pod CIDR, which only the controller knows. How many addresses of a
+//! pool are reserved (IPReservations, `reserveEdgeAddresses`) is counted by the core, as the
+//! controller counts it ([`crate::reserved`]); the IPReservations are listed with the addresses
+//! they keep back of each pool.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use api::IPPool;
-use ipam::pool::PoolInput;
+use ipam::cidr::Family;
+use ipam::pool::{AssignmentMode, PoolInput};
 use ipam::validate::{PoolVerdict, validate_pools};
 use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::cluster::{Access, AccessError, block_on};
 use crate::records;
+use crate::reserved::Reserved;
 use crate::snapshot::Snapshot;
 use crate::text::{DETAIL_INDENT, Table, wrap_into};
 
@@ -68,6 +73,8 @@ pub struct Usage {
     /// One entry per block, by node then range; only with `--nodes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocks: Option<Vec<BlockUsage>>,
+    /// One entry per IPReservation, by name.
+    pub reservations: Vec<ReservationUsage>,
     /// Things a reader should know, e.g. blocks of pools that do not exist.
     pub notes: Vec<String>,
 }
@@ -97,12 +104,44 @@ pub struct PoolUsage {
     pub capacity: Option<u128>,
     /// Addresses its blocks record as allocated.
     pub used: u64,
-    /// `capacity - used`.
+    /// Addresses no pod is given: in an IPReservation, or edge addresses it keeps back
+    /// (`reserveEdgeAddresses`); `None` when its spec does not parse.
+    pub reserved: Option<u128>,
+    /// `capacity - used - reserved`, as the controller's status counts it.
     pub free: Option<u128>,
     /// Blocks cut from it.
     pub blocks: u64,
     /// What the pool status says is allocated (`status.allocated`), for comparison.
     pub status_used: Option<i64>,
+    /// Its Calico data-plane settings, which have no effect here (the controller's message
+    /// says so); the table shows the message for them.
+    #[serde(skip)]
+    pub inert: Vec<String>,
+}
+
+/// One IPReservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationUsage {
+    /// Its name.
+    pub name: String,
+    /// The addresses and ranges it keeps from every pod (a single address without `/32`).
+    pub ranges: Vec<String>,
+    /// Entries that are not addresses or ranges, each with why; the controller ignores them.
+    pub invalid: Vec<String>,
+    /// How many addresses of each pool it keeps back, by pool name; pools it does not touch
+    /// are left out.
+    pub pools: Vec<PoolShare>,
+}
+
+/// A reservation's share of one pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolShare {
+    /// The pool.
+    pub pool: String,
+    /// How many of its addresses the reservation covers.
+    pub reserved: u128,
 }
 
 /// One block.
@@ -135,18 +174,41 @@ pub fn compute(snapshot: &Snapshot, with_blocks: bool) -> Usage {
     // is the controller's verdict, from the status, since only it knows the pod CIDR.
     let inputs: Vec<PoolInput> = snapshot.pools.iter().map(IPPool::to_input).collect();
     let verdicts = validate_pools(&inputs, None);
+    let reserved = Reserved::new(
+        &snapshot.pools,
+        snapshot.reservations.as_deref().unwrap_or_default(),
+    );
     let mut pools: Vec<PoolUsage> = snapshot
         .pools
         .iter()
         .zip(&verdicts)
         .map(|(p, verdict)| {
             let (u, b) = used.get(p.name_any().as_str()).copied().unwrap_or_default();
-            pool_usage(p, verdict, u, b)
+            pool_usage(p, verdict, u, b, reserved.count_in(&verdict.name))
         })
         .collect();
     pools.sort_by(|a, b| a.name.cmp(&b.name));
+    let reservations = reserved
+        .reservations()
+        .iter()
+        .map(|r| ReservationUsage {
+            name: r.name.clone(),
+            ranges: r.ranges.iter().map(crate::text::range).collect(),
+            invalid: r.invalid.clone(),
+            pools: reserved
+                .per_pool(r)
+                .into_iter()
+                .map(|(pool, reserved)| PoolShare { pool, reserved })
+                .collect(),
+        })
+        .collect();
 
     let mut notes = Vec::new();
+    if snapshot.reservations.is_none() {
+        notes.push(
+            "the cluster has no IPReservation CRD (it came with a later rangepool than the one installed): no address counts as reserved but edge addresses; kubectl apply -f crds/ installs it".to_owned(),
+        );
+    }
     let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
     for (pool, (addresses, blocks)) in &used {
         if !names.contains(pool) {
@@ -193,11 +255,18 @@ pub fn compute(snapshot: &Snapshot, with_blocks: bool) -> Usage {
     Usage {
         pools,
         blocks,
+        reservations,
         notes,
     }
 }
 
-fn pool_usage(pool: &IPPool, verdict: &PoolVerdict, used: u64, blocks: u64) -> PoolUsage {
+fn pool_usage(
+    pool: &IPPool,
+    verdict: &PoolVerdict,
+    used: u64,
+    blocks: u64,
+    reserved: Option<u128>,
+) -> PoolUsage {
     let spec = &pool.spec;
     let cidr = verdict.cidr;
     let (block_size, assignment_mode) = match &verdict.pool {
@@ -205,12 +274,16 @@ fn pool_usage(pool: &IPPool, verdict: &PoolVerdict, used: u64, blocks: u64) -> P
             Some(p.block_prefix()),
             p.assignment_mode().as_str().to_owned(),
         ),
+        // The spec is refused: the fields as written, the defaults where nothing is written.
         None => (
-            spec.block_size.and_then(|b| u8::try_from(b).ok()),
+            match spec.block_size {
+                Some(b) => u8::try_from(b).ok(),
+                None => cidr.map(|c| Family::of(&c).default_block_prefix()),
+            },
             spec.assignment_mode
                 .clone()
                 .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| "Automatic".to_owned()),
+                .unwrap_or_else(|| AssignmentMode::default().as_str().to_owned()),
         ),
     };
     let (allocatable, reason, message) = match pool.allocatable() {
@@ -241,9 +314,18 @@ fn pool_usage(pool: &IPPool, verdict: &PoolVerdict, used: u64, blocks: u64) -> P
         message,
         capacity,
         used,
-        free: capacity.map(|c| c.saturating_sub(u128::from(used))),
+        reserved,
+        free: capacity.map(|c| {
+            c.saturating_sub(u128::from(used))
+                .saturating_sub(reserved.unwrap_or(0))
+        }),
         blocks,
         status_used: pool.status.as_ref().and_then(|s| s.allocated),
+        inert: verdict
+            .pool
+            .as_ref()
+            .map(ipam::pool::Pool::inert_settings)
+            .unwrap_or_default(),
     }
 }
 
@@ -257,6 +339,7 @@ pub fn table(usage: &Usage) -> String {
         "ALLOCATABLE",
         "CAPACITY",
         "USED",
+        "RESERVED",
         "FREE",
         "BLOCKS",
     ]);
@@ -268,7 +351,10 @@ pub fn table(usage: &Usage) -> String {
             None if p.reason == NO_STATUS => "Unknown (no status)".to_owned(),
             None => format!("Unknown ({})", p.reason),
         };
-        let details = if p.allocatable == Some(true) || p.message.is_empty() {
+        // An allocatable pool's message only says so, unless it notes the Calico settings that
+        // have no effect here.
+        let details = if p.message.is_empty() || (p.allocatable == Some(true) && p.inert.is_empty())
+        {
             Vec::new()
         } else {
             vec![p.message.clone()]
@@ -282,6 +368,7 @@ pub fn table(usage: &Usage) -> String {
                 allocatable,
                 p.capacity.map_or_else(dash, |c| c.to_string()),
                 p.used.to_string(),
+                p.reserved.map_or_else(dash, |r| r.to_string()),
                 p.free.map_or_else(dash, |f| f.to_string()),
                 p.blocks.to_string(),
             ],
@@ -312,6 +399,10 @@ pub fn table(usage: &Usage) -> String {
         }
         out.push_str(&t.render());
     }
+    if !usage.reservations.is_empty() {
+        out.push('\n');
+        out.push_str(&reservations_table(&usage.reservations).render());
+    }
     if !usage.notes.is_empty() {
         out.push_str("\nNotes\n");
         for n in &usage.notes {
@@ -319,6 +410,30 @@ pub fn table(usage: &Usage) -> String {
         }
     }
     out
+}
+
+fn reservations_table(reservations: &[ReservationUsage]) -> Table {
+    let mut t = Table::new(vec!["RESERVATION", "ADDRESSES", "RANGES"]);
+    for r in reservations {
+        let pools: Vec<String> = r
+            .pools
+            .iter()
+            .map(|s| format!("{}: {}", s.pool, s.reserved))
+            .collect();
+        let pools = if pools.is_empty() {
+            "(none)".to_owned()
+        } else {
+            pools.join(", ")
+        };
+        t.push(
+            vec![r.name.clone(), pools, r.ranges.join(", ")],
+            r.invalid
+                .iter()
+                .map(|why| format!("{why}: ignored by the controller"))
+                .collect(),
+        );
+    }
+    t
 }
 
 #[cfg(test)]
@@ -388,6 +503,7 @@ mod tests {
                 block("10.244.0.0/26", "b-general", Some("node-1"), 2),
                 block("10.244.9.0/26", "gone", None, 4),
             ],
+            reservations: Some(Vec::new()),
             ..Default::default()
         }
     }
@@ -457,6 +573,117 @@ mod tests {
         );
         assert!(
             text.contains("False (OutsidePodCIDR)") && text.contains("pool a-dmz: OutsidePodCIDR"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn reservations_are_listed_with_their_share_of_each_pool_and_counted_per_pool() {
+        let mut s = snapshot();
+        s.pools[1].spec.reserve_edge_addresses = Some("Pool".into());
+        s.reservations = Some(vec![api::IPReservation::new(
+            "appliances",
+            api::IPReservationSpec {
+                reserved_cidrs: vec!["10.244.0.1".into(), "10.244.0.248/29".into(), "junk".into()],
+            },
+        )]);
+        let usage = compute(&s, false);
+        let general = &usage.pools[1];
+        assert_eq!(general.name, "b-general");
+        // 1 + 8 reserved, 3 used: 244 free.
+        assert_eq!((general.reserved, general.free), (Some(9), Some(244)));
+        let dmz = &usage.pools[0];
+        // Its first and last address.
+        assert_eq!((dmz.reserved, dmz.free), (Some(2), Some(254)));
+        assert_eq!(usage.reservations.len(), 1);
+        let r = &usage.reservations[0];
+        assert_eq!(r.ranges, ["10.244.0.1", "10.244.0.248/29"]);
+        assert_eq!(r.invalid.len(), 1);
+        assert_eq!(
+            r.pools,
+            [PoolShare {
+                pool: "b-general".into(),
+                reserved: 9
+            }]
+        );
+        let text = table(&usage);
+        let row: Vec<&str> = text
+            .lines()
+            .find(|l| l.starts_with("appliances  "))
+            .unwrap_or_else(|| panic!("{text}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            row,
+            [
+                "appliances",
+                "b-general:",
+                "9",
+                "10.244.0.1,",
+                "10.244.0.248/29"
+            ]
+        );
+        assert!(text.contains("\"junk\""), "{text}");
+        let general_row: Vec<&str> = text
+            .lines()
+            .find(|l| l.starts_with("b-general  "))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(general_row[7..], ["3", "9", "244", "2"], "{text}");
+        let json = serde_json::to_value(&usage).unwrap();
+        assert_eq!(json["pools"][1]["reserved"], 9);
+        assert_eq!(
+            json["reservations"][0]["pools"],
+            serde_json::json!([{"pool": "b-general", "reserved": 9}])
+        );
+    }
+
+    #[test]
+    fn without_the_reservation_crd_show_says_so() {
+        let mut s = snapshot();
+        s.reservations = None;
+        let usage = compute(&s, false);
+        assert!(
+            usage
+                .notes
+                .iter()
+                .any(|n| n.contains("no IPReservation CRD")),
+            "{:?}",
+            usage.notes
+        );
+        assert!(usage.reservations.is_empty());
+    }
+
+    #[test]
+    fn a_refused_spec_shows_its_mode_and_default_block_size_and_inert_settings_show() {
+        let mut s = snapshot();
+        // Sorted by name, the pools are a-dmz (1), b-general (0) and new (2).
+        s.pools[1].spec.block_size = Some(12);
+        s.pools[1].spec.assignment_mode = Some("Manual".into());
+        s.pools[2].spec.namespace_selector = Some("team ==".into());
+        s.pools[0].spec.nat_outgoing = Some(true);
+        s.pools[0].status.as_mut().unwrap().conditions[0].message =
+            "pool b-general is allocatable; these Calico settings have no effect here: natOutgoing: true".into();
+        let usage = compute(&s, false);
+        assert_eq!(
+            (
+                usage.pools[0].block_size,
+                usage.pools[0].assignment_mode.as_str()
+            ),
+            (Some(12), "Manual")
+        );
+        // Invalid selector: the block size is the family's default, the mode the default mode.
+        assert_eq!(
+            (
+                usage.pools[2].block_size,
+                usage.pools[2].assignment_mode.as_str()
+            ),
+            (Some(122), "Automatic")
+        );
+        let text = table(&usage);
+        assert!(
+            text.contains("these Calico settings have no effect here"),
             "{text}"
         );
     }

@@ -1,21 +1,24 @@
 //! The cluster state `show` and `check` look at, read once.
 //!
-//! Pools first, then blocks, then pods. The order matters for `check`: an allocation found in
+//! Pools and reservations first, then blocks, then pods. The order matters for `check`: an allocation found in
 //! the blocks was made for a pod that existed before the pods were listed, so a pod missing
 //! from the later list is really gone — never a pod created a moment after the blocks were read.
 
-use api::{IPAMBlock, IPPool};
+use api::{IPAMBlock, IPPool, IPReservation};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 
-use crate::cluster::{AccessError, list_all};
+use crate::cluster::{AccessError, list_all, list_if_installed};
 
 /// What was read, and when.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// Every IPPool.
     pub pools: Vec<IPPool>,
+    /// Every IPReservation; `None` when the cluster does not have the IPReservation CRD (it
+    /// came with a later version than the one installed).
+    pub reservations: Option<Vec<IPReservation>>,
     /// Every IPAMBlock.
     pub blocks: Vec<IPAMBlock>,
     /// Every pod in every namespace (empty unless asked for).
@@ -30,10 +33,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads pools, blocks and, when `with_pods`, pods, namespaces and nodes.
+    /// Reads pools, reservations, blocks and, when `with_pods`, pods, namespaces and nodes.
     pub async fn read(client: &Client, with_pods: bool) -> Result<Snapshot, AccessError> {
         let at = Timestamp::now();
         let pools = list_all(&Api::<IPPool>::all(client.clone()), "ippools.rangepool.dev").await?;
+        let reservations = list_if_installed(
+            &Api::<IPReservation>::all(client.clone()),
+            "ipreservations.rangepool.dev",
+        )
+        .await?;
         let blocks = read_blocks(client).await?;
         let (pods, namespaces, nodes) = if with_pods {
             (
@@ -46,6 +54,7 @@ impl Snapshot {
         };
         Ok(Snapshot {
             pools,
+            reservations,
             blocks,
             pods,
             namespaces,

@@ -99,6 +99,7 @@ async fn the_table_has_one_row_per_pool_with_the_reason_of_a_refused_one() {
             "ALLOCATABLE",
             "CAPACITY",
             "USED",
+            "RESERVED",
             "FREE",
             "BLOCKS"
         ]
@@ -115,6 +116,7 @@ async fn the_table_has_one_row_per_pool_with_the_reason_of_a_refused_one() {
             "(OK)",
             "256",
             "3",
+            "0",
             "253",
             "2"
         ]
@@ -231,7 +233,7 @@ async fn credentials_the_rbac_refuses_exit_2_naming_the_permissions_needed() {
             "User \"{}\" cannot list resource \"ippools\" in API group \"rangepool.dev\"",
             node.user
         )) && run.stderr.contains(
-            "kubectl ipam needs get and list on ippools, ipamblocks and pods, and patch on ipamblocks to release"
+            "kubectl ipam needs get and list on ippools, ipamblocks, ipreservations, pods, namespaces and nodes, and patch on ipamblocks to release"
         ),
         "{}",
         run.stderr

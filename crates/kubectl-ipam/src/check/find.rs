@@ -3,7 +3,9 @@
 //! They restate the invariants of `docs/design.md` as questions about what was read: is every
 //! address recorded once, for one pod, in a block of an existing pool that contains it? Does
 //! every recorded pod still exist, and every annotated address have its record? Does every pod
-//! that needs an address have one, and if not, why?
+//! that needs an address have one, and if not, why? Is an address a live pod holds now kept
+//! from pods (reserved)? A record parked for a StatefulSet's next pod ([`ipam::sticky`]) is no
+//! pod's and no leak: it is listed as a note.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -19,10 +21,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::finding::{
-    BlockIssue, Duplicate, Finding, Finished, Leak, NotAdmitted, Overlap, PodIPNotRecorded,
-    PodState, PoolIssue, Stuck, Unaddressed, Unrecorded,
+    BlockIssue, Duplicate, Finding, Finished, Leak, NotAdmitted, Overlap, ParkedAddress,
+    PodIPNotRecorded, PodState, PoolIssue, ReservedHeld, Stuck, Unaddressed, Unrecorded,
 };
 use crate::records::{self, Holder, Recorded};
+use crate::reserved::Reserved;
 use crate::snapshot::{Snapshot, seconds_between};
 use crate::text::age;
 
@@ -50,11 +53,13 @@ pub fn find(s: &Snapshot) -> Findings {
         .filter(|p| address_state(p).needs_address())
         .collect();
     live.sort_by(|a, b| by_key(a).cmp(&by_key(b)));
+    let reserved = Reserved::new(&s.pools, s.reservations.as_deref().unwrap_or_default());
     let mut f = Findings::default();
     pools(s, &recorded, &mut f);
     blocks(s, &mut f);
     duplicates(&recorded, &mut f);
-    holders(s, &recorded, &pods, &mut f);
+    holders(s, &recorded, &pods, &reserved, &mut f);
+    reserved_held(&live, &recorded, &reserved, &mut f);
     f.problems
         .extend(unrecorded_annotations(&s.pods, &recorded));
     unaddressed(s, &live, &mut f);
@@ -415,8 +420,87 @@ fn time_of(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Timestam
     t.0
 }
 
-/// Allocations whose pod is gone, finished, or stuck in deletion.
-fn holders(s: &Snapshot, recorded: &[Recorded], pods: &PodIndex<'_>, f: &mut Findings) {
+/// Live pods holding an address that is reserved now (the core's rule): they keep it, but the
+/// reservation means it for something else.
+fn reserved_held(live: &[&Pod], recorded: &[Recorded], reserved: &Reserved, f: &mut Findings) {
+    let live: HashMap<&str, &Pod> = live
+        .iter()
+        .filter_map(|p| Some((p.metadata.uid.as_deref()?, *p)))
+        .collect();
+    for r in recorded {
+        let h = &r.holder;
+        if !live.contains_key(h.handle.as_str()) {
+            continue;
+        }
+        let by = reserved.by(h.address);
+        if by.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = by.iter().map(ToString::to_string).collect();
+        f.problems.push(Finding::ReservedAddressHeld(ReservedHeld {
+            holder: h.clone(),
+            reserved_by: by,
+            message: format!(
+                "pod {} holds {} (block {}, pool {}), which is now reserved by {}. It keeps the address while it runs and no other pod gets it, but what the reservation is for would clash with it: re-create the pod to give it a free address, or change the reservation",
+                h.pod_key(),
+                h.address,
+                h.block,
+                h.pool,
+                list.join(" and ")
+            ),
+        }));
+    }
+}
+
+/// A record parked for the next pod of a StatefulSet under its name.
+fn parked(h: &Holder, p: ipam::sticky::Parked<'_>, reserved: &Reserved) -> Finding {
+    let statefulset = p.statefulset();
+    let (sts, when) = match statefulset {
+        Some((name, ordinal)) => (
+            format!(
+                "StatefulSet {}/{name} (uid {})",
+                h.namespace, p.statefulset_uid
+            ),
+            format!(
+                "when the StatefulSet is deleted or scaled below ordinal {}",
+                ordinal.saturating_add(1)
+            ),
+        ),
+        None => (
+            format!("the StatefulSet of uid {}", p.statefulset_uid),
+            "at its next sweep: the pod name has no ordinal".to_owned(),
+        ),
+    };
+    let by = reserved.by(h.address);
+    let reserved_now = if by.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = by.iter().map(ToString::to_string).collect();
+        format!(
+            " It is reserved now by {}, and still goes back to that pod.",
+            list.join(" and ")
+        )
+    };
+    Finding::ParkedStickyAddress(ParkedAddress {
+        holder: h.clone(),
+        stateful_set_uid: p.statefulset_uid.to_owned(),
+        stateful_set: statefulset.map(|(name, _)| name.to_owned()),
+        ordinal: statefulset.map(|(_, o)| o),
+        message: format!(
+            "{} (block {}, pool {}) is kept for the next pod {}/{} of {sts}: its pool has stickyStatefulSets, so the address stayed when the pod went, and the pod created again under that name gets it back. The controller releases it {when}. It is no leak: release --from-report leaves it alone.{reserved_now}",
+            h.address, h.block, h.pool, h.namespace, p.pod
+        ),
+    })
+}
+
+/// Allocations whose pod is gone, finished, or stuck in deletion; parked records are noted.
+fn holders(
+    s: &Snapshot,
+    recorded: &[Recorded],
+    pods: &PodIndex<'_>,
+    reserved: &Reserved,
+    f: &mut Findings,
+) {
     let created: HashMap<String, Timestamp> = s
         .blocks
         .iter()
@@ -430,6 +514,10 @@ fn holders(s: &Snapshot, recorded: &[Recorded], pods: &PodIndex<'_>, f: &mut Fin
     let mut stuck: BTreeMap<(String, String), Stuck> = BTreeMap::new();
     for r in recorded {
         let h = &r.holder;
+        if let Some(p) = ipam::sticky::Parked::parse(&h.handle) {
+            f.notes.push(parked(h, p, reserved));
+            continue;
+        }
         let block_created = created.get(&h.block).copied();
         match pods.get(&h.namespace, &h.pod) {
             None => {

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::records::Holder;
+use crate::reserved::ReservedBy;
 
 /// Version of the report's shape.
 pub const REPORT_VERSION: u32 = 1;
@@ -91,6 +92,45 @@ pub enum Finding {
     /// A quarantined block (note): rebuilt by the controller after it was lost or unreadable,
     /// it gives out no new address until an admin removes `spec.quarantine`.
     BlockQuarantined(BlockIssue),
+    /// An address of a pool with `stickyStatefulSets` kept for the next pod of a StatefulSet
+    /// under its name (note): no pod holds it, and it is no leak. `release` never frees it
+    /// from a report.
+    ParkedStickyAddress(ParkedAddress),
+    /// A live pod holds an address that is now reserved (problem): an IPReservation covers it,
+    /// or its pool keeps it back with `reserveEdgeAddresses`. The pod keeps it while it runs.
+    ReservedAddressHeld(ReservedHeld),
+}
+
+/// [`Finding::ParkedStickyAddress`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParkedAddress {
+    /// The parked record: `handle` is `sts:<StatefulSet UID>/<pod name>`, `namespace` and `pod`
+    /// name the pod that had it and whose successor gets it.
+    #[serde(flatten)]
+    pub holder: Holder,
+    /// The UID of the StatefulSet it is kept for.
+    pub stateful_set_uid: String,
+    /// The StatefulSet's name, from the pod's (`null` when the name has no ordinal).
+    pub stateful_set: Option<String>,
+    /// The pod's ordinal (`null` likewise).
+    pub ordinal: Option<u32>,
+    /// For a person.
+    pub message: String,
+}
+
+/// [`Finding::ReservedAddressHeld`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservedHeld {
+    /// The allocation.
+    #[serde(flatten)]
+    pub holder: Holder,
+    /// What reserves it: `{"by": "IPReservation", "name", "range"}` or `{"by": "EdgeAddress",
+    /// "pool", "rule"}`.
+    pub reserved_by: Vec<ReservedBy>,
+    /// For a person.
+    pub message: String,
 }
 
 /// [`Finding::PodIPNotRecorded`].
@@ -319,6 +359,8 @@ impl Finding {
             Finding::AddressNotAdmitted(_) => "AddressNotAdmitted",
             Finding::PodIPNotRecorded(_) => "PodIPNotRecorded",
             Finding::BlockQuarantined(_) => "BlockQuarantined",
+            Finding::ParkedStickyAddress(_) => "ParkedStickyAddress",
+            Finding::ReservedAddressHeld(_) => "ReservedAddressHeld",
         }
     }
 
@@ -341,6 +383,8 @@ impl Finding {
             Finding::AddressNotAdmitted(x) => &x.message,
             Finding::PodIPNotRecorded(x) => &x.message,
             Finding::BlockQuarantined(x) => &x.message,
+            Finding::ParkedStickyAddress(x) => &x.message,
+            Finding::ReservedAddressHeld(x) => &x.message,
         }
     }
 
@@ -386,6 +430,13 @@ impl Finding {
                 format!("{}/{} runs with {}", x.namespace, x.pod, x.address)
             }
             Finding::BlockQuarantined(x) => format!("block {}", x.block),
+            Finding::ParkedStickyAddress(x) => format!(
+                "{} kept for {}/{}",
+                x.holder.address, x.holder.namespace, x.holder.pod
+            ),
+            Finding::ReservedAddressHeld(x) => {
+                format!("{} held by {}", x.holder.address, x.holder.pod_key())
+            }
         }
     }
 }

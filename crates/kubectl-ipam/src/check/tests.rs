@@ -611,3 +611,139 @@ fn a_quarantined_block_is_a_note_saying_how_to_lift_it() {
     assert_eq!(kinds(&f.notes), ["BlockQuarantined"]);
     assert!(f.notes[0].message().contains("remove spec.quarantine"));
 }
+
+fn reservation(name: &str, entries: &[&str]) -> api::IPReservation {
+    api::IPReservation::new(
+        name,
+        api::IPReservationSpec {
+            reserved_cidrs: entries.iter().map(|e| (*e).to_owned()).collect(),
+        },
+    )
+}
+
+#[test]
+fn a_parked_sticky_record_is_a_note_naming_the_statefulset_and_never_a_leak() {
+    let (pools, blocks, pods) = healthy();
+    let blocks = vec![
+        blocks[0]
+            .clone()
+            .holds(5, "sts:sts-uid/db-0", "shop", "db-0"),
+    ];
+    // Its pod is gone; and then a pod of that name exists with another UID (the successor, not
+    // scheduled yet, so the controller has not given it the record): neither makes it a leak.
+    let successor = pod("shop", "db-0", "u-new").unbound();
+    for pods in [pods.clone(), [pods, vec![successor]].concat()] {
+        let f = find(&snapshot(pools.clone(), blocks.clone(), pods));
+        assert_eq!(kinds(&f.problems), Vec::<&str>::new(), "{f:#?}");
+        assert_eq!(kinds(&f.notes), ["ParkedStickyAddress"]);
+        let Finding::ParkedStickyAddress(x) = &f.notes[0] else {
+            unreachable!()
+        };
+        assert_eq!(x.holder.address.to_string(), "10.244.0.5");
+        assert_eq!(x.holder.handle, "sts:sts-uid/db-0");
+        assert_eq!(x.stateful_set_uid, "sts-uid");
+        assert_eq!(x.stateful_set.as_deref(), Some("db"));
+        assert_eq!(x.ordinal, Some(0));
+        for part in [
+            "10.244.0.5 (block 10-244-0-0-26, pool general)",
+            "next pod shop/db-0 of StatefulSet shop/db (uid sts-uid)",
+            "scaled below ordinal 1",
+            "no leak",
+        ] {
+            assert!(x.message.contains(part), "{part:?} in {}", x.message);
+        }
+        assert!(!x.message.contains("reserved"), "{}", x.message);
+    }
+
+    // Reserved meanwhile: still kept for its pod, and the note says so.
+    let mut s = snapshot(pools, blocks, vec![]);
+    s.reservations = Some(vec![reservation("appliances", &["10.244.0.5"])]);
+    let f = find(&s);
+    assert_eq!(kinds(&f.notes), ["ParkedStickyAddress"]);
+    assert!(
+        f.notes[0]
+            .message()
+            .contains("reserved now by IPReservation appliances (10.244.0.5)"),
+        "{}",
+        f.notes[0].message()
+    );
+    // The report keeps it under notes, where `release --from-report` never looks.
+    let report = Report {
+        report_version: REPORT_VERSION,
+        generated_at: now().to_string(),
+        server: "https://x/".into(),
+        clean: f.problems.is_empty(),
+        checked: Counts::default(),
+        problems: f.problems.clone(),
+        notes: f.notes.clone(),
+    };
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["notes"][0]["kind"], "ParkedStickyAddress");
+    assert_eq!(json["notes"][0]["statefulSetUid"], "sts-uid");
+    assert_eq!(json["notes"][0]["handle"], "sts:sts-uid/db-0");
+    assert!(
+        render(&report).contains("  ParkedStickyAddress: 10.244.0.5 kept for shop/db-0\n"),
+        "{}",
+        render(&report)
+    );
+}
+
+#[test]
+fn a_live_pod_holding_a_reserved_address_is_a_problem_naming_what_reserves_it() {
+    let (pools, blocks, pods) = healthy();
+    let mut s = snapshot(pools.clone(), blocks.clone(), pods.clone());
+    s.reservations = Some(vec![
+        reservation("appliances", &["10.244.0.0/30"]),
+        reservation("elsewhere", &["10.99.0.1"]),
+    ]);
+    let f = find(&s);
+    assert_eq!(kinds(&f.problems), ["ReservedAddressHeld"]);
+    let Finding::ReservedAddressHeld(x) = &f.problems[0] else {
+        unreachable!()
+    };
+    assert_eq!(x.holder.pod_key(), "web/a");
+    assert_eq!(
+        x.reserved_by,
+        [crate::reserved::ReservedBy::IPReservation {
+            name: "appliances".into(),
+            range: "10.244.0.0/30".parse().unwrap()
+        }]
+    );
+    assert!(
+        x.message.starts_with("pod web/a holds 10.244.0.0 (block 10-244-0-0-26, pool general), which is now reserved by IPReservation appliances (10.244.0.0/30)")
+            && x.message.contains("re-create the pod"),
+        "{}",
+        x.message
+    );
+    let json = serde_json::to_value(&f.problems[0]).unwrap();
+    assert_eq!(
+        json["reservedBy"],
+        serde_json::json!([{"by": "IPReservation", "name": "appliances", "range": "10.244.0.0/30"}])
+    );
+
+    // The pool keeping its edge addresses back: 10.244.0.0 is its first.
+    let mut edged = pools.clone();
+    edged[0].spec.reserve_edge_addresses = Some("Pool".into());
+    let f = find(&snapshot(edged, blocks.clone(), pods.clone()));
+    assert_eq!(kinds(&f.problems), ["ReservedAddressHeld"]);
+    assert!(
+        f.problems[0]
+            .message()
+            .contains("pool general's reserveEdgeAddresses: Pool"),
+        "{}",
+        f.problems[0].message()
+    );
+
+    // A finished pod is reported for that, not for the reservation; a reservation elsewhere
+    // changes nothing.
+    let mut s = snapshot(
+        pools.clone(),
+        blocks.clone(),
+        vec![pods[0].clone().phase("Succeeded")],
+    );
+    s.reservations = Some(vec![reservation("appliances", &["10.244.0.0"])]);
+    assert_eq!(kinds(&find(&s).problems), ["FinishedPodHoldsAddress"]);
+    let mut s = snapshot(pools, blocks, pods);
+    s.reservations = Some(vec![reservation("elsewhere", &["10.244.0.9"])]);
+    assert_eq!(find(&s), Findings::default());
+}

@@ -68,3 +68,23 @@ fn a_report_of_another_version_or_shape_is_refused_with_the_file_name() {
         );
     }
 }
+
+#[test]
+fn a_parked_record_is_never_taken_from_a_report_even_listed_as_a_leak() {
+    let entry = |handle: &str| {
+        json!({
+            "kind": "LeakedAllocation", "address": "10.244.0.5", "block": "10-244-0-0-26",
+            "pool": "general", "ordinal": 5, "handle": handle, "sequence": 3,
+            "namespace": "web", "pod": "a", "podState": "NotFound", "message": "gone"
+        })
+    };
+    let report = json!({
+        "reportVersion": 1, "clean": false,
+        "problems": [entry("sts:5a1e/db-0"), entry("u-a")],
+        "notes": [{"kind": "ParkedStickyAddress", "message": "kept"}]
+    });
+    let f = report_file(&report.to_string());
+    let got = read_report(f.path()).unwrap();
+    assert_eq!(got.leaks, [holder(5, "u-a", 3)]);
+    assert_eq!(got.parked, [holder(5, "sts:5a1e/db-0", 3)]);
+}

@@ -37,6 +37,8 @@ pub enum Outcome {
     },
     /// Not released: the pod still exists (and no `--force`).
     Refused(String),
+    /// Not released: the record is parked for a StatefulSet's next pod (and no `--force`).
+    Parked(String),
     /// Not released: the allocation is no longer the one meant (already released, or the
     /// address was re-assigned since it was read).
     Stale(String),
@@ -56,6 +58,7 @@ impl Outcome {
             Outcome::Refused(why) => format!(
                 "refused {what}: {why}; releasing it would let another pod get an address this pod still uses (--force to release anyway)"
             ),
+            Outcome::Parked(why) => format!("refused {what}: {why} (--force to release anyway)"),
             Outcome::Stale(why) => format!("skipped {what}: {why}"),
             Outcome::Conflict(why) => format!("not released {what}: {why}"),
         }
