@@ -175,9 +175,7 @@ fn controlling_statefulset<'de, D: Deserializer<'de>>(
     let kept: Vec<OwnerReference> = owners
         .into_iter()
         .flatten()
-        .filter(|o| {
-            o.controller == Some(true) && o.kind == "StatefulSet" && o.api_version == "apps/v1"
-        })
+        .filter(|o| ipam::sticky::controls_pod(&o.api_version, &o.kind, o.controller))
         .take(1)
         .collect();
     Ok((!kept.is_empty()).then_some(kept))
