@@ -16,6 +16,7 @@ use std::fmt::Write;
 use std::process::ExitCode;
 
 pub use find::find;
+pub(crate) use find::{address_state, bound_at};
 pub use finding::{Counts, Finding, REPORT_VERSION, Report};
 
 use crate::cluster::{Access, AccessError, block_on};

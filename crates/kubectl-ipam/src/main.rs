@@ -97,20 +97,27 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Formatted::Table)]
         output: Formatted,
     },
-    /// Show the cluster's pools and how many of their addresses are used.
+    /// Show the cluster's pools and how many of their addresses are used, or who has one
+    /// address.
     ///
     /// One row per pool: range, block size, assignment mode, whether it gives addresses (the
-    /// controller's Allocatable condition and its reason), capacity, used and free addresses,
-    /// and blocks. Used addresses are counted from the IPAMBlocks themselves, so the numbers
-    /// are right even when the controller is down. With --nodes, one row per block: its node,
-    /// pool and usage.
+    /// controller's Allocatable condition and its reason), capacity, used, reserved and free
+    /// addresses, and blocks; then the IPReservations. Used addresses are counted from the
+    /// IPAMBlocks themselves, so the numbers are right even when the controller is down. With
+    /// --nodes, one row per block: its node, pool and usage. With --ip ADDR, only that address:
+    /// who holds it, or why no pod does.
     ///
     /// Exit status: 0, or 2 when the cluster cannot be read.
     #[command(after_long_help = SHOW_JSON_HELP)]
     Show {
         /// Also list every block with its node and usage.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ip")]
         nodes: bool,
+        /// Who has this address: the pod holding it (namespace, name, node, pool, block, since
+        /// when), or that it is free, reserved, cooling down after a release, kept for a
+        /// StatefulSet's pod, or in no pool.
+        #[arg(long, value_name = "ADDR")]
+        ip: Option<IpAddr>,
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Formatted::Table)]
         output: Formatted,
@@ -215,7 +222,11 @@ const SHOW_JSON_HELP: &str = "\
                 block, cidr, pool, used, size
   reservations  one entry per IPReservation, by name: name, ranges, invalid, pools (pool and
                 reserved: how many of its addresses the reservation covers)
-  notes         blocks of pools that do not exist, status counts that disagree with the blocks";
+  notes         blocks of pools that do not exist, status counts that disagree with the blocks
+With --ip ADDR, one object: address, state (Held, Parked, InUseUnrecorded, Reserved,
+CoolingDown, Free, NotInPool), pool, block, blockCidr, blockNode, holders (namespace, pod, uid,
+sequence, podState, node, since), parked (namespace, pod, statefulSetUid, statefulSet), usedBy,
+reservedBy, released, quarantine, message";
 
 /// The `-o json` shape of `check`; keep in step with `check/finding.rs`.
 const CHECK_JSON_HELP: &str = "\
@@ -282,11 +293,13 @@ fn main() -> ExitCode {
         }),
         Command::Show {
             nodes,
+            ip,
             output,
             cluster,
         } => show::run(&show::Args {
             access: cluster.access(),
             nodes,
+            ip,
             format: output.into(),
         }),
         Command::Check { output, cluster } => check::run(&check::Args {

@@ -9,7 +9,10 @@
 //! controller counts it ([`crate::reserved`]); the IPReservations are listed with the addresses
 //! they keep back of each pool.
 
+mod ip;
+
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::process::ExitCode;
 
 use api::IPPool;
@@ -39,12 +42,17 @@ pub struct Args {
     pub access: Access,
     /// `--nodes`: also every block.
     pub nodes: bool,
+    /// `--ip`: who has this address, instead of the usage.
+    pub ip: Option<IpAddr>,
     /// `-o`.
     pub format: Format,
 }
 
 /// Reads the cluster and prints its usage; exit status 0, or 2 when the cluster cannot be read.
 pub fn run(args: &Args) -> ExitCode {
+    if let Some(address) = args.ip {
+        return run_ip(args, address);
+    }
     let usage = match block_on(read(args)).and_then(|r| r) {
         Ok(usage) => usage,
         Err(e) => {
@@ -53,6 +61,24 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let out = crate::text::serialized(&usage, args.format).unwrap_or_else(|| table(&usage));
+    crate::print(&out);
+    ExitCode::SUCCESS
+}
+
+/// `--ip`: exit status 0 whatever the answer, 2 when the cluster cannot be read.
+fn run_ip(args: &Args, address: IpAddr) -> ExitCode {
+    let work = async {
+        let connection = args.access.connect().await?;
+        ip::read(&connection, address).await
+    };
+    let found = match block_on(work).and_then(|r| r) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("kubectl ipam show: {e}");
+            return ExitCode::from(EXIT_ACCESS);
+        }
+    };
+    let out = crate::text::serialized(&found, args.format).unwrap_or_else(|| ip::table(&found));
     crate::print(&out);
     ExitCode::SUCCESS
 }

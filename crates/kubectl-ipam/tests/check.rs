@@ -245,3 +245,101 @@ async fn a_pod_bound_a_moment_ago_is_a_note_not_a_problem() {
     assert_eq!(report["notes"][0]["kind"], "PodWaiting");
     assert_eq!(report["notes"][0]["pod"], "new");
 }
+
+#[tokio::test]
+async fn a_parked_record_is_a_note_release_leaves_alone_and_a_reserved_holder_a_problem() {
+    let (c, a) = Cluster::with_kept_addresses().await;
+    let run = c.run(&["check", "-o", "json"]).await;
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    let kinds = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // No leak: the parked record belongs to no pod, and the released address is free.
+    assert_eq!(
+        kinds(&report["problems"]),
+        ["ReservedAddressHeld"],
+        "{report:#}"
+    );
+    assert_eq!(
+        kinds(&report["notes"]),
+        ["ParkedStickyAddress"],
+        "{report:#}"
+    );
+    let held = only(&report, "ReservedAddressHeld");
+    assert_eq!(held["address"], "10.244.0.0");
+    assert_eq!(held["handle"], a.metadata.uid.clone().unwrap());
+    assert_eq!(
+        held["reservedBy"],
+        serde_json::json!([{"by": "IPReservation", "name": "appliances", "range": "10.244.0.0/32"}])
+    );
+    let parked = &report["notes"][0];
+    assert_eq!(parked["address"], "10.244.0.5");
+    assert_eq!(parked["handle"], "sts:sts-uid/db-0");
+    assert_eq!(parked["statefulSetUid"], "sts-uid");
+    assert_eq!(parked["statefulSet"], "db");
+    assert_eq!(parked["ordinal"], 0);
+    assert!(!run.stdout.contains("10.244.0.7"), "{}", run.stdout);
+
+    let text = c.run(&["check"]).await;
+    assert!(
+        text.stdout
+            .contains("  ParkedStickyAddress: 10.244.0.5 kept for web/db-0\n")
+            && text
+                .stdout
+                .contains("  ReservedAddressHeld: 10.244.0.0 held by web/a\n"),
+        "{}",
+        text.stdout
+    );
+
+    // release never frees the parked record from a report: not from check's (a note), nor
+    // from one that lists it as a leak.
+    let held_5 = |spec: api::IPAMBlockSpec| spec.holders.contains_key("5");
+    let dir = tempfile::tempdir().unwrap();
+    let from_check = dir.path().join("check.json");
+    std::fs::write(&from_check, &run.stdout).unwrap();
+    let release = c
+        .run(&["release", "--from-report", from_check.to_str().unwrap()])
+        .await;
+    assert_eq!(release.status, 0, "{}{}", release.stdout, release.stderr);
+    assert!(held_5(c.block_spec("10-244-0-0-26").await));
+    let mut forged = report.clone();
+    let mut leak = parked.clone();
+    leak["kind"] = "LeakedAllocation".into();
+    leak["podState"] = "NotFound".into();
+    forged["problems"] = serde_json::json!([leak]);
+    let forged_path = dir.path().join("forged.json");
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let release = c
+        .run(&[
+            "release",
+            "--from-report",
+            forged_path.to_str().unwrap(),
+            "--force",
+        ])
+        .await;
+    assert_eq!(release.status, 0, "{}{}", release.stdout, release.stderr);
+    assert!(
+        release.stderr.contains("never released from a report"),
+        "{}",
+        release.stderr
+    );
+    assert!(held_5(c.block_spec("10-244-0-0-26").await));
+
+    // By address: refused, unless --force.
+    let refused = c.run(&["release", "--ip", "10.244.0.5"]).await;
+    assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stdout.contains("parked for the next pod web/db-0"),
+        "{}",
+        refused.stdout
+    );
+    assert!(held_5(c.block_spec("10-244-0-0-26").await));
+    let forced = c.run(&["release", "--ip", "10.244.0.5", "--force"]).await;
+    assert_eq!(forced.status, 0, "{}{}", forced.stdout, forced.stderr);
+    assert!(!held_5(c.block_spec("10-244-0-0-26").await));
+}

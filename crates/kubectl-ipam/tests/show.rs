@@ -1,6 +1,7 @@
 //! `kubectl ipam show` against a real API server (envtest): counts from the blocks, the
 //! controller's verdicts, `--nodes`, the three output formats, finding the cluster as kubectl
-//! does, and what it says when RBAC refuses it.
+//! does, and what it says when RBAC refuses it; `--ip` on held, parked, reserved, released, free
+//! and outside addresses.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -237,5 +238,127 @@ async fn credentials_the_rbac_refuses_exit_2_naming_the_permissions_needed() {
         ),
         "{}",
         run.stderr
+    );
+}
+
+#[tokio::test]
+async fn ip_says_who_holds_an_address_or_why_no_pod_does() {
+    let (c, a) = Cluster::with_kept_addresses().await;
+    let look = |address: &'static str| {
+        let c = &c;
+        async move {
+            let run = c.run(&["show", "--ip", address, "-o", "json"]).await;
+            assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+            run.json()
+        }
+    };
+
+    let held = look("10.244.0.0").await;
+    assert_eq!(held["state"], "Held");
+    assert_eq!(held["pool"], "general");
+    assert_eq!(held["block"], "10-244-0-0-26");
+    assert_eq!(held["blockNode"], "node-1");
+    let holder = &held["holders"][0];
+    assert_eq!(holder["namespace"], "web");
+    assert_eq!(holder["pod"], "a");
+    assert_eq!(holder["uid"], a.metadata.uid.clone().unwrap());
+    assert_eq!(holder["node"], "node-1");
+    // No scheduler binds it here: since its creation.
+    assert_eq!(
+        holder["since"],
+        a.metadata.creation_timestamp.clone().unwrap().0.to_string()
+    );
+    assert_eq!(
+        held["reservedBy"],
+        json!([{"by": "IPReservation", "name": "appliances", "range": "10.244.0.0/32"}])
+    );
+
+    let parked = look("10.244.0.5").await;
+    assert_eq!(parked["state"], "Parked");
+    assert_eq!(
+        parked["parked"],
+        json!({"namespace": "web", "pod": "db-0", "statefulSetUid": "sts-uid", "statefulSet": "db"})
+    );
+    assert_eq!(parked["holders"], json!([]));
+
+    let cooling = look("10.244.0.7").await;
+    assert_eq!(cooling["state"], "CoolingDown");
+    let released: k8s_openapi::jiff::Timestamp =
+        cooling["released"].as_str().unwrap().parse().unwrap();
+    let ago = k8s_openapi::jiff::Timestamp::now().as_second() - released.as_second();
+    assert!(
+        (55..120).contains(&ago),
+        "released {ago} s ago: {cooling:#}"
+    );
+
+    let reserved = look("10.244.0.9").await;
+    assert_eq!(reserved["state"], "Reserved");
+    assert_eq!(reserved["reservedBy"][0]["name"], "appliances");
+
+    assert_eq!(look("10.244.0.20").await["state"], "Free");
+    assert_eq!(look("10.99.0.1").await["state"], "NotInPool");
+
+    // The table: one row, the sentence under it; YAML carries the same object.
+    let table = c.run(&["show", "--ip", "10.244.0.0"]).await;
+    assert_eq!(table.status, 0, "{}", table.stderr);
+    let row: Vec<&str> = table.row("10.244.0.0").split_whitespace().collect();
+    assert_eq!(
+        row[..7],
+        [
+            "10.244.0.0",
+            "Held",
+            "(Running)",
+            "web/a",
+            "node-1",
+            "general",
+            "10-244-0-0-26"
+        ],
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table
+            .detail("10.244.0.0")
+            .contains("reserved now by IPReservation appliances"),
+        "{}",
+        table.stdout
+    );
+    let yaml = c.run(&["show", "--ip", "10.244.0.5", "-o", "yaml"]).await;
+    let yaml: Value = serde_saphyr::from_str(&yaml.stdout).unwrap();
+    assert_eq!(yaml, parked);
+
+    // --ip is one address: --nodes does not go with it.
+    let both = c.run(&["show", "--ip", "10.244.0.0", "--nodes"]).await;
+    assert_eq!(both.status, 2, "{}{}", both.stdout, both.stderr);
+}
+
+#[tokio::test]
+async fn reservations_are_listed_and_counted_in_their_pools() {
+    let (c, _) = Cluster::with_kept_addresses().await;
+    let run = c.run(&["show", "-o", "json"]).await;
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let out = run.json();
+    let general = pool(&out, "general");
+    // Two reserved, two used (web/a and the parked record).
+    assert_eq!(
+        (&general["reserved"], &general["used"], &general["free"]),
+        (&json!(2), &json!(2), &json!(252))
+    );
+    assert_eq!(
+        out["reservations"],
+        json!([{"name": "appliances", "ranges": ["10.244.0.0", "10.244.0.9"], "invalid": [],
+                "pools": [{"pool": "general", "reserved": 2}]}])
+    );
+    let table = c.run(&["show"]).await;
+    assert!(
+        table.row("appliances").split_whitespace().eq([
+            "appliances",
+            "general:",
+            "2",
+            "10.244.0.0,",
+            "10.244.0.9"
+        ]),
+        "{}",
+        table.stdout
     );
 }

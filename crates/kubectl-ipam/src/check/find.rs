@@ -656,7 +656,7 @@ fn by_key(pod: &Pod) -> (Option<&str>, Option<&str>) {
 
 /// What the core's address rule reads of the pod: the controller's rule, so `check` expects an
 /// address exactly where the controller gives one.
-fn address_state(pod: &Pod) -> ipam::pod::PodState<'_> {
+pub(crate) fn address_state(pod: &Pod) -> ipam::pod::PodState<'_> {
     let spec = pod.spec.as_ref();
     ipam::pod::PodState {
         node: spec.and_then(|s| s.node_name.as_deref()),
@@ -811,7 +811,7 @@ fn unaddressed(s: &Snapshot, live: &[&Pod], f: &mut Findings) {
 }
 
 /// When the scheduler bound the pod, if it recorded it.
-fn bound_at(pod: &Pod) -> Option<Timestamp> {
+pub(crate) fn bound_at(pod: &Pod) -> Option<Timestamp> {
     pod.status
         .as_ref()?
         .conditions

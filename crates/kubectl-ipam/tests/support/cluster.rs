@@ -50,6 +50,26 @@ impl Cluster {
         c
     }
 
+    /// [`Cluster::with_general_pool`], and the addresses no pod may be given: pod web/a runs with
+    /// 10.244.0.0, which IPReservation `appliances` (10.244.0.0 and 10.244.0.9) reserves since;
+    /// 10.244.0.5 is parked for the next pod web/db-0 of the StatefulSet of UID `sts-uid`;
+    /// 10.244.0.7 was released a minute ago. Returns pod web/a.
+    pub async fn with_kept_addresses() -> (Cluster, Pod) {
+        let c = Cluster::with_general_pool().await;
+        let a = c.running("a", "10.244.0.0").await;
+        c.set_phase(&a, "Running").await;
+        c.reservation("appliances", &["10.244.0.0", "10.244.0.9"])
+            .await;
+        c.park("10.244.0.5", "web", "db-0", "sts-uid").await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        c.released("10.244.0.7", i64::try_from(now).unwrap() - 60)
+            .await;
+        (c, a)
+    }
+
     /// A pod in `web` on node-1 holding `address`, assigned as the controller does.
     pub async fn running(&self, name: &str, address: &str) -> Pod {
         let p = self.pod(pod(name).in_ns("web").on_node("node-1")).await;
@@ -225,8 +245,61 @@ impl Cluster {
     /// Returns the block's name.
     pub async fn record(&self, pod: &Pod, address: &str) -> String {
         let address: IpAddr = address.parse().unwrap();
-        let block = self
-            .blocks()
+        let block = self.block_of(address).await;
+        self.record_in(&block, pod, address).await;
+        block
+    }
+
+    /// [`Cluster::record`] in a named block.
+    pub async fn record_in(&self, block: &str, pod: &Pod, address: IpAddr) {
+        let holder = format!("{}/{}", pod.namespace().unwrap(), pod.name_any());
+        self.hold(block, address, &holder, &pod.uid().unwrap())
+            .await;
+    }
+
+    /// Parks `address` for the next pod `namespace/pod` of the StatefulSet of UID `sts_uid`, as
+    /// the controller does when the pod of a `stickyStatefulSets` pool goes (handle
+    /// `sts:<uid>/<pod>`). Returns the block's name.
+    pub async fn park(&self, address: &str, namespace: &str, pod: &str, sts_uid: &str) -> String {
+        let address: IpAddr = address.parse().unwrap();
+        let block = self.block_of(address).await;
+        let handle = ipam::sticky::parked_handle(sts_uid, pod);
+        self.hold(&block, address, &format!("{namespace}/{pod}"), &handle)
+            .await;
+        block
+    }
+
+    /// Notes in its block, as the controller does under `--ip-cooldown`, that the free
+    /// `address` was released at `at` (seconds since the Unix epoch).
+    pub async fn released(&self, address: &str, at: i64) {
+        let address: IpAddr = address.parse().unwrap();
+        let block = self.block_of(address).await;
+        let spec = self.block_spec(&block).await;
+        let ordinal = ipam::cidr::ordinal_of(&spec.cidr.parse().unwrap(), address).unwrap();
+        let patch = json!({"spec": {"released": {ordinal.to_string(): at}}});
+        self.blocks()
+            .patch(&block, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+
+    /// Creates an IPReservation of `entries`.
+    pub async fn reservation(&self, name: &str, entries: &[&str]) {
+        let r = api::IPReservation::new(
+            name,
+            api::IPReservationSpec {
+                reserved_cidrs: entries.iter().map(|e| (*e).to_owned()).collect(),
+            },
+        );
+        Api::<api::IPReservation>::all(self.client.clone())
+            .create(&PostParams::default(), &r)
+            .await
+            .unwrap();
+    }
+
+    /// The name of the block that contains `address`.
+    async fn block_of(&self, address: IpAddr) -> String {
+        self.blocks()
             .list(&ListParams::default())
             .await
             .unwrap()
@@ -239,23 +312,21 @@ impl Cluster {
                     .unwrap()
                     .contains(&address)
             })
-            .unwrap_or_else(|| panic!("no block contains {address}"));
-        self.record_in(&block.name_any(), pod, address).await;
-        block.name_any()
+            .unwrap_or_else(|| panic!("no block contains {address}"))
+            .name_any()
     }
 
-    /// [`Cluster::record`] in a named block.
-    pub async fn record_in(&self, block: &str, pod: &Pod, address: IpAddr) {
+    /// Adds the record `"<holder> <handle> <sequence>"` for `address` to `block`, with the
+    /// controller's guarded JSON patch (test the sequence number, add the record, bump the
+    /// number).
+    async fn hold(&self, block: &str, address: IpAddr, holder: &str, handle: &str) {
         let spec = self.block_spec(block).await;
         let ordinal = ipam::cidr::ordinal_of(&spec.cidr.parse().unwrap(), address).unwrap();
         let next = spec.sequence_number + 1;
         let patch = json!([
             {"op": "test", "path": "/spec/sequenceNumber", "value": spec.sequence_number},
             {"op": "add", "path": format!("/spec/holders/{ordinal}"), "value": format!(
-                "{}/{} {} {next}",
-                pod.namespace().unwrap(),
-                pod.name_any(),
-                pod.uid().unwrap()
+                "{holder} {handle} {next}"
             )},
             {"op": "replace", "path": "/spec/sequenceNumber", "value": next},
         ]);
