@@ -3,7 +3,9 @@
 #   1. the chart's CRDs are byte-identical to the generated crds/;
 #   2. `helm lint --strict` and `helm template` with every values set in tests/chart/values/, each
 #      rendering checked against its expectations (tests/chart/rendered.py) and every manifest
-#      validated with kubernetes-validate --strict for Kubernetes 1.33.0;
+#      validated with kubernetes-validate --strict for Kubernetes 1.33.0; the optional
+#      PrometheusRule checked and unit-tested with promtool (prometheus-rules.test.yaml), and the
+#      Grafana dashboard's queries parsed by it;
 #   3. every values set in tests/chart/bad-values/ is refused, with a message naming the bad field;
 #   4. the node installer script (charts/rangepool/files/install-cni.sh) against temporary
 #      directories: atomic install, kubeconfig modes, token rotation, conflist;
@@ -142,6 +144,44 @@ cm = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Co
 assert cm["data"]["install-cni.sh"] == open(sys.argv[2]).read(), "ConfigMap script differs from the file"
 print("  ok: the node ConfigMap carries files/install-cni.sh byte for byte")
 EOF
+
+# The optional PrometheusRule (promtool check and unit tests of its alerts) and the Grafana
+# dashboard's queries (PromQL syntax). That every metric they name is one the controller exports is
+# checked by the controller's tests (crates/controller/tests/metrics.rs) on a real /metrics.
+step "PrometheusRule and Grafana dashboard queries (promtool)"
+bash tests/tools/install-prometheus-tools.sh > /dev/null
+PROMTOOL="$ROOT/.tools/bin/promtool"
+if [ -x "$PROMTOOL" ]; then
+    mkdir -p "$WORK/rules"
+    "$HELM" template rangepool "$CHART" --namespace kube-system --set prometheusRule.enabled=true \
+        --show-only templates/prometheusrule.yaml > "$WORK/rules/rendered.yaml"
+    "$PY" - "$WORK/rules" "$CHART/files/grafana-dashboard.json" <<'EOF'
+import json, sys, yaml
+out, dashboard = sys.argv[1], sys.argv[2]
+with open(f"{out}/rendered.yaml") as f:
+    rule = yaml.safe_load(f)
+with open(f"{out}/rangepool-rules.yaml", "w") as f:
+    yaml.safe_dump(rule["spec"], f, sort_keys=False)
+# Each panel query as a recording rule, so that promtool parses it; Grafana's variables get values.
+with open(dashboard) as f:
+    panels = json.load(f)["panels"]
+queries = [t["expr"].replace("$__rate_interval", "1m").replace("$pool", ".*")
+           for p in panels for t in p["targets"]]
+with open(f"{out}/dashboard-queries.yaml", "w") as f:
+    yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query{i}", "expr": q} for i, q in enumerate(queries)]}]}, f)
+print(f"  {len(rule['spec']['groups'][0]['rules'])} alerting rules, {len(queries)} dashboard queries")
+EOF
+    "$PROMTOOL" check rules "$WORK/rules/rangepool-rules.yaml" "$WORK/rules/dashboard-queries.yaml" > "$WORK/rules/check.out" 2>&1 \
+        || { cat "$WORK/rules/check.out"; fail "promtool check rules"; }
+    ok "promtool check rules: the alerts and every dashboard query parse"
+    cp "$HERE/prometheus-rules.test.yaml" "$WORK/rules/"
+    "$PROMTOOL" test rules "$WORK/rules/prometheus-rules.test.yaml" > "$WORK/rules/test.out" 2>&1 \
+        || { cat "$WORK/rules/test.out"; fail "promtool test rules $HERE/prometheus-rules.test.yaml"; }
+    ok "promtool test rules: a pool over 90 % alerts after 10m, a standby's stale numbers do not; refusals alert; no leader (or none scraped) alerts"
+else
+    echo "  SKIPPED: promtool is not installed (tests/tools/install-prometheus-tools.sh needs apt-get)"
+fi
 
 # --- 3. bad values ----------------------------------------------------------------------------------
 step "bad values are refused with a message naming the field"

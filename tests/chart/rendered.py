@@ -19,6 +19,9 @@ CUSTOM = {
     "and its CEL rules)",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "not validated: the Prometheus Operator's "
     "CRD is not available here; checked field by field by the expectations instead",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "not validated: the Prometheus Operator's "
+    "CRD is not available here; checked by the expectations, and its rules by promtool when "
+    "installed; the controller's tests check the metrics they use exist",
 }
 
 
@@ -97,7 +100,7 @@ class Rendered:
         return found[0] if found else None
 
     def conflist(self):
-        data = self.one("ConfigMap")["data"]
+        data = [d for d in self.all("ConfigMap") if d["metadata"]["name"].endswith("-node")][0]["data"]
         lists = [k for k in data if k.endswith(".conflist")]
         return json.loads(data[lists[0]]) if lists else None
 
@@ -204,6 +207,8 @@ def defaults(r):
     check(r.agent() is not None, "the node agent runs by default")
     check(len(r.all("PodDisruptionBudget")) == 1 and not r.all("ServiceMonitor") and not r.all("IPPool"),
           "a PodDisruptionBudget, no ServiceMonitor, no IPPool")
+    check(not r.all("PrometheusRule") and [c["metadata"]["name"] for c in r.all("ConfigMap")] == ["rangepool-node"],
+          "no PrometheusRule, no Grafana dashboard")
     check(not any(e["name"] == "CONFLIST_SRC" for e in r.node_pod()["containers"][0]["env"]),
           "installer is not told to write a conflist")
     sat = [v for v in r.node_pod()["volumes"] if v["name"] == "token"][0]["projected"]["sources"][0]
@@ -301,6 +306,46 @@ def servicemonitor(r):
     check("--no-default-pool" in r.args(), "defaultPool: false gives --no-default-pool")
 
 
+def monitoring(r):
+    rule = r.one("PrometheusRule")
+    check(rule["metadata"]["labels"]["release"] == "prometheus" and rule["metadata"]["namespace"] == "kube-system",
+          "PrometheusRule in the release's namespace, with the extra labels")
+    rules = {x["alert"]: x for g in rule["spec"]["groups"] for x in g["rules"]}
+    check(set(rules) == {"RangepoolPoolAlmostFull", "RangepoolAssignmentFailures", "RangepoolNoLeader"},
+          "alerts: a pool almost full, pods refused an address, no leader")
+    full = rules["RangepoolPoolAlmostFull"]
+    check(full["expr"].rstrip().endswith("> 0.85") and "rangepool_pool_allocated_addresses" in full["expr"]
+          and "rangepool_pool_capacity_addresses" in full["expr"] and full["for"] == "10m",
+          "pool alert: allocated / capacity > poolUsagePercent 85 %, for 10m")
+    check("More than 85 % of the addresses" in full["annotations"]["description"]
+          and "{{ $labels.pool }}" in full["annotations"]["summary"], "pool alert's text names the share and the pool")
+    failures = rules["RangepoolAssignmentFailures"]
+    check("increase(rangepool_assignment_failures_total[10m])" in failures["expr"] and failures["for"] == "0m",
+          "failure alert: any refusal within 10m")
+    check(all(x["labels"] == {"severity": "page"} for x in rules.values()), "severity label from values")
+    cm = r.one("ConfigMap", "rangepool-grafana-dashboard")
+    check(cm["metadata"]["namespace"] == "monitoring" and cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+          and cm["metadata"]["annotations"] == {"grafana_folder": "Networking"},
+          "dashboard ConfigMap in grafanaDashboard.namespace, with the sidecar's label and the annotations")
+    with open("charts/rangepool/files/grafana-dashboard.json") as f:
+        want = json.load(f)
+    dash = json.loads(cm["data"]["rangepool-ipam.json"])
+    check(dash == want, "the ConfigMap carries files/grafana-dashboard.json")
+    panels = dash["panels"]
+    check(len({p["id"] for p in panels}) == len(panels), f"{len(panels)} panels with distinct ids")
+    cells = set()
+    for p in panels:
+        g = p["gridPos"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        if g["x"] + g["w"] > 24 or cells & mine:
+            fail(f"panel {p['title']!r} overlaps another or leaves the 24 columns")
+        cells |= mine
+    check(True, "no two panels overlap, all within 24 columns")
+    check(all(p["datasource"]["uid"] == "${datasource}" and p["targets"] and
+              all(t["datasource"]["uid"] == "${datasource}" and "rangepool_" in t["expr"] for t in p["targets"])
+              for p in panels), "every panel queries rangepool_ metrics from the chosen data source")
+
+
 EXPECTATIONS = {
     "defaults": defaults,
     "documented": documented,
@@ -311,6 +356,7 @@ EXPECTATIONS = {
     "conflist-bridge": conflist_bridge,
     "agent-off": agent_off,
     "servicemonitor": servicemonitor,
+    "monitoring": monitoring,
 }
 
 

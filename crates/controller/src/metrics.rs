@@ -147,6 +147,19 @@ impl Metrics {
             "1 while this replica is the leader",
             m.leader.clone(),
         );
+        // Every known label value from the start, at 0: a family without a sample is left out
+        // of the exposition, and a counter that appears at 1 shows no increase, so a first
+        // conflict or broken block would be invisible to increase() and to alerts.
+        for resource in ["ipamblock", "pod", "ippool"] {
+            let _ = m.write_conflicts.get_or_create(&ResourceLabel {
+                resource: resource.to_owned(),
+            });
+        }
+        for reason in ["BlockUnreadable", "BlockOverlap", "BlockLost"] {
+            let _ = m.block_troubles.get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            });
+        }
         Metrics { registry, ..m }
     }
 
@@ -218,6 +231,8 @@ mod tests {
             "rangepool_write_conflicts_total{resource=\"ipamblock\"} 1",
             "rangepool_assignment_latency_seconds_bucket",
             "rangepool_leader 0",
+            "rangepool_write_conflicts_total{resource=\"ippool\"} 0",
+            "rangepool_block_troubles_total{reason=\"BlockLost\"} 0",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

@@ -220,6 +220,12 @@ impl Engine {
                 .pool_allocated
                 .get_or_create(&gauge)
                 .set(saturating_i64(u128::from(state.allocated)));
+            // Also 0, so that every pool has the series (the sweep updates it too).
+            self.cluster
+                .metrics
+                .pool_not_admitted
+                .get_or_create(&gauge)
+                .set(saturating_i64(u128::from(self.sweep.not_admitted(&name))));
             if pool.status.as_ref() == Some(&status) {
                 continue;
             }

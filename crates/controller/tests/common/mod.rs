@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -301,12 +301,32 @@ impl Cluster {
     /// and connection it starts lives there, so that [`ControllerHandle::kill`] stops all of them
     /// at once, as the death of its process would.
     pub async fn controller_as(&self, identity: &str, settings: Settings) -> ControllerHandle {
+        self.controller_with(identity, settings, "127.0.0.1:0".parse().unwrap())
+            .await
+    }
+
+    /// As [`Cluster::controller`], serving `/metrics` on `metrics_addr`.
+    pub async fn controller_serving(
+        &self,
+        settings: Settings,
+        metrics_addr: SocketAddr,
+    ) -> ControllerHandle {
+        self.controller_with("test-controller", settings, metrics_addr)
+            .await
+    }
+
+    async fn controller_with(
+        &self,
+        identity: &str,
+        settings: Settings,
+        metrics_addr: SocketAddr,
+    ) -> ControllerHandle {
         let (stop, stopped) = oneshot::channel::<()>();
         let options = Options {
             identity: identity.to_owned(),
             lease_namespace: "kube-system".into(),
             lease_duration: 3,
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
