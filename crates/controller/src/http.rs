@@ -87,3 +87,25 @@ fn respond(req: &Request<Incoming>, health: &Health) -> Response<Full<Bytes>> {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_port_in_use_is_named_in_the_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let health = Health {
+            ready: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let err = serve(addr, health).await.err().unwrap();
+        let msg = err.to_string();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(msg.contains(&addr.to_string()), "{msg}");
+        assert!(msg.contains("--metrics-addr"), "{msg}");
+    }
+}
