@@ -353,10 +353,16 @@ fn a_pod_asking_for_an_address_gets_it_or_the_controllers_reason() {
             "floating",
             &[("cni.projectcalico.org/floatingIPs", r#"["1.2.3.4"]"#)],
         ),
+        annotated_pod("shut", &[(IP_ADDRS, r#"["10.244.2.1"]"#)]),
     ]
     .concat();
+    let disabled = "apiVersion: rangepool.dev/v1\nkind: IPPool\nmetadata: {name: shut}\nspec: {cidr: 10.244.2.0/29, blockSize: 29, disabled: true}\n";
     let p = plan(
-        &[("r.yaml", RESERVED), ("p.yaml", &pods)],
+        &[
+            ("r.yaml", RESERVED),
+            ("d.yaml", disabled),
+            ("p.yaml", &pods),
+        ],
         &["10.244.0.0/16"],
     );
     assert_eq!(
@@ -375,6 +381,12 @@ fn a_pod_asking_for_an_address_gets_it_or_the_controllers_reason() {
         Some(("fw", "10.244.1.2".parse().unwrap()))
     );
     assert_eq!(refused(&p, "reserved").0, "AddressReserved");
+    let (reason, message) = refused(&p, "shut");
+    assert_eq!(reason, "AddressNotAllowed");
+    assert!(
+        message.contains("pool shut gives no addresses now (PoolDisabled)"),
+        "{message}"
+    );
     assert_eq!(refused(&p, "garbled").0, "InvalidIpAddrs");
     assert_eq!(refused(&p, "no-ipam").0, "IpAddrsNoIpamNotSupported");
     assert!(outcome(&p, "floating").address().is_some());
