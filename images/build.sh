@@ -10,8 +10,8 @@
 # libraries `ldd` says it needs (and the dynamic loader), copied from this machine; the controller
 # image also has the CA bundle. images/oci.py writes the layout. Reproducible: SOURCE_DATE_EPOCH
 # (default: the commit's time) stamps every file, tar entries are sorted, and build paths are
-# remapped out of the binaries; the same commit built on the same Debian release gives the same
-# digests. The images are named IMAGE_REPOSITORY/controller:VERSION and
+# remapped out of the binaries; the same commit built with the same Rust toolchain on the same
+# Debian packages gives the same digests. The images are named IMAGE_REPOSITORY/controller:VERSION and
 # IMAGE_REPOSITORY/cni-installer:VERSION (default repository `rangepool`, the chart's default), so
 # that `ctr -n k8s.io images import` on a node gives what the chart's defaults name.
 #
