@@ -2,15 +2,18 @@
 //!
 //! `plan` and `import-calico` work on files with no cluster (and so take no `--kubeconfig`);
 //! `show`, `check` and `release` talk to the cluster through a kubeconfig found as kubectl
-//! finds it. None of them holds rules of
-//! its own; they read files and the cluster, feed the core and print. From the `ipam` crate:
-//! which pods need an address (`pod::PodState`), pool validation, pool choice and allocation
-//! behind one `planner::Planner`, the address families (`Family::select`), the overlap sweep,
-//! the condition reasons and the list of pool fields with their effect (`pool::SpecField`).
-//! From `api`: resource types, annotation keys, and, for the one write (`release`), the
-//! guarded patch, the meaning of the server's refusals and the bounded retry schedule
-//! (`api::write`), the same the controller's writes use. Must not depend on the controller or
-//! the CNI plugin.
+//! finds it. None of them holds rules of its own; they read files and the cluster, feed the
+//! core and print. From the `ipam` crate: which pods need an address (`pod::PodState`), pool
+//! validation, pool choice and allocation behind one `planner::Planner` (addresses pods ask
+//! for included), the address families (`Family::select`), the overlap sweep, the condition
+//! reasons, the list of pool fields with their effect (`pool::SpecField`), which addresses are
+//! reserved and how many (`Allocator::is_reserved`, `Usage::reserved`, behind
+//! [`reserved`]), the Calico keys rangepool does not honour (`fixed`), and parked sticky
+//! records and the owner that makes a pod sticky (`sticky`). From `api`: resource types,
+//! annotation keys, how an IPReservation's entries are read, and, for the one write
+//! (`release`), the guarded patch, the meaning of the server's refusals and the bounded retry
+//! schedule (`api::write`), the same the controller's writes use. Must not depend on the
+//! controller or the CNI plugin.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
