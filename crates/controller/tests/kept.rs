@@ -77,17 +77,23 @@ async fn a_pod_gets_the_address_it_asks_for_only_from_a_pool_that_admits_it() {
             "namespaceSelector",
         ),
         (
-            pod("taken").in_ns("web").annotated(IP_ADDRS, r#"["10.244.0.5"]"#),
+            pod("taken")
+                .in_ns("web")
+                .annotated(IP_ADDRS, r#"["10.244.0.5"]"#),
             "AddressTaken",
             "web/b",
         ),
         (
-            pod("outside").in_ns("web").annotated(IP_ADDRS, r#"["10.250.0.1"]"#),
+            pod("outside")
+                .in_ns("web")
+                .annotated(IP_ADDRS, r#"["10.250.0.1"]"#),
             "AddressOutsidePools",
             "no IP pool",
         ),
         (
-            pod("noipam").in_ns("web").annotated(IP_ADDRS_NO_IPAM, r#"["10.244.0.9"]"#),
+            pod("noipam")
+                .in_ns("web")
+                .annotated(IP_ADDRS_NO_IPAM, r#"["10.244.0.9"]"#),
             "IpAddrsNoIpamNotSupported",
             "not supported",
         ),
@@ -105,7 +111,10 @@ async fn a_pod_gets_the_address_it_asks_for_only_from_a_pool_that_admits_it() {
             events.iter().any(|(r, _)| r == reason).then_some(events)
         })
         .await;
-        assert!(events.iter().any(|(_, note)| note.contains(detail)), "{events:?}");
+        assert!(
+            events.iter().any(|(_, note)| note.contains(detail)),
+            "{events:?}"
+        );
     }
     // floatingIPs: reported, and the pod gets an address as usual.
     c.create(
@@ -150,10 +159,13 @@ async fn reserved_addresses_go_to_no_pod_and_are_counted_on_the_pool() {
         got.push(c.wait_assigned("web", &name).await.ipv4.unwrap().address);
     }
     assert_eq!(got, [ip("10.244.0.4"), ip("10.244.0.6"), ip("10.244.0.7")]);
-    eventually("the pool's status to count the reserved addresses", || async {
-        let pool = c.get_pool("general").await?;
-        (pool.status?.reserved == Some(5)).then_some(())
-    })
+    eventually(
+        "the pool's status to count the reserved addresses",
+        || async {
+            let pool = c.get_pool("general").await?;
+            (pool.status?.reserved == Some(5)).then_some(())
+        },
+    )
     .await;
     // A pod asking for a reserved address is refused.
     c.create(

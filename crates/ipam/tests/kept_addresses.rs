@@ -55,7 +55,11 @@ struct Pod {
 static EMPTY: Map = Map::new();
 
 fn pod(namespace: &str, name: &str) -> Pod {
-    let team = if namespace == "pay" { "payments" } else { "web" };
+    let team = if namespace == "pay" {
+        "payments"
+    } else {
+        "web"
+    };
     Pod {
         namespace: namespace.into(),
         name: name.into(),
@@ -130,7 +134,11 @@ fn naming_an_address_never_opens_a_pool_to_a_pod() {
     let mut p = planner(&pools());
     // Not named (Manual), wrong namespace (selector), outside every pool, malformed.
     let cases = [
-        (pod("pay", "a").asking("10.244.8.5"), "AddressNotAllowed", "Manual"),
+        (
+            pod("pay", "a").asking("10.244.8.5"),
+            "AddressNotAllowed",
+            "Manual",
+        ),
         (
             pod("web", "b")
                 .annotated(IPV4_POOLS_ANNOTATION, r#"["payments"]"#)
@@ -138,7 +146,11 @@ fn naming_an_address_never_opens_a_pool_to_a_pod() {
             "AddressNotAllowed",
             "namespaceSelector",
         ),
-        (pod("web", "c").asking("10.250.0.1"), "AddressOutsidePools", "no IP pool"),
+        (
+            pod("web", "c").asking("10.250.0.1"),
+            "AddressOutsidePools",
+            "no IP pool",
+        ),
         (
             pod("web", "d").annotated(IP_ADDRS, "10.244.0.1"),
             "InvalidIpAddrs",
@@ -189,17 +201,26 @@ fn reserved_and_edge_addresses_are_never_allocated_and_counted() {
     let mut pools = pools();
     pools[0] = pools[0].clone().reserve_edges("Pool");
     let mut p = planner(&pools);
-    p.allocator_mut()
-        .set_reserved(vec!["10.244.0.1/32".parse().unwrap(), "10.244.0.4/30".parse().unwrap()]);
+    p.allocator_mut().set_reserved(vec![
+        "10.244.0.1/32".parse().unwrap(),
+        "10.244.0.4/30".parse().unwrap(),
+    ]);
     let mut got = Vec::new();
     for i in 0..10 {
-        got.push(pod("web", &format!("p{i}")).assign(&mut p, &format!("u{i}")).unwrap());
+        got.push(
+            pod("web", &format!("p{i}"))
+                .assign(&mut p, &format!("u{i}"))
+                .unwrap(),
+        );
     }
     let want: Vec<IpAddr> = ["2", "3", "8", "9", "10", "11", "12", "13", "14", "15"]
         .iter()
         .map(|o| ip(&format!("10.244.0.{o}")))
         .collect();
-    assert_eq!(got, want, "the pool's first address .0 and the reserved .1, .4-.7 are skipped");
+    assert_eq!(
+        got, want,
+        "the pool's first address .0 and the reserved .1, .4-.7 are skipped"
+    );
     // The pool's last address is kept back too: .0 and .255, .1, and .4 to .7.
     assert!(p.allocator().is_reserved(ip("10.244.0.255")));
     assert_eq!(p.allocator().usage("general").unwrap().reserved, 7);
@@ -214,7 +235,11 @@ fn block_edges_are_kept_back_in_every_block() {
         .created("2024-01-01T00:00:00Z");
     let mut p = planner(&pools);
     let got: Vec<IpAddr> = (0..4)
-        .map(|i| pod("web", &format!("p{i}")).assign(&mut p, &format!("u{i}")).unwrap())
+        .map(|i| {
+            pod("web", &format!("p{i}"))
+                .assign(&mut p, &format!("u{i}"))
+                .unwrap()
+        })
         .collect();
     // Each /30 gives only its two middle addresses.
     assert_eq!(
@@ -253,7 +278,9 @@ fn a_released_address_cools_down_and_the_cooldown_survives_a_restart() {
     }
     // Asked for by name, a cooling address is given: the cooldown keeps it from others only.
     assert_eq!(
-        pod("web", "named").asking(&a.to_string()).assign(&mut q, "u-n"),
+        pod("web", "named")
+            .asking(&a.to_string())
+            .assign(&mut q, "u-n"),
         Ok(a)
     );
     // Cooled off: back in use.
@@ -270,21 +297,28 @@ fn a_block_whose_free_addresses_all_cool_down_gets_its_room_back_when_they_cool_
     p.allocator_mut().set_cooldown(60);
     p.allocator_mut().set_clock(10);
     for i in 0..4 {
-        pod("web", &format!("p{i}")).assign(&mut p, &format!("u{i}")).unwrap();
+        pod("web", &format!("p{i}"))
+            .assign(&mut p, &format!("u{i}"))
+            .unwrap();
     }
     p.release_pod("u0", "p0", None);
     let (reason, _) = pod("web", "late").assign(&mut p, "u-late").unwrap_err();
     assert_eq!(reason, "PoolsExhausted");
     p.allocator_mut().set_clock(70);
-    assert_eq!(pod("web", "late").assign(&mut p, "u-late"), Ok(ip("10.244.0.0")));
+    assert_eq!(
+        pod("web", "late").assign(&mut p, "u-late"),
+        Ok(ip("10.244.0.0"))
+    );
 }
 
 // ---- Sticky StatefulSet addresses. ----
 
 fn sticky_pools() -> Vec<PoolInput> {
-    vec![PoolInput::new("db", "10.244.0.0/24")
-        .sticky()
-        .created("2024-01-01T00:00:00Z")]
+    vec![
+        PoolInput::new("db", "10.244.0.0/24")
+            .sticky()
+            .created("2024-01-01T00:00:00Z"),
+    ]
 }
 
 #[test]
@@ -299,7 +333,10 @@ fn a_statefulset_pod_gets_its_address_back_under_its_name_and_no_other_pod_does(
     // Neither another pod, nor another StatefulSet's pod of the same name, takes it.
     let other = pod("web", "web-0").assign(&mut p, "u-w").unwrap();
     assert_ne!(other, a0);
-    let impostor = pod("web", "db-0").of("sts-2").assign(&mut p, "u-x").unwrap();
+    let impostor = pod("web", "db-0")
+        .of("sts-2")
+        .assign(&mut p, "u-x")
+        .unwrap();
     assert_ne!(impostor, a0);
     p.release_pod("u-x", "db-0", Some("sts-2"));
     // The successor, on another node, gets it back.
@@ -340,7 +377,9 @@ fn a_node_keeps_one_spare_block_per_pool_and_respects_its_block_limit() {
     let mut p = planner(&pools);
     // 40 pods on n1 take three /28 blocks, then go.
     for i in 0..40 {
-        pod("web", &format!("p{i}")).assign(&mut p, &format!("u{i}")).unwrap();
+        pod("web", &format!("p{i}"))
+            .assign(&mut p, &format!("u{i}"))
+            .unwrap();
     }
     for i in 0..40 {
         p.release_pod(&format!("u{i}"), &format!("p{i}"), None);
@@ -351,14 +390,19 @@ fn a_node_keeps_one_spare_block_per_pool_and_respects_its_block_limit() {
     let mut q = planner(&pools);
     q.allocator_mut().set_max_blocks_per_node(1);
     for i in 0..16 {
-        pod("web", &format!("a{i}")).assign(&mut q, &format!("a{i}")).unwrap();
+        pod("web", &format!("a{i}"))
+            .assign(&mut q, &format!("a{i}"))
+            .unwrap();
     }
     let borrowed = pod("web", "b").on("n2").assign(&mut q, "b");
     assert!(borrowed.is_ok(), "{borrowed:?}");
     assert_eq!(q.allocator().node_blocks("n2").len(), 1);
     let third = pod("web", "c").on("n2");
     for i in 0..15 {
-        pod("web", &format!("c{i}")).on("n2").assign(&mut q, &format!("c{i}")).unwrap();
+        pod("web", &format!("c{i}"))
+            .on("n2")
+            .assign(&mut q, &format!("c{i}"))
+            .unwrap();
     }
     let (reason, message) = third.assign(&mut q, "c-last").unwrap_err();
     assert_eq!(reason, "PoolsExhausted");

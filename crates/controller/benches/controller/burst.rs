@@ -166,7 +166,10 @@ pub async fn run_burst() {
         sorted[sorted.len() / 2]
     };
     for (name, value, note) in rows {
-        let all: Vec<String> = outcomes.iter().map(|o| format!("{:.3}", value(o))).collect();
+        let all: Vec<String> = outcomes
+            .iter()
+            .map(|o| format!("{:.3}", value(o)))
+            .collect();
         println!(
             "summary_{name}_median: {:.3}{note} (runs: {})",
             median(value),
