@@ -28,6 +28,49 @@ pub struct ResourceLabel {
     pub resource: String,
 }
 
+/// The reasons a pod can be refused an address (`ipam::planner::AssignError::reason` and the
+/// errors it wraps), whose failure counters are exported at 0 from the start: a counter that
+/// appears at 1 shows no `increase()`, so the first refusal of a kind would raise no alert. A
+/// reason missing here is still counted; it only appears with its first refusal.
+pub const ASSIGNMENT_FAILURE_REASONS: &[&str] = &[
+    // AssignError
+    "NodeUnknown",
+    "NamespaceUnknown",
+    "PodCIDRUnknown",
+    "AddressOutsidePools",
+    "AddressNotAdmitted",
+    "AddressNotAllowed",
+    "AddressReserved",
+    "AddressTaken",
+    // FixedError
+    "InvalidIpAddrs",
+    "IpAddrsNoIpamNotSupported",
+    // ChoiceError and NotAdmitted
+    "AnnotationEmpty",
+    "AnnotationNotJSON",
+    "AnnotationNotList",
+    "AnnotationNotStrings",
+    "DuplicatePool",
+    "InvalidPoolCIDR",
+    "ManualPoolNotNamed",
+    "NamespaceSelectorMismatch",
+    "NoMatchingPool",
+    "NodeSelectorMismatch",
+    "PoolGone",
+    "PoolInvalid",
+    "PoolNotAllocatable",
+    "PoolNotForWorkloads",
+    "PoolNotNamed",
+    "SelectorMismatch",
+    "UnknownPool",
+    "UnknownPoolCIDR",
+    "WrongFamily",
+    // AllocError
+    "InvalidRequest",
+    "NoPool",
+    "PoolsExhausted",
+];
+
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
@@ -149,10 +192,15 @@ impl Metrics {
         );
         // Every known label value from the start, at 0: a family without a sample is left out
         // of the exposition, and a counter that appears at 1 shows no increase, so a first
-        // conflict or broken block would be invisible to increase() and to alerts.
+        // refusal, conflict or broken block would be invisible to increase() and to alerts.
         for resource in ["ipamblock", "pod", "ippool"] {
             let _ = m.write_conflicts.get_or_create(&ResourceLabel {
                 resource: resource.to_owned(),
+            });
+        }
+        for reason in ASSIGNMENT_FAILURE_REASONS {
+            let _ = m.failures.get_or_create(&ReasonLabel {
+                reason: (*reason).to_owned(),
             });
         }
         for reason in ["BlockUnreadable", "BlockOverlap", "BlockLost"] {
@@ -233,6 +281,7 @@ mod tests {
             "rangepool_leader 0",
             "rangepool_write_conflicts_total{resource=\"ippool\"} 0",
             "rangepool_block_troubles_total{reason=\"BlockLost\"} 0",
+            "rangepool_assignment_failures_total{reason=\"PoolsExhausted\"} 0",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
