@@ -257,3 +257,25 @@ async fn a_later_pool_in_the_list_is_used_when_the_first_is_full() {
         "second"
     );
 }
+
+#[tokio::test]
+async fn a_pool_name_a_typo_away_is_suggested_in_the_event_and_the_annotation() {
+    let c = cluster().await;
+    c.pool("payments", manual("10.244.3.0/24")).await;
+    let _controller = c.controller(settings()).await;
+    c.create(
+        pod("typo")
+            .in_ns("payments")
+            .on_node("node-1")
+            .annotated(POOLS, "[\"paymnts\"]"),
+    )
+    .await;
+    assert_refused(
+        &c,
+        "payments",
+        "typo",
+        "UnknownPool",
+        "did you mean \"payments\"?",
+    )
+    .await;
+}
