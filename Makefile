@@ -49,7 +49,7 @@ why_unit-oldest := the integration tests again, on Kubernetes $(K8S_OLDEST), the
 why_doc-test := the examples in the crates' documentation (compiles each: about a minute)
 why_plan-example := kubectl ipam plan on the legacy-firewall example must flag its three bad pods (seconds)
 why_demo := make demo, as a newcomer runs it (its own steps and summary follow)
-why_chart := the Helm chart: lint, render and validate every values set, refuse bad values, the installer script, and install, upgrade and uninstall on a real API server of both versions (the first time it also installs kubernetes-validate from PyPI into .tools/venv)
+why_chart := the Helm chart: lint, render and validate every values set, promtool on the PrometheusRule and the dashboard queries, refuse bad values, the installer script, and install, upgrade and uninstall on a real API server of both versions (the first time it also installs kubernetes-validate from PyPI into .tools/venv and unpacks Debian's promtool into .tools/bin)
 why_e2e := the images on two real nodes (kubelet, containerd, kube-proxy) with the chart installed as docs/install.md says (root only; skipped otherwise)
 test:
 	@bash tests/tools/steps.sh begin $(LOGS)/test
