@@ -548,6 +548,17 @@ def wait_running(c, keys, timeout):
     return wait_for("pods running", all_running, timeout, 2)
 
 
+def why_not_running(c):
+    """Each test pod that does not run, with its phase and the kubelet's last sandbox error."""
+    out = {}
+    for k, p in pods(c).items():
+        if running(p) or p["metadata"]["labels"].get("e2e") == "refused":
+            continue
+        sandbox = [e.get("message", "") for e in events(c, *k) if e["reason"] == "FailedCreatePodSandBox"]
+        out[f"{k[0]}/{k[1]}"] = [p.get("status", {}).get("phase"), sandbox[-1][-300:] if sandbox else None]
+    return json.dumps(out)
+
+
 def web_pods(current):
     return {k: p for k, p in current.items() if k[0] == "e2e-a" and k[1].startswith("web-")}
 
@@ -611,7 +622,7 @@ def test(c, nodes):
     keys = list(EXPECTED)
     current = wait_for("pods", lambda: (lambda cur: len([k for k in web_pods(cur) if running(cur[k])]) == 4
                                         and all(k in cur and running(cur[k]) for k in keys) and cur)(pods(c)), 240, 2)
-    require(current, "every pod the seed admits runs", json.dumps({f"{k[0]}/{k[1]}": v.get("status", {}).get("phase") for k, v in pods(c).items()}))
+    require(current, "every pod the seed admits runs", why_not_running(c))
     for k, p in sorted(current.items()):
         if running(p):
             mark(f"pod {k[0]}/{k[1]} Running on {p['spec']['nodeName']} with {pod_ip(p)}")
