@@ -295,13 +295,17 @@ wait_for 900 "rangepool-envtest ready" envtest_ready
 URL="$(sed -n 's/^ready //p' "$WORK/envtest.out")"
 export KUBECONFIG="$WORK/kc/config"
 echo "  note: kube-apiserver $("$KUBECTL" version -o json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])') at $URL"
+# cniVersion 1.1.0: the plugin's STATUS, which this section calls with the installed conflist,
+# exists from CNI 1.1.0 on (the chart's default, 1.0.0, is for reference plugins older than 1.5).
 install_args=(--namespace kube-system -f "$HERE/values/conflist-ptp.yaml"
-    -f "$HERE/values/pools.yaml" --set cni.apiServer="$URL")
+    -f "$HERE/values/pools.yaml" --set cni.apiServer="$URL" --set cni.cniVersion=1.1.0)
 "$HELM" install rangepool "$CHART" "${install_args[@]}" > "$WORK/install.out" 2>&1 \
     || { cat "$WORK/install.out"; fail "helm install"; }
 grep -q "STATUS: deployed" "$WORK/install.out" || fail "helm install did not deploy"
 ok "helm install (CRDs, RBAC, Deployment, PodDisruptionBudget, DaemonSet, Service, ConfigMap, IPPools)"
-[ "$("$KUBECTL" get crd -o name | sort | tr '\n' ' ')" == "customresourcedefinition.apiextensions.k8s.io/ipamblocks.rangepool.dev customresourcedefinition.apiextensions.k8s.io/ippools.rangepool.dev " ] \
+# Every CRD the chart ships, and no other.
+chart_crds="$(cd "$CHART/crds" && ls ./*.yaml | sed 's|^\./|customresourcedefinition.apiextensions.k8s.io/|; s|\.yaml$||' | sort | tr '\n' ' ')"
+[ "$("$KUBECTL" get crd -o name | sort | tr '\n' ' ')" == "$chart_crds" ] \
     || fail "CRDs not installed"
 [ "$("$KUBECTL" get ippools -o jsonpath='{range .items[*]}{.metadata.name}={.spec.cidr} {end}')" == "batch=10.244.129.0/24 general=10.244.0.0/17 payments=10.244.128.0/24 " ] \
     || fail "pools not created as declared: $("$KUBECTL" get ippools -o wide)"
@@ -402,7 +406,7 @@ ok "helm upgrade changes the controller's flags"
 "$HELM" uninstall rangepool --namespace kube-system > "$WORK/uninstall.out" 2>&1 \
     || { cat "$WORK/uninstall.out"; fail "helm uninstall"; }
 "$KUBECTL" -n kube-system get deploy rangepool-controller > /dev/null 2>&1 && fail "Deployment left after uninstall"
-[ "$("$KUBECTL" get crd -o name | wc -l)" == 2 ] || fail "CRDs removed by uninstall"
+[ "$("$KUBECTL" get crd -o name | sort | tr '\n' ' ')" == "$chart_crds" ] || fail "CRDs removed by uninstall"
 [ "$("$KUBECTL" get ippools -o name | wc -l)" == 3 ] || fail "pools removed by uninstall despite keepPoolsOnUninstall"
 ok "helm uninstall removes the workloads, keeps the CRDs and (keepPoolsOnUninstall) the pools"
 "$HELM" install rangepool "$CHART" "${install_args[@]}" > "$WORK/reinstall.out" 2>&1 \
