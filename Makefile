@@ -29,7 +29,7 @@ all: test
 ## target/rangepool-logs/demo/.
 demo:
 	@bash tests/tools/steps.sh begin $(LOGS)/demo
-	@$(STEP) $(LOGS)/demo build "cargo builds rangepool-controller, rangepool-ipam and the demo (the first time some 350 crates: about 10 minutes on 2 cores; then seconds)" -- \
+	@$(STEP) $(LOGS)/demo build "cargo builds rangepool-controller, rangepool-ipam and the demo (the first time some 210 crates: about 3 minutes on 2 cores; then seconds)" -- \
 		$(CARGO) build --locked -p rangepool-controller -p rangepool-cni -p rangepool-demo
 	@$(STEP) $(LOGS)/demo control-plane "etcd and kube-apiserver of Kubernetes $(K8S_VERSION), built from Go modules into ~/.cache/rangepool/k8s (the first time 5 to 10 minutes on 2 cores, with the downloads; then reused at once)" -- \
 		bash tests/k8s/build.sh $(K8S_VERSION)
