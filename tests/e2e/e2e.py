@@ -20,7 +20,8 @@ releases on pod and node deletion, no address change across a controller restart
 upgrade, and what helm uninstall leaves (and that pods can still be deleted then).
 
 Everything it starts is stopped and removed at the end, also when a check fails or it is
-interrupted: processes (by their ids: what it started, and what is left in its nodes' cgroups),
+interrupted; what a run killed outright (SIGKILL, a lost machine) left behind is swept by the next
+run before it starts, under a lock that keeps two runs apart: processes (by their ids: what it started, and what is left in its nodes' cgroups),
 mounts, network namespaces, interfaces, cgroups and files. iptables rules live in the nodes'
 network namespaces and go with them.
 
@@ -29,6 +30,8 @@ rangepool-envtest binary), RANGEPOOL_IMAGES (controller.oci.tar and cni-installe
 KEEP=1 keeps the work folder (logs) after the run.
 """
 
+import fcntl
+import glob
 import ipaddress
 import json
 import os
@@ -252,6 +255,53 @@ def remove_cgroup(root):
             os.rmdir(here)
         except OSError as e:
             print(f"    cleanup: rmdir {here}: {e}", flush=True)
+
+
+LOCK = "/run/rangepool-e2e.lock"
+
+
+def sweep_stale():
+    """Removes what an earlier run that was killed outright left behind: the processes in its
+    nodes' cgroups, its cgroups, mounts, network namespaces, interfaces and work folders. Runs
+    under LOCK, so nothing of a live run is touched."""
+    for h in cgroup_hierarchies():
+        for d in sorted(os.listdir(h)):
+            if d.startswith("rpe2e-") and os.path.basename(h) == "pids":
+                root = os.path.join(h, d)
+                for _ in range(50):
+                    pids = cgroup_pids(root)
+                    if not pids:
+                        break
+                    for pid in pids:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                    time.sleep(0.2)
+    found = []
+    for h in cgroup_hierarchies():
+        for d in os.listdir(h):
+            if d.startswith("rpe2e-"):
+                found.append(os.path.join(h, d))
+                remove_cgroup(os.path.join(h, d))
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    stale = [m for m in points if m.startswith("/var/tmp/rangepool-e2e-")]
+    for m in sorted(stale, key=lambda m: -m.count("/")):
+        run(["umount", "-l", m], check_rc=False)
+    netns = [line.split()[0] for line in run(["ip", "netns", "list"], check_rc=False).stdout.splitlines() if line.startswith("rpe2e-")]
+    for ns in netns:
+        run(["ip", "netns", "del", ns], check_rc=False)
+    links = [line.split(":")[1].strip().split("@")[0] for line in run(["ip", "-o", "link", "show"], check_rc=False).stdout.splitlines()
+             if line.split(":")[1].strip().startswith("rpe2e")]
+    for link in links:
+        run(["ip", "link", "del", link], check_rc=False)
+    folders = glob.glob("/var/tmp/rangepool-e2e-*")
+    for d in folders:
+        shutil.rmtree(d, ignore_errors=True)
+    if found or stale or netns or links or folders:
+        print(f"e2e: removed what an earlier, killed run left: {len(netns)} network namespaces, {len(links)} interfaces, "
+              f"{len(found)} cgroups, {len(stale)} mounts, {len(folders)} work folders", flush=True)
 
 
 class Node:
@@ -843,6 +893,13 @@ def main():
         print("e2e: skipped: needs root (network namespaces, mounts, cgroups, containerd)")
         return 0
     signal.signal(signal.SIGTERM, on_signal)
+    lock = open(LOCK, "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"e2e: another end-to-end run holds {LOCK}; wait for it to end", flush=True)
+        return 1
+    sweep_stale()
     work = tempfile.mkdtemp(prefix="rangepool-e2e-", dir="/var/tmp")
     os.makedirs(os.path.join(work, "logs"))
     os.makedirs(os.path.join(work, "ns"))
