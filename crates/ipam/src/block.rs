@@ -645,11 +645,14 @@ impl Block {
                 found: a.sequence,
             });
         }
-        self.release_ordinal(ordinal)
-            .ok_or(BlockError::NotAllocated {
+        // Not `ok_or`: the error's block name is formatted only when there is an error.
+        match self.release_ordinal(ordinal) {
+            Some(taken) => Ok(taken),
+            None => Err(BlockError::NotAllocated {
                 block: self.id(),
                 address: self.addr(ordinal),
-            })
+            }),
+        }
     }
 
     /// Releases whatever `handle` holds in this block, if anything.
