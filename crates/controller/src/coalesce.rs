@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long after the last change of any block the controller counts as idle.
-pub(crate) const QUIET: Duration = Duration::from_millis(250);
+pub(crate) const QUIET: Duration = Duration::from_millis(150);
 /// The longest a changed block is held back while the controller stays busy.
 pub(crate) const MAX_HOLD: Duration = Duration::from_secs(2);
 
