@@ -246,6 +246,20 @@ def cgroup_pids(root):
     return pids
 
 
+def kill_cgroup(root):
+    """Kills every process in a cgroup subtree until none is left (or 10 s have passed)."""
+    for _ in range(50):
+        pids = cgroup_pids(root) if os.path.isdir(root) else set()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+
+
 def remove_cgroup(root):
     """Removes a cgroup subtree, deepest first (only empty cgroups can go)."""
     if not os.path.isdir(root):
@@ -267,17 +281,7 @@ def sweep_stale():
     for h in cgroup_hierarchies():
         for d in sorted(os.listdir(h)):
             if d.startswith("rpe2e-") and os.path.basename(h) == "pids":
-                root = os.path.join(h, d)
-                for _ in range(50):
-                    pids = cgroup_pids(root)
-                    if not pids:
-                        break
-                    for pid in pids:
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                    time.sleep(0.2)
+                kill_cgroup(os.path.join(h, d))
     found = []
     for h in cgroup_hierarchies():
         for d in os.listdir(h):
@@ -389,17 +393,7 @@ class Node:
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
-        root = os.path.join("/sys/fs/cgroup/pids", self.cgroup)
-        for _ in range(50):
-            pids = cgroup_pids(root) if os.path.isdir(root) else set()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
+        kill_cgroup(os.path.join("/sys/fs/cgroup/pids", self.cgroup))
         for p in self.procs:
             try:
                 p.wait(5)

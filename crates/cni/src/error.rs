@@ -243,18 +243,7 @@ impl CniError {
 
     /// Whether the message already starts with the pod's name.
     fn names_pod(&self) -> bool {
-        matches!(
-            self,
-            CniError::TryAgain { .. }
-                | CniError::AssignmentFailed { .. }
-                | CniError::NotRecorded { .. }
-                | CniError::PodNotFound { .. }
-                | CniError::UidMismatch { .. }
-                | CniError::MalformedAssignment { .. }
-                | CniError::AddressLost { .. }
-                | CniError::Api { .. }
-                | CniError::Relayed { .. }
-        )
+        self.is_refusal() || matches!(self, CniError::TryAgain { .. } | CniError::Relayed { .. })
     }
 
     /// The message shown to a person: the error, prefixed with the pod when the error itself
