@@ -385,7 +385,7 @@ pub async fn run_memory() {
     }
     cluster.processes.print_rss("memory_loaded");
     // Every write from the controller's start until after the idle, the API server's own too.
-    writes.print_writes("memory_controller");
+    writes.print_writes("memory_all_clients");
     let warnings = controller.warnings.lock().expect("warnings lock").clone();
     println!("memory_controller_warnings: {}", warnings.0);
     for w in warnings.1 {
