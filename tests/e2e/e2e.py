@@ -21,7 +21,8 @@ upgrade, and what helm uninstall leaves (and that pods can still be deleted then
 
 Everything it starts is stopped and removed at the end, also when a check fails or it is
 interrupted; what a run killed outright (SIGKILL, a lost machine) left behind is swept by the next
-run before it starts, under a lock that keeps two runs apart: processes (by their ids: what it started, and what is left in its nodes' cgroups),
+run before it starts, under a lock that keeps two runs apart (the control plane runs in a cgroup
+of its own for this; work folders kept with KEEP=1 are not swept): processes (by their ids: what it started, and what is left in its nodes' cgroups),
 mounts, network namespaces, interfaces, cgroups and files. iptables rules live in the nodes'
 network namespaces and go with them.
 
@@ -200,6 +201,13 @@ def control_plane(c):
     cmd = [ENVTEST, "--kubeconfig-out", c.kubeconfig, "--address", HOST_IP, "--all-controllers", "--scheduler"]
     for name, _ in NODES:
         cmd += ["--node", name]
+    # In a cgroup of its own, so that the sweep after a killed run finds it and what it started
+    # (etcd, kube-apiserver, kube-controller-manager, kube-scheduler).
+    cgroup = "/sys/fs/cgroup/pids/rpe2e-control-plane"
+    os.makedirs(cgroup, exist_ok=True)
+    cleanup.push(f"remove cgroup {cgroup}", lambda: remove_cgroup(cgroup))
+    cleanup.push("stop what is left of the control plane", lambda: kill_cgroup(cgroup))
+    cmd = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *cmd]
     log = open(os.path.join(c.work, "logs", "envtest.log"), "ab")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
     c.procs.append(("control plane", p))
@@ -237,6 +245,18 @@ def cgroup_hierarchies():
     return out
 
 
+def cgroup_roots():
+    """Every hierarchy the test's cgroups can be in: the v1 ones, and the v2 `unified` one in
+    which runc and the kubelet also make a cgroup per container and pod."""
+    unified = "/sys/fs/cgroup/unified"
+    return cgroup_hierarchies() + ([unified] if os.path.isfile(os.path.join(unified, "cgroup.procs")) else [])
+
+
+def test_cgroups():
+    """The cgroups of the test (named rpe2e-*) that exist now, in every hierarchy."""
+    return [os.path.join(h, d) for h in cgroup_roots() for d in sorted(os.listdir(h)) if d.startswith("rpe2e-")]
+
+
 def cgroup_pids(root):
     pids = set()
     for here, _dirs, files in os.walk(root):
@@ -272,6 +292,10 @@ def remove_cgroup(root):
 
 
 LOCK = "/run/rangepool-e2e.lock"
+# In a work folder: the host paths its run created (for the sweep after a killed run), and the
+# mark of a folder kept with KEEP=1 (never swept).
+CREATED = "created-on-host.json"
+KEPT = "kept"
 
 
 def sweep_stale():
@@ -282,12 +306,9 @@ def sweep_stale():
         for d in sorted(os.listdir(h)):
             if d.startswith("rpe2e-") and os.path.basename(h) == "pids":
                 kill_cgroup(os.path.join(h, d))
-    found = []
-    for h in cgroup_hierarchies():
-        for d in os.listdir(h):
-            if d.startswith("rpe2e-"):
-                found.append(os.path.join(h, d))
-                remove_cgroup(os.path.join(h, d))
+    found = test_cgroups()
+    for root in found:
+        remove_cgroup(root)
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
     stale = [m for m in points if m.startswith("/var/tmp/rangepool-e2e-")]
@@ -300,12 +321,19 @@ def sweep_stale():
              if line.split(":")[1].strip().startswith("rpe2e")]
     for link in links:
         run(["ip", "link", "del", link], check_rc=False)
-    folders = glob.glob("/var/tmp/rangepool-e2e-*")
+    # Folders kept on purpose (KEEP=1) stay; the others go, with what their run made on the host.
+    folders = [d for d in glob.glob("/var/tmp/rangepool-e2e-*") if not os.path.exists(os.path.join(d, KEPT))]
     for d in folders:
+        try:
+            with open(os.path.join(d, CREATED)) as f:
+                remove_created(set(json.load(f)))
+        except (OSError, ValueError):
+            pass
         shutil.rmtree(d, ignore_errors=True)
     if found or stale or netns or links or folders:
         print(f"e2e: removed what an earlier, killed run left: {len(netns)} network namespaces, {len(links)} interfaces, "
               f"{len(found)} cgroups, {len(stale)} mounts, {len(folders)} work folders", flush=True)
+    return what_is_left(None, set())
 
 
 class Node:
@@ -374,6 +402,11 @@ class Node:
                 for f in ("cpuset.cpus", "cpuset.mems"):
                     with open(os.path.join(h, f)) as src, open(os.path.join(root, f), "w") as dst:
                         dst.write(src.read())
+        # runc and the kubelet also make the node's cgroups in the v2 hierarchy, if mounted.
+        for root in cgroup_roots():
+            if root not in cgroup_hierarchies():
+                unified = os.path.join(root, self.cgroup)
+                cleanup.push(f"remove cgroup {unified}", lambda unified=unified: remove_cgroup(unified))
         os.makedirs(self.runtime_cgroup(), exist_ok=True)
         cleanup.push(f"stop every process of {self.name}", self.kill_all)
 
@@ -854,19 +887,28 @@ def test(c, nodes):
     mark("chart: uninstall checked")
 
 
+def what_is_left(work, created):
+    """(check, what is left) for everything of the test that must be gone: network namespaces,
+    interfaces, cgroups, mounts (of `work`, or of any run when None) and the host paths in
+    `created`."""
+    netns = run(["ip", "netns", "list"], check_rc=False).stdout
+    links = run(["ip", "-o", "link", "show"], check_rc=False).stdout
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line for line in f if (work or "/var/tmp/rangepool-e2e-") in line]
+    left = [p for p in created if os.path.exists(p)]
+    return [
+        ("no network namespace of the test is left", [line for line in netns.splitlines() if line.startswith("rpe2e-")]),
+        ("no interface of the test is left", [line.split(":")[1].strip() for line in links.splitlines() if "rpe2e" in line]),
+        ("no cgroup of the test is left", test_cgroups()),
+        ("no mount of the test is left", mounts),
+        ("nothing the nodes made on the host is left", left),
+    ]
+
+
 def leftovers(work, created):
     """Checks that the cleanup left nothing of the test behind."""
-    netns = run(["ip", "netns", "list"], check_rc=False).stdout
-    check("rpe2e-" not in netns, "cleanup: no network namespace of the test is left", netns)
-    links = run(["ip", "-o", "link", "show"], check_rc=False).stdout
-    check("rpe2e" not in links, "cleanup: no interface of the test is left")
-    cgroups = [os.path.join(h, d) for h in cgroup_hierarchies() for d in os.listdir(h) if d.startswith("rpe2e-")]
-    check(cgroups == [], "cleanup: no cgroup of the test is left", str(cgroups))
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line for line in f if work in line]
-    check(mounts == [], "cleanup: no mount of the test is left", "".join(mounts))
-    left = [p for p in created if os.path.exists(p)]
-    check(left == [], "cleanup: nothing the nodes made on the host is left", str(left))
+    for what, left in what_is_left(work, created):
+        check(left == [], f"cleanup: {what}", str(left[:20]))
 
 
 def remove_created(paths):
@@ -886,6 +928,9 @@ def main():
     if os.geteuid() != 0:
         print("e2e: skipped: needs root (network namespaces, mounts, cgroups, containerd)")
         return 0
+    if not os.path.isfile("/sys/fs/cgroup/pids/cgroup.procs"):
+        print("e2e: skipped: needs the cgroup v1 hierarchies (or the hybrid layout with /sys/fs/cgroup/pids); this machine has cgroup v2 only")
+        return 0
     signal.signal(signal.SIGTERM, on_signal)
     lock = open(LOCK, "w")
     try:
@@ -893,7 +938,10 @@ def main():
     except BlockingIOError:
         print(f"e2e: another end-to-end run holds {LOCK}; wait for it to end", flush=True)
         return 1
-    sweep_stale()
+    left = [f"{what.replace('no ', '', 1).replace(' is left', '')}: {items[:5]}" for what, items in sweep_stale() if items]
+    if left:
+        print(f"e2e: stopped: what an earlier run left could not all be removed; remove it by hand: {left}", flush=True)
+        return 1
     work = tempfile.mkdtemp(prefix="rangepool-e2e-", dir="/var/tmp")
     os.makedirs(os.path.join(work, "logs"))
     os.makedirs(os.path.join(work, "ns"))
@@ -911,6 +959,10 @@ def main():
             created.add(p)
             p = os.path.dirname(p)
     cleanup.push("remove what the nodes created on the host", lambda: remove_created(created))
+    with open(os.path.join(work, CREATED), "w") as f:
+        json.dump(sorted(created), f)
+    if keep:
+        open(os.path.join(work, KEPT), "w").close()
     c = Cluster(work)
     nodes = [Node(c, i + 1, name, ip) for i, (name, ip) in enumerate(NODES)]
     print(f"e2e: work folder {work} (logs in {work}/logs)", flush=True)

@@ -8,9 +8,11 @@
 //! controller's batched writer would.
 //!
 //! Each phase runs in rounds on a new allocator (the fill rounds first, then the churn rounds,
-//! each on a pool filled untimed). The first round is printed on its own: its memory is new to
-//! the process, and page faults cost more than the allocations (about 1 µs each against 0.1 µs
-//! later). The median of the other rounds is the steady state of a running controller.
+//! each on a pool filled untimed). The first fill round is printed on its own: its memory is new
+//! to the process, and page faults cost more than the allocations (about 1 µs each against
+//! 0.1 µs later). The median of the other fill rounds, and of every churn round, is the steady
+//! state of a running controller. `IPAM_BENCH_ROUNDS` sets the rounds (at least 2), and
+//! `IPAM_BENCH_FILL_ONLY` skips the churn (for profiling the fill).
 //!
 //! The bench allocates memory through mimalloc, as the controller does (`crates/controller`'s
 //! main): an allocation is one heap buffer, so the allocator is part of its cost.
@@ -30,10 +32,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const NODES: usize = 1_000;
 const ADDRESSES: usize = 65_536;
 const CHURN: usize = 1_000_000;
-/// Churn operations when `IPAM_BENCH_FILL_ONLY` is set (for profiling the fill phase).
-const CHURN_WHEN_FILL_ONLY: usize = 1;
-/// Rounds: the first is reported on its own, the others by their median.
-const ROUNDS: usize = 11;
+/// Fill rounds; churn runs one fewer. An odd number of rounds for each median.
+const ROUNDS: usize = 12;
 
 /// A pod UID-like handle: 36 characters, like a Kubernetes UID.
 fn uid(i: usize) -> String {
@@ -162,19 +162,16 @@ fn main() {
     let nodes: Vec<String> = (0..NODES).map(|i| format!("node-{i:04}")).collect();
     let pools = vec!["bench".to_owned()];
     let fill_pods = pods(ADDRESSES, 0);
-    let churn = if std::env::var_os("IPAM_BENCH_FILL_ONLY").is_some() {
-        CHURN_WHEN_FILL_ONLY
-    } else {
-        CHURN
-    };
-    let churn_pods = pods(churn, ADDRESSES);
+    let fill_only = std::env::var_os("IPAM_BENCH_FILL_ONLY").is_some();
+    let churn_pods = pods(if fill_only { 0 } else { CHURN }, ADDRESSES);
 
     let mut fill_times = Vec::new();
     let mut churn_times = Vec::new();
     let rounds = std::env::var("IPAM_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(ROUNDS);
+        .unwrap_or(ROUNDS)
+        .max(2);
     // The fill rounds first, then the churn rounds, so that neither phase runs on memory the
     // other one left behind.
     for _ in 0..rounds {
@@ -187,7 +184,7 @@ fn main() {
             Some(ADDRESSES as u128)
         );
     }
-    for _ in 0..rounds {
+    for _ in 0..if fill_only { 0 } else { rounds - 1 } {
         let mut a = allocator();
         let mut held = fill(&mut a, &fill_pods, &nodes, &pools);
         // Churn: release one pod, allocate a new one on the same node.
@@ -227,21 +224,24 @@ fn main() {
     }
     let churned = churn_pods.handles.len();
     println!(
-        "pool 10.0.0.0/16, /26 blocks, {NODES} nodes; median of rounds 2 to {rounds}, then round 1 alone"
+        "pool 10.0.0.0/16, /26 blocks, {NODES} nodes; fill: median of rounds 2 to {rounds}, then round 1 alone; churn: median of {} rounds",
+        if fill_only { 0 } else { rounds - 1 }
     );
     println!(
         "rates per second of on-CPU time of the benchmark thread (wall-clock rate in brackets)"
     );
-    report(
-        &format!("allocations/s (fill, {ADDRESSES} pods)"),
-        ADDRESSES,
-        &mut fill_times,
+    let (first_wall, first_cpu) = fill_times.remove(0);
+    println!(
+        "allocations/s (fill, {ADDRESSES} pods): {}; first round {}",
+        median(ADDRESSES, &mut fill_times),
+        line(ADDRESSES, first_cpu, first_wall)
     );
-    report(
-        &format!("allocations/s (churn: release + allocate on the full pool, {churned} pods)"),
-        churned,
-        &mut churn_times,
-    );
+    if !fill_only {
+        println!(
+            "allocations/s (churn: release + allocate on the full pool, {churned} pods): {}",
+            median(churned, &mut churn_times)
+        );
+    }
     check_clocks(whole);
 }
 
@@ -270,31 +270,21 @@ fn check_clocks((wall_start, cpu_start, process_start): (Instant, Duration, Opti
     );
 }
 
-/// Prints the median rate of a phase, by on-CPU time and by wall-clock time.
-/// Prints the first round (memory the process touches for the first time: page faults and a
-/// cold heap, as a controller that has just started) and the median of the others (steady
-/// state).
-fn report(what: &str, ops: usize, times: &mut Vec<(Duration, Duration)>) {
-    let line = |cpu: Duration, wall: Duration| {
-        format!(
-            "{} [{}] ({:.0} ns each)",
-            rate(ops, cpu),
-            rate(ops, wall),
-            cpu.as_nanos() as f64 / ops as f64
-        )
-    };
-    let (first_wall, first_cpu) = times.remove(0);
-    if times.is_empty() {
-        println!("{what}: first round {}", line(first_cpu, first_wall));
-        return;
-    }
+/// A rate by on-CPU time, [by wall-clock time], and the CPU time per operation.
+fn line(ops: usize, cpu: Duration, wall: Duration) -> String {
+    format!(
+        "{} [{}] ({:.0} ns each)",
+        rate(ops, cpu),
+        rate(ops, wall),
+        cpu.as_nanos() as f64 / ops as f64
+    )
+}
+
+/// The median rate of rounds (an odd number of them), by on-CPU and by wall-clock time.
+fn median(ops: usize, times: &mut [(Duration, Duration)]) -> String {
     times.sort_by_key(|(_, cpu)| *cpu);
     let cpu = times[times.len() / 2].1;
     times.sort_by_key(|(wall, _)| *wall);
     let wall = times[times.len() / 2].0;
-    println!(
-        "{what}: {}; first round {}",
-        line(cpu, wall),
-        line(first_cpu, first_wall)
-    );
+    line(ops, cpu, wall)
 }
