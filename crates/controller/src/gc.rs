@@ -246,6 +246,8 @@ impl Engine {
     /// ordinal (the core's rule, `ipam::sticky::Parked::due`), as a direct read of the
     /// StatefulSet shows it. A failed read keeps the record until the next sweep.
     async fn unpark(&mut self) {
+        // Each StatefulSet is read once per sweep, however many of its pods are parked.
+        let mut read: HashMap<(String, String), Option<StatefulSet>> = HashMap::new();
         for owner in self.model.parked() {
             let Some(parked) = ipam::sticky::Parked::parse(&owner.handle) else {
                 continue;
@@ -253,18 +255,24 @@ impl Engine {
             let now = match parked.statefulset() {
                 None => None,
                 Some((name, _)) => {
-                    let api: Api<StatefulSet> =
-                        Api::namespaced(self.cluster.client.clone(), &owner.namespace);
-                    match api.get_opt(name).await {
-                        Ok(sts) => sts,
-                        Err(e) => {
-                            tracing::warn!(pod = %format!("{}/{}", owner.namespace, owner.pod), error = %e, "could not read the StatefulSet of a parked sticky address; keeping it");
-                            continue;
+                    let key = (owner.namespace.clone(), name.to_owned());
+                    if !read.contains_key(&key) {
+                        let api: Api<StatefulSet> =
+                            Api::namespaced(self.cluster.client.clone(), &owner.namespace);
+                        match api.get_opt(name).await {
+                            Ok(sts) => {
+                                read.insert(key.clone(), sts);
+                            }
+                            Err(e) => {
+                                tracing::warn!(pod = %format!("{}/{}", owner.namespace, owner.pod), error = %e, "could not read the StatefulSet of a parked sticky address; keeping it");
+                                continue;
+                            }
                         }
                     }
+                    read.get(&key).and_then(Option::as_ref)
                 }
             };
-            let facts = now.as_ref().map(|s| ipam::sticky::StatefulSetNow {
+            let facts = now.map(|s| ipam::sticky::StatefulSetNow {
                 uid: s.metadata.uid.as_deref().unwrap_or_default(),
                 replicas: s
                     .spec

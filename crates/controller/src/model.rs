@@ -173,12 +173,14 @@ impl Model {
         (released.len() as u64, parked.len() as u64)
     }
 
-    /// Every parked record (see `ipam::sticky`): its handle, namespace, pod name and address.
+    /// Every parked record (see `ipam::sticky`): its handle, namespace and pod name, once per
+    /// handle (a dual-stack record is parked in two blocks).
     pub fn parked(&self) -> Vec<Owner> {
         let mut out = Vec::new();
+        let mut seen = HashSet::new();
         for block in self.planner.allocator().blocks() {
             for (_, a) in block.allocations() {
-                if ipam::sticky::Parked::parse(a.handle()).is_some() {
+                if ipam::sticky::Parked::parse(a.handle()).is_some() && seen.insert(a.handle()) {
                     out.push(Owner {
                         handle: a.handle().to_owned(),
                         namespace: a.namespace().to_owned(),

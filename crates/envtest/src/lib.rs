@@ -181,11 +181,10 @@ impl ControlPlane {
         )?);
 
         let port = process::free_port()?;
-        let host = match options.address {
-            IpAddr::V4(a) => a.to_string(),
-            IpAddr::V6(a) => format!("[{a}]"),
-        };
-        let url = format!("https://{host}:{port}");
+        let url = format!(
+            "https://{}",
+            std::net::SocketAddr::new(options.address, port)
+        );
         let apiserver_args: Vec<String> = [
             format!("--etcd-servers={etcd_url}"),
             format!("--bind-address={}", options.address),

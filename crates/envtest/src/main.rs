@@ -95,22 +95,20 @@ async fn run(args: Args) -> Result<(), envtest::Error> {
         std::fs::create_dir_all(parent)?;
     }
     std::fs::copy(plane.kubeconfig_path(), &args.kubeconfig_out)?;
+    let sibling = |suffix: &str| {
+        let mut path = args.kubeconfig_out.clone().into_os_string();
+        path.push(format!(".{suffix}"));
+        PathBuf::from(path)
+    };
     if args.chart_identities {
         for (who, suffix) in [
             (ChartIdentity::Controller, "controller"),
             (ChartIdentity::Node, "node"),
         ] {
             let credentials = plane.chart_identity(who).await?;
-            let mut path = args.kubeconfig_out.clone().into_os_string();
-            path.push(format!(".{suffix}"));
-            std::fs::copy(&credentials.kubeconfig, PathBuf::from(path))?;
+            std::fs::copy(&credentials.kubeconfig, sibling(suffix))?;
         }
     }
-    let sibling = |suffix: &str| {
-        let mut path = args.kubeconfig_out.clone().into_os_string();
-        path.push(format!(".{suffix}"));
-        PathBuf::from(path)
-    };
     for node in &args.options.nodes {
         std::fs::write(
             sibling(&format!("node-{node}")),

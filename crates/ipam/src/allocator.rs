@@ -200,11 +200,6 @@ impl Allocator {
         self.reindex_room();
     }
 
-    /// The reserved ranges.
-    pub fn reserved(&self) -> &[IpNet] {
-        &self.reserved
-    }
-
     /// Whether `address` lies in a reserved range, or is an edge address its pool keeps back
     /// (`reserveEdgeAddresses`).
     pub fn is_reserved(&self, address: IpAddr) -> bool {
@@ -280,7 +275,8 @@ impl Allocator {
     }
 
     /// Whether `node` may claim another block of `pool` under the per-node limit.
-    fn may_claim(&self, pool: PoolId, node: NodeId) -> bool {
+    /// Sets `limited` when it answers no.
+    fn may_claim(&self, pool: PoolId, node: NodeId, limited: &mut bool) -> bool {
         if self.max_blocks_per_node == 0 {
             return true;
         }
@@ -290,7 +286,9 @@ impl Allocator {
             .flatten()
             .filter(|e| e.pool == pool && e.node == Some(node))
             .count();
-        claimed < self.max_blocks_per_node as usize
+        let may = claimed < self.max_blocks_per_node as usize;
+        *limited |= !may;
+        may
     }
 
     /// Sets strict affinity: when on, a node never borrows a slot from another node's block.
@@ -569,11 +567,14 @@ impl Allocator {
         let mut limited = false;
         for pool in few[..count].iter().chain(&many).copied() {
             loop {
-                let may_claim = self.may_claim(pool, node);
-                limited |= !may_claim;
+                // The per-node block limit is counted only when a block would be claimed.
                 let (id, created) = if let Some(id) = self.affine_with_room(pool, node) {
                     (id, false)
-                } else if let Some(id) = may_claim.then(|| self.claim_block(pool, node)).flatten() {
+                } else if let Some(id) = self
+                    .may_claim(pool, node, &mut limited)
+                    .then(|| self.claim_block(pool, node))
+                    .flatten()
+                {
                     (id, true)
                 } else if self.strict_affinity {
                     break;
@@ -733,16 +734,7 @@ impl Allocator {
             .rehandle(slot.ordinal, from, to, namespace, pod)
             .ok()?;
         self.forget_slot(from_hash, family, slot);
-        match self.handles.entry(to_hash) {
-            Entry::Vacant(v) => {
-                v.insert(Holdings::with(family, slot));
-            }
-            Entry::Occupied(mut o) => o.get_mut().add(family, slot),
-        }
-        self.mark(slot.block, Change::Update);
-        let mut assigned = self.assigned(slot, false, true)?;
-        assigned.sequence = got.sequence;
-        Some(assigned)
+        self.record_slot(slot.block, to_hash, got, false)
     }
 
     /// Notes when the address at `ordinal` of block `id` was released, for the cooldown.

@@ -178,6 +178,23 @@ pub fn floating_ips_note(
     })
 }
 
+/// What a pod's annotations ask for that rangepool does not honour, as messages: `ipAddrsNoIpam`
+/// (the pod gets no address: [`requested`] refuses it) and [`FLOATING_IPS`] (see
+/// [`floating_ips_note`]). For `kubectl ipam plan` and `import-calico`, which warn before the
+/// controller's Events would.
+pub fn unhonoured(
+    namespace: &str,
+    pod: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Err(e @ FixedError::NoIpam { .. }) = requested(namespace, pod, annotations) {
+        out.push(e.to_string());
+    }
+    out.extend(floating_ips_note(namespace, pod, annotations));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

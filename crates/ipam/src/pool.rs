@@ -806,9 +806,9 @@ impl Pool {
         match self.reserve_edges {
             None => false,
             Some(EdgeAddresses::Pool) => edges(self.cidr),
-            Some(EdgeAddresses::Blocks) => IpNet::new(address, self.block_prefix)
-                .map(|b| edges(b.trunc()))
-                .unwrap_or(false),
+            Some(EdgeAddresses::Blocks) => {
+                crate::cidr::block_containing(address, self.block_prefix).is_some_and(edges)
+            }
         }
     }
 

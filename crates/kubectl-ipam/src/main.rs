@@ -97,8 +97,8 @@ enum Command {
         #[arg(long, value_name = "FAMILIES", value_delimiter = ',')]
         families: Vec<String>,
         /// Output format.
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = Formatted::Table)]
-        output: Formatted,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = text::Format::Table)]
+        output: text::Format,
     },
     /// Show the cluster's pools and how many of their addresses are used, or who has one
     /// address.
@@ -122,8 +122,8 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         ip: Option<IpAddr>,
         /// Output format.
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = Formatted::Table)]
-        output: Formatted,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = text::Format::Table)]
+        output: text::Format,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -257,23 +257,6 @@ enum Output {
     Json,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Formatted {
-    Table,
-    Json,
-    Yaml,
-}
-
-impl From<Formatted> for text::Format {
-    fn from(f: Formatted) -> text::Format {
-        match f {
-            Formatted::Table => text::Format::Table,
-            Formatted::Json => text::Format::Json,
-            Formatted::Yaml => text::Format::Yaml,
-        }
-    }
-}
-
 /// Writes command output to stdout. A closed pipe (`| head`) is not worth a panic; the exit
 /// status still tells the result.
 pub(crate) fn print(text: &str) {
@@ -292,7 +275,7 @@ fn main() -> ExitCode {
             dir,
             pod_cidrs,
             families,
-            format: output.into(),
+            format: output,
         }),
         Command::Show {
             nodes,
@@ -303,7 +286,7 @@ fn main() -> ExitCode {
             access: cluster.access(),
             nodes,
             ip,
-            format: output.into(),
+            format: output,
         }),
         Command::Check { output, cluster } => check::run(&check::Args {
             access: cluster.access(),

@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use api::{IPPool, IPReservation};
 use ipam::planner::Planner;
 use ipam::pool::{EdgeAddresses, Pool, PoolInput};
+use ipam::validate::PoolVerdict;
 use ipnet::IpNet;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,11 @@ impl Reserved {
             reservations,
             pools,
         }
+    }
+
+    /// The core's verdict on each pool, in the order of the pools given to [`Reserved::new`].
+    pub fn verdicts(&self) -> &[PoolVerdict] {
+        self.planner.verdicts()
     }
 
     /// The reservations, by name.

@@ -17,8 +17,8 @@ use std::process::ExitCode;
 
 use api::IPPool;
 use ipam::cidr::Family;
-use ipam::pool::{AssignmentMode, PoolInput};
-use ipam::validate::{PoolVerdict, validate_pools};
+use ipam::pool::AssignmentMode;
+use ipam::validate::PoolVerdict;
 use kube::ResourceExt;
 use serde::Serialize;
 
@@ -198,8 +198,6 @@ pub fn compute(snapshot: &Snapshot, with_blocks: bool) -> Usage {
     }
     // The pools' range and block size as the core reads them; whether a pool gives addresses
     // is the controller's verdict, from the status, since only it knows the pod CIDR.
-    let inputs: Vec<PoolInput> = snapshot.pools.iter().map(IPPool::to_input).collect();
-    let verdicts = validate_pools(&inputs, None);
     let reserved = Reserved::new(
         &snapshot.pools,
         snapshot.reservations.as_deref().unwrap_or_default(),
@@ -207,7 +205,7 @@ pub fn compute(snapshot: &Snapshot, with_blocks: bool) -> Usage {
     let mut pools: Vec<PoolUsage> = snapshot
         .pools
         .iter()
-        .zip(&verdicts)
+        .zip(reserved.verdicts())
         .map(|(p, verdict)| {
             let (u, b) = used.get(p.name_any().as_str()).copied().unwrap_or_default();
             pool_usage(p, verdict, u, b, reserved.count_in(&verdict.name))

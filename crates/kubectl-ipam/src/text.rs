@@ -2,8 +2,8 @@
 //! and short durations. Every command's table output goes through here, so they all read alike
 //! and fit in 100-120 columns.
 
-/// How a command prints its result: tables for a person, or one object for machines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a command prints its result: tables for a person, or one object for machines (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// Tables for a person.
     Table,

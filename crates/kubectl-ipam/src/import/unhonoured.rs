@@ -25,7 +25,11 @@ pub(super) fn find(doc: &Value) -> Vec<String> {
         ns => ns,
     };
     if kind == "Pod" {
-        return messages(namespace, name, &annotations(doc, "/metadata/annotations"));
+        return ipam::fixed::unhonoured(
+            namespace,
+            name,
+            &annotations(doc, "/metadata/annotations"),
+        );
     }
     TEMPLATES
         .iter()
@@ -34,7 +38,7 @@ pub(super) fn find(doc: &Value) -> Vec<String> {
         .map(|a| {
             // The core's message names a pod; here it is every pod of the workload.
             let prefix = format!("pod {namespace}/{name}: ");
-            messages(namespace, name, &a)
+            ipam::fixed::unhonoured(namespace, name, &a)
                 .into_iter()
                 .map(|m| {
                     format!(
@@ -56,15 +60,4 @@ fn annotations(doc: &Value, pointer: &str) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn messages(namespace: &str, pod: &str, annotations: &BTreeMap<String, String>) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Err(e @ ipam::fixed::FixedError::NoIpam { .. }) =
-        ipam::fixed::requested(namespace, pod, annotations)
-    {
-        out.push(e.to_string());
-    }
-    out.extend(ipam::fixed::floating_ips_note(namespace, pod, annotations));
-    out
 }

@@ -387,14 +387,11 @@ impl PodPlanner<'_> {
             return;
         };
         let file = sourced.file.display();
-        if let Err(e @ ipam::fixed::FixedError::NoIpam { .. }) =
-            ipam::fixed::requested(namespace, name, annotations)
-        {
-            self.warnings.push(format!("{file}: {e}"));
-        }
-        if let Some(note) = ipam::fixed::floating_ips_note(namespace, name, annotations) {
-            self.warnings.push(format!("{file}: {note}"));
-        }
+        self.warnings.extend(
+            ipam::fixed::unhonoured(namespace, name, annotations)
+                .into_iter()
+                .map(|m| format!("{file}: {m}")),
+        );
     }
 
     /// The namespace's labels (with the one the API server adds) and annotations, or `None`

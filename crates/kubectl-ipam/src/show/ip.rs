@@ -25,9 +25,8 @@
 
 use std::net::IpAddr;
 
-use api::{IPAMBlock, IPPool};
-use ipam::pool::PoolInput;
-use ipam::validate::validate_pools;
+use api::IPAMBlock;
+use ipam::validate::PoolVerdict;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
@@ -199,13 +198,13 @@ pub fn lookup(address: IpAddr, snapshot: &Snapshot, pods: &[Pod], running: &[Pod
         .iter()
         .filter(|b| records::range(b).is_ok_and(|c| c.contains(&address)))
         .min_by_key(|b| b.name_any());
-    let pool = block
-        .map(|b| b.spec.pool.clone())
-        .or_else(|| pool_containing(&snapshot.pools, address));
     let reserved = Reserved::new(
         &snapshot.pools,
         snapshot.reservations.as_deref().unwrap_or_default(),
     );
+    let pool = block
+        .map(|b| b.spec.pool.clone())
+        .or_else(|| pool_containing(reserved.verdicts(), address));
     let reserved_by = reserved.by(address);
     let released = block.and_then(|b| released_at(b, address));
     let mut holders = Vec::new();
@@ -267,15 +266,12 @@ pub fn lookup(address: IpAddr, snapshot: &Snapshot, pods: &[Pod], running: &[Pod
 }
 
 /// The pool (by name order) whose range contains `address`, as the core reads the ranges.
-fn pool_containing(pools: &[IPPool], address: IpAddr) -> Option<String> {
-    let inputs: Vec<PoolInput> = pools.iter().map(IPPool::to_input).collect();
-    let mut names: Vec<String> = validate_pools(&inputs, None)
-        .into_iter()
+fn pool_containing(verdicts: &[PoolVerdict], address: IpAddr) -> Option<String> {
+    verdicts
+        .iter()
         .filter(|v| v.cidr.is_some_and(|c| c.contains(&address)))
-        .map(|v| v.name)
-        .collect();
-    names.sort();
-    names.into_iter().next()
+        .map(|v| v.name.clone())
+        .min()
 }
 
 /// When `address`, free in `block`, was released, if the block records it.

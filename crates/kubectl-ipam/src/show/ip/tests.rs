@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use api::{IPAMBlockSpec, IPPoolSpec, IPReservation, IPReservationSpec};
+use api::{IPAMBlockSpec, IPPool, IPPoolSpec, IPReservation, IPReservationSpec};
 use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
