@@ -256,7 +256,7 @@ impl Allocator {
         (until > self.now).then_some(until)
     }
 
-    /// Detaches and attaches every block again, so that the "has room" sets are recomputed.
+    /// Notes every block's room again, so that the "has room" lists are recomputed.
     fn reindex_room(&mut self) {
         let ids: Vec<BlockId> = (0..self.blocks.len())
             .filter_map(|i| BlockId::try_from(i).ok())
@@ -311,10 +311,17 @@ impl Allocator {
             .pool
             .as_ref()
             .is_some_and(|p| p.cidr() == pool.cidr() && p.block_prefix() == pool.block_prefix());
+        let same_edges = state
+            .pool
+            .as_ref()
+            .is_some_and(|p| p.reserve_edges() == pool.reserve_edges());
         state.pool = Some(pool);
         state.allocatable = allocatable;
         if !same_shape {
             self.reindex_pool(id);
+        } else if !same_edges {
+            // Blocks set aside because only their edge addresses were free may have room now.
+            self.reindex_room();
         }
     }
 

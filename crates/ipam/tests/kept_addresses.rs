@@ -249,6 +249,34 @@ fn block_edges_are_kept_back_in_every_block() {
     assert_eq!(p.allocator().usage("general").unwrap().reserved, 128);
 }
 
+#[test]
+fn turning_block_edges_off_gives_the_edge_addresses_of_full_blocks() {
+    let mut pools = pools();
+    let edges = |rule: Option<&str>| {
+        let p = PoolInput::new("general", "10.244.0.0/30")
+            .block_size(30)
+            .created("2024-01-01T00:00:00Z");
+        match rule {
+            Some(r) => p.reserve_edges(r),
+            None => p,
+        }
+    };
+    pools[0] = edges(Some("Blocks"));
+    let mut p = planner(&pools);
+    for i in 0..2 {
+        pod("web", &format!("p{i}"))
+            .assign(&mut p, &format!("u{i}"))
+            .unwrap();
+    }
+    // Only the block's edges are free, and they are kept back.
+    assert!(pod("web", "p2").assign(&mut p, "u2").is_err());
+    // The pool's range and block size stay; only the edge rule goes.
+    pools[0] = edges(None);
+    p.set_pools(&pools, Some(&pod_cidrs()));
+    let got = pod("web", "p2").assign(&mut p, "u2").unwrap();
+    assert!([ip("10.244.0.0"), ip("10.244.0.3")].contains(&got), "{got}");
+}
+
 // ---- Reuse cooldown. ----
 
 #[test]
